@@ -1,0 +1,17 @@
+"""The ``mer-cli`` command line: thin commands that parse options, call the library and show progress."""
+
+from __future__ import annotations
+
+import typer
+
+from mer.cli.preprocess_cmds import check_dataset, preprocess, synth
+from mer.cli.store_cmds import store_app
+
+app = typer.Typer(help="mer: micro-expression recognition toolkit.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+app.command("synth")(synth)
+app.command("check-dataset")(check_dataset)
+app.command("preprocess")(preprocess)
+app.add_typer(store_app, name="store")
+
+__all__ = ["app"]

@@ -1,0 +1,39 @@
+"""Terminal output shared by the CLI commands: a console, progress bars, and failure tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def clip_progress(description: str, quiet: bool = False) -> Iterator[Progress | None]:
+    """A progress bar for per-clip work: clips done, failed, frames per second, ETA (nothing when quiet)."""
+    if quiet:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("failed {task.fields[failed]}"), TextColumn("{task.fields[fps]:.0f} frames/s"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
+    )
+    with progress:
+        yield progress
+
+
+def failure_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
+    """A table of (clip, stage or file, error) rows."""
+    table = Table(title=title, show_lines=False)
+    table.add_column("clip")
+    table.add_column("where")
+    table.add_column("error", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table

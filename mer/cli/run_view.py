@@ -1,0 +1,55 @@
+"""Running a stage plan from the CLI: progress bar, summary, failure table, exit code."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from mer.cli.console import clip_progress, console, err_console, failure_table
+from mer.pipeline.graph import PlannedStage
+from mer.pipeline.runner import ClipOutcome, RunReport, run_plan
+from mer.store.store import FeatureStore
+
+
+def run_with_progress(store: FeatureStore, dataset: str, plan: list[PlannedStage], workers: int,
+                      quiet: bool, title: str) -> RunReport:
+    """Run the plan, showing clips done/failed, frames per second and ETA."""
+    state = {"frames": 0, "failed": 0, "t0": time.perf_counter(), "task": None}
+    with clip_progress(title, quiet) as progress:
+
+        def on_start(n_pending: int, n_skipped: int) -> None:
+            if progress is not None:
+                state["task"] = progress.add_task(title, total=n_pending, failed=0, fps=0.0)
+            if n_skipped and not quiet:
+                err_console.print(f"{n_skipped} clip(s) already complete: skipped")
+
+        def on_outcome(outcome: ClipOutcome) -> None:
+            state["frames"] += outcome.frames
+            state["failed"] += outcome.error is not None
+            if progress is not None:
+                fps = state["frames"] / max(time.perf_counter() - state["t0"], 1e-9)
+                progress.update(state["task"], advance=1, failed=state["failed"], fps=fps)
+            elif outcome.error:
+                err_console.print(f"failed {outcome.clip_id} at {outcome.failed_stage}: {outcome.error}")
+
+        report = run_plan(store, dataset, plan, workers=workers, on_outcome=on_outcome, on_start=on_start)
+    return report
+
+
+def print_report(report: RunReport, plan: list[PlannedStage]) -> None:
+    """Summary line per stage (key, clips computed) and the failure table."""
+    computed = report.computed
+    for planned in plan:
+        console.print(f"  {planned.stage.name:<10} key {planned.key}  computed {computed[planned.stage.name]} clip(s)")
+    console.print(f"{report.dataset}: {report.n_clips} clips, {report.skipped} already complete, "
+                  f"{len(report.failures)} failed, {report.seconds:.1f} s")
+    if report.failures:
+        rows = [(o.clip_id, o.failed_stage or "", o.error or "") for o in report.failures]
+        err_console.print(failure_table(f"{len(rows)} clip(s) failed", rows))
+
+
+def exit_on_failures(report: RunReport, extra_errors: int = 0) -> None:
+    """Exit 1 when any clip failed or the input had errors."""
+    if report.failures or extra_errors:
+        raise typer.Exit(1)

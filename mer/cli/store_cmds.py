@@ -1,0 +1,96 @@
+"""``mer-cli store …``: list, inspect, verify and export the entries of a feature store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from mer.cli.console import console, err_console
+from mer.config import canonical_json
+from mer.store import StoreError, open_store
+from mer.store.export import export_entry_h5
+from mer.store.store import EntryRef, FeatureStore
+
+store_app = typer.Typer(help="Inspect, verify and export a feature store.", no_args_is_help=True)
+
+
+def parse_entry(store: FeatureStore, text: str) -> EntryRef:
+    """Resolve ``dataset/stage[/key-prefix]`` (or a unique key prefix alone) to one entry."""
+    parts = text.strip("/").split("/")
+    if len(parts) == 1:
+        matches = [i.ref for i in store.ls() if i.key.startswith(parts[0])]
+    elif len(parts) in (2, 3):
+        key = parts[2] if len(parts) == 3 else None
+        matches = [i.ref for i in store.ls(parts[0], parts[1]) if key is None or i.key.startswith(key)]
+    else:
+        raise typer.BadParameter(f"entry {text!r}: expected dataset/stage/key, dataset/stage or a key prefix")
+    if len(matches) != 1:
+        listing = ", ".join(str(m) for m in matches) or "none"
+        raise typer.BadParameter(f"entry {text!r} matches {len(matches)} entries ({listing}); be more specific")
+    return matches[0]
+
+
+@store_app.command("ls")
+def ls_command(store: str = typer.Argument(..., help="store path or URL"),
+               dataset: str | None = typer.Option(None, help="only this dataset")) -> None:
+    """List entries: dataset, stage, key, parameters and status."""
+    st = open_store(store, "r")
+    table = Table(title=f"{st.location}")
+    for col in ("dataset", "stage", "key", "status", "parameters"):
+        table.add_column(col, overflow="fold")
+    for ds in [dataset] if dataset else st.datasets():
+        n = len(st.manifest_meta(ds)["rows"])
+        table.add_row(ds, "manifest", st.manifest_meta(ds)["hash"][:16], f"{n} clips", "")
+        for info in st.ls(ds):
+            table.add_row(info.dataset, info.stage, info.key, info.status, canonical_json(info.params))
+    console.print(table)
+
+
+@store_app.command("info")
+def info_command(store: str, entry: str = typer.Argument(..., help="dataset/stage[/key] or key prefix"),
+                 as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Show an entry's parameters, inputs, outputs, provenance and failures."""
+    st = open_store(store, "r")
+    ref = parse_entry(st, entry)
+    info = st.info_of(ref)
+    attrs = dict(st.entry(ref).attrs)
+    attrs.pop("clip_ids", None)
+    record = {"entry": str(ref), "status": info.status, "clips": info.n_clips, "done": info.n_done,
+              "failed": [{k: r[k] for k in ("clip", "stage", "error")} for r in st.failed_records(ref)], **attrs}
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    for key, value in record.items():
+        text = value if isinstance(value, str | int) else json.dumps(value, indent=1)
+        console.print(f"[bold]{key}[/bold]: {text}")
+
+
+@store_app.command("verify")
+def verify_command(store: str) -> None:
+    """Re-read every committed chunk against its stored checksum; exit 1 when something is missing or altered."""
+    st = open_store(store, "r")
+    issues = st.verify()
+    n_entries = len(st.ls())
+    if not issues:
+        console.print(f"[green]ok[/green]: every committed chunk of {n_entries} entries matches its checksum")
+        return
+    for issue in issues:
+        err_console.print(f"[red]{issue.problem}[/red] {issue.entry} clip {issue.clip}: {issue.chunk}")
+    err_console.print(f"{len(issues)} problem(s) in {st.location}")
+    raise typer.Exit(1)
+
+
+@store_app.command("export")
+def export_command(store: str, entry: str, to: Path = typer.Option(..., "--to", help="target .h5 file")) -> None:
+    """Write one entry's arrays and attributes to an HDF5 file."""
+    st = open_store(store, "r")
+    ref = parse_entry(st, entry)
+    try:
+        n = export_entry_h5(st, st.entry(ref), to)
+    except StoreError as exc:
+        err_console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"wrote {n} clips of {ref} to {to}")

@@ -1,0 +1,52 @@
+"""What a stage's compute function sees for one clip: the manifest row, its frames, and upstream outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mer.pipeline.frames_io import read_clip
+
+
+class ClipContext:
+    """Per-clip state for one worker pass: frames are decoded once and upstream outputs kept in memory."""
+
+    def __init__(self, row: dict[str, Any], index: int,
+                 read_input: Callable[[str, str | None], np.ndarray] | None = None):
+        self.row = row
+        self.index = index
+        self._read_input = read_input
+        self._frames: np.ndarray | None = None
+        self._digests: list[bytes] = []
+        self.computed: dict[str, dict[str, np.ndarray]] = {}
+        self.frames_decoded = 0
+
+    @property
+    def clip_id(self) -> str:
+        return str(self.row["clip_id"])
+
+    def frames(self) -> np.ndarray:
+        """The clip's frames onset..offset as ``T×H×W×3`` uint8 RGB, decoded on first use only."""
+        if self._frames is None:
+            self._digests = []
+            self._frames = read_clip(self.row["frame_paths"], self._digests)
+            self.frames_decoded += len(self._frames)
+        return self._frames
+
+    def frame_digests(self) -> np.ndarray:
+        """SHA-256 of each frame file (``T×32`` uint8), taken from the same read as the decode."""
+        self.frames()
+        return np.frombuffer(b"".join(self._digests), dtype=np.uint8).reshape(len(self._digests), 32)
+
+    def input(self, stage: str, name: str | None = None) -> np.ndarray:
+        """An upstream stage's output for this clip: from this pass when computed here, else from the store."""
+        if stage in self.computed:
+            arrays = self.computed[stage]
+            if name is None:
+                name = next(iter(arrays))
+            return arrays[name]
+        if self._read_input is None:
+            raise KeyError(f"input {stage!r} is not available for clip {self.clip_id}")
+        return self._read_input(stage, name)

@@ -1,0 +1,184 @@
+"""Runs planned stages over the clips of a dataset: one pass per clip, failures recorded, re-runs resume."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mer.config import to_jsonable
+from mer.pipeline.context import ClipContext
+from mer.pipeline.graph import PlannedStage
+from mer.store.provenance import provenance_record, utc_now
+from mer.store.store import Entry, FeatureStore, open_store
+
+
+@dataclass
+class ClipOutcome:
+    """What happened to one clip in one run."""
+
+    index: int
+    clip_id: str
+    computed: list[str] = field(default_factory=list)
+    failed_stage: str | None = None
+    error: str | None = None
+    frames: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RunReport:
+    """Summary of a run: clips computed, already complete, and failed (with stage and error)."""
+
+    dataset: str
+    stages: list[str]
+    n_clips: int
+    outcomes: list[ClipOutcome] = field(default_factory=list)
+    skipped: int = 0
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[ClipOutcome]:
+        return [o for o in self.outcomes if o.error is not None]
+
+    @property
+    def computed(self) -> dict[str, int]:
+        counts = {s: 0 for s in self.stages}
+        for o in self.outcomes:
+            for s in o.computed:
+                counts[s] += 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "stages": self.stages, "n_clips": self.n_clips, "skipped": self.skipped,
+                "computed": self.computed, "seconds": round(self.seconds, 3),
+                "failures": [{"clip": o.clip_id, "stage": o.failed_stage, "error": o.error} for o in self.failures]}
+
+
+_WORKER_STORES: dict[str, FeatureStore] = {}
+_WORKER_READY = False
+
+
+def _init_worker() -> None:
+    """One OpenCV and one Numba thread per worker process, so that workers do not oversubscribe the cores."""
+    global _WORKER_READY
+    if _WORKER_READY:
+        return
+    import cv2
+
+    cv2.setNumThreads(1)
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):
+        pass
+    _WORKER_READY = True
+
+
+def _worker_store(location: str) -> FeatureStore:
+    if location not in _WORKER_STORES:
+        _WORKER_STORES[location] = open_store(location, mode="a")
+    return _WORKER_STORES[location]
+
+
+def process_clip(store: FeatureStore, dataset: str, plan: list[PlannedStage], index: int,
+                 row: dict[str, Any]) -> ClipOutcome:
+    """Compute every planned stage that this clip lacks, in order, decoding its frames at most once."""
+    start = time.perf_counter()
+    entries: dict[str, Entry] = {p.stage.name: store.entry(p.ref(dataset)) for p in plan}
+
+    def read_input(stage: str, name: str | None) -> Any:
+        return store.read_entry(entries[stage], clip=row["clip_id"], name=name)
+
+    ctx = ClipContext(row, index, read_input)
+    outcome = ClipOutcome(index, row["clip_id"])
+    for planned in plan:
+        name = planned.stage.name
+        entry = entries[name]
+        if store.backend.exists(f"{entry.ref.path}/_done/{index:06d}.json"):
+            continue
+        try:
+            arrays = planned.stage.compute(ctx, planned.params)
+            store.commit_clip(entry, index, arrays)
+        except Exception as exc:  # one clip's failure must not stop the others
+            outcome.failed_stage = name
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            store.record_failure(entry, index, name, outcome.error + "\n" + traceback.format_exc(limit=6))
+            break
+        ctx.computed[name] = {o.name: arrays[o.name] for o in planned.stage.outputs}
+        outcome.computed.append(name)
+    outcome.frames = ctx.frames_decoded
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _process_in_worker(location: str, dataset: str, plan: list[PlannedStage], index: int,
+                       row: dict[str, Any]) -> ClipOutcome:
+    _init_worker()
+    return process_clip(_worker_store(location), dataset, plan, index, row)
+
+
+def prepare_entries(store: FeatureStore, dataset: str, plan: list[PlannedStage]) -> list[Entry]:
+    """Create each planned entry (attributes, provenance, dataset arrays) if it does not exist yet."""
+    meta = store.manifest_meta(dataset)
+    clip_ids = [row[meta["columns"].index("clip_id")] for row in meta["rows"]]
+    entries = []
+    for planned in plan:
+        attrs = {
+            "dataset": dataset, "stage": planned.stage.name, "key": planned.key, "version": planned.stage.version,
+            "params": to_jsonable(planned.params), "inputs": planned.inputs, "primary": planned.stage.primary,
+            "description": planned.stage.description, "clip_ids": clip_ids, "n_clips": len(clip_ids),
+            "manifest_hash": meta["hash"], "label_set": meta.get("label_set"), "provenance": provenance_record(),
+        }
+        entries.append(store.ensure_entry(planned.ref(dataset), planned.stage.output_specs(planned.params), attrs))
+    return entries
+
+
+def pending_clips(store: FeatureStore, dataset: str, plan: list[PlannedStage]) -> list[int]:
+    """Clip indices that lack at least one planned stage, longest clips first (better load balance)."""
+    meta = store.manifest_meta(dataset)
+    n = len(meta["rows"])
+    done_sets = [store.done_indices(p.ref(dataset)) for p in plan]
+    pending = [i for i in range(n) if any(i not in done for done in done_sets)]
+    n_col = meta["columns"].index("n_frames") if "n_frames" in meta["columns"] else None
+    if n_col is not None:
+        pending.sort(key=lambda i: (-int(meta["rows"][i][n_col]), i))
+    return pending
+
+
+def run_plan(store: FeatureStore, dataset: str, plan: list[PlannedStage], workers: int = 1,
+             on_outcome: Callable[[ClipOutcome], None] | None = None,
+             on_start: Callable[[int, int], None] | None = None) -> RunReport:
+    """Run the plan over every clip that lacks something; workers > 1 uses joblib processes."""
+    start = time.perf_counter()
+    prepare_entries(store, dataset, plan)
+    manifest = store.manifest(dataset)
+    rows = manifest.to_dict(orient="records")
+    pending = pending_clips(store, dataset, plan)
+    report = RunReport(dataset, [p.stage.name for p in plan], len(rows), skipped=len(rows) - len(pending))
+    if on_start is not None:
+        on_start(len(pending), report.skipped)
+    for outcome in _execute(store, dataset, plan, pending, rows, workers):
+        report.outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    report.seconds = time.perf_counter() - start
+    name = f"{utc_now().replace(':', '')}_{dataset}_{os.getpid()}"
+    store.write_run_report(name, report.to_json())
+    return report
+
+
+def _execute(store: FeatureStore, dataset: str, plan: list[PlannedStage], pending: list[int],
+             rows: list[dict[str, Any]], workers: int) -> Iterable[ClipOutcome]:
+    if workers <= 1 or len(pending) <= 1:
+        for index in pending:
+            yield process_clip(store, dataset, plan, index, rows[index])
+        return
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=workers, return_as="generator_unordered")
+    yield from parallel(delayed(_process_in_worker)(store.location, dataset, plan, i, rows[i]) for i in pending)

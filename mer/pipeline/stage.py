@@ -1,0 +1,70 @@
+"""Stage declarations: name, inputs, typed parameters, outputs, code version, and the per-clip compute."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mer.pipeline.context import ClipContext
+from mer.store.store import OutputSpec
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output array; ``row_shape`` (a function of the params) makes it a dataset array with a clip axis."""
+
+    name: str
+    dtype: str
+    row_shape: Callable[[Any], tuple[int, ...]] | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage. Bump ``version`` whenever the stored values would change for the same parameters."""
+
+    name: str
+    version: str
+    params_type: type
+    inputs: tuple[str, ...]
+    outputs: tuple[Output, ...]
+    compute: Callable[[ClipContext, Any], dict[str, np.ndarray]]
+    description: str = ""
+
+    @property
+    def primary(self) -> str:
+        return self.outputs[0].name
+
+    def output_specs(self, params: Any) -> list[OutputSpec]:
+        return [OutputSpec(o.name, o.dtype, o.row_shape is not None,
+                           tuple(o.row_shape(params)) if o.row_shape else ()) for o in self.outputs]
+
+
+_REGISTRY: dict[str, Stage] = {}
+
+
+def register(stage: Stage) -> Stage:
+    """Add a stage to the registry (names are unique)."""
+    if stage.name in _REGISTRY and _REGISTRY[stage.name] is not stage:
+        raise ValueError(f"stage {stage.name!r} is registered twice")
+    _REGISTRY[stage.name] = stage
+    return stage
+
+
+def get_stage(name: str) -> Stage:
+    """Look a stage up by name, loading the built-in stages first."""
+    from mer.pipeline import stages  # noqa: F401  (registers the built-in stages)
+
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown stage {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def all_stages() -> dict[str, Stage]:
+    """All registered stages by name."""
+    from mer.pipeline import stages  # noqa: F401
+
+    return dict(_REGISTRY)

@@ -1,0 +1,118 @@
+"""Raw key/value access to a store location: a local folder or an fsspec URL.
+
+Zarr handles the arrays; this layer writes the small JSON records (commit markers, failure records)
+that must appear atomically, and reads raw chunk bytes for checksums.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def is_url(location: str) -> bool:
+    """True for fsspec URLs such as ``s3://bucket/x`` or ``memory://x`` (not for plain paths)."""
+    return "://" in location and not location.startswith("file://")
+
+
+class LocalBackend:
+    """A store in a local or mounted folder; writes are atomic (temporary file, then rename)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(str(root).removeprefix("file://")).resolve()
+        self.location = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list_dir(self, prefix: str) -> list[str]:
+        """Names directly under ``prefix`` (files and folders), sorted; temporary files skipped."""
+        path = self._path(prefix)
+        if not path.is_dir():
+            return []
+        return sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def zarr_store(self, read_only: bool) -> Any:
+        from zarr.storage import LocalStore
+
+        if not read_only:
+            self.root.mkdir(parents=True, exist_ok=True)
+        return LocalStore(self.root, read_only=read_only)
+
+
+class FsspecBackend:
+    """A store behind an fsspec URL (object storage, ``memory://``); single-object writes are atomic there."""
+
+    def __init__(self, url: str):
+        import fsspec
+
+        self.location = url
+        self.fs, self.root = fsspec.core.url_to_fs(url)
+        self.root = self.root.rstrip("/")
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            return None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.fs.pipe_file(self._path(key), data)
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self._path(key))
+
+    def list_dir(self, prefix: str) -> list[str]:
+        try:
+            names = self.fs.ls(self._path(prefix), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted({n.rstrip("/").rsplit("/", 1)[-1] for n in names} - {""})
+
+    def delete(self, key: str) -> None:
+        if self.fs.exists(self._path(key)):
+            self.fs.rm_file(self._path(key))
+
+    def zarr_store(self, read_only: bool) -> Any:
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(self.location, read_only=read_only)
+
+
+def make_backend(location: str | Path) -> LocalBackend | FsspecBackend:
+    """Pick the backend for a local path or an fsspec URL."""
+    location = str(location)
+    if is_url(location):
+        return FsspecBackend(location)
+    return LocalBackend(location)
