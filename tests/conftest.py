@@ -28,7 +28,8 @@ def write_tiny_clips(root: Path, n_clips: int = 4, n_frames: int = 5, size: int 
             paths.append(str(path))
         rows.append({"dataset": "tiny", "subject": subject, "clip": clip, "clip_id": f"{subject}/{clip}",
                      "onset": 1, "apex": 3, "offset": n_frames, "n_frames": n_frames, "frame_paths": paths,
-                     "frame_numbers": list(range(1, n_frames + 1)), "action_units": "12", "emotion": "positive",
+                     "frame_numbers": list(range(1, n_frames + 1)), "action_units": "12", "au_vector": [0] * 21,
+                     "emotion": "positive",
                      "label": 0, "label_name": "positive", "source_file": str(root / "annotations.csv"),
                      "source_row": c + 2})
     df = pd.DataFrame(rows)

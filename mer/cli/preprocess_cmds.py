@@ -84,7 +84,7 @@ def preprocess(dataset: str = typer.Option("folder", help="adapter name"),
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
     from mer.datasets import load
 
-    result = load(dataset, root, labels=labels, annotations=annotations)
+    result = load(dataset, root, labels=labels, annotations=annotations, dataset_name=name or dataset)
     n_errors = _print_problems(result.problems)
     st = open_store(store, "a")
     ds_name = name or result.adapter
