@@ -1,0 +1,68 @@
+"""Generic folder adapter (`folder`): any dataset laid out as one folder per clip plus one sheet.
+
+Expected layout::
+
+    DIR/
+      annotations.csv                    (or annotations.xlsx / .xls / .tsv; or pass annotations=PATH)
+      <subject>/<clip>/<frames>          jpg/jpeg/bmp/png, numbered by the last run of digits in the name;
+                                         other files (e.g. truth.npz) are ignored
+
+Sheet columns: `subject`, `clip`, `onset`, `offset`, `emotion` (required), `apex`, `action_units`, `n_frames`
+(optional). `column_map={"Their header": "subject", …}` maps other headers onto these. The dataset name (the
+manifest's `dataset` column, the store's folder) is `dataset_name` if given, else DIR's name.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .layout import read_sheet_adapter, resolve_subject, safe_join, subdirs
+from .manifest import AdapterOutput
+from .problems import Problem
+from .sheets import Column
+
+NAME = "folder"
+SHEET_NAMES = ("annotations.csv", "annotations.xlsx", "annotations.xls", "annotations.tsv")
+COLUMNS = [
+    Column("subject", ("subject",)),
+    Column("clip", ("clip",)),
+    Column("onset", ("onset",)),
+    Column("apex", ("apex",), required=False),
+    Column("offset", ("offset",)),
+    Column("action_units", ("action_units", "aus", "au"), required=False),
+    Column("emotion", ("emotion",)),
+    Column("n_frames", ("n_frames",), required=False),
+]
+
+
+def dataset_name_for(root: Path, dataset_name: str | None = None) -> str:
+    """The dataset name: `dataset_name`, else the root folder's name, reduced to letters, digits, `._-`."""
+    raw = dataset_name if dataset_name else Path(root).resolve().name
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("._")
+    return clean or NAME
+
+
+def read(
+    root: Path,
+    annotations: Path | None,
+    column_map: dict[str, str] | None,
+    problems: list[Problem],
+    dataset_name: str | None = None,
+) -> AdapterOutput:
+    """Read a generic folder dataset under `root` into records."""
+    name = dataset_name_for(root, dataset_name)
+    folders = subdirs(root)
+    out = read_sheet_adapter(
+        name,
+        root,
+        annotations,
+        column_map,
+        problems,
+        SHEET_NAMES,
+        COLUMNS,
+        subject_of=lambda v: resolve_subject(v, folders),
+        folder_of=lambda subject, clip, values: safe_join(root, subject, clip),
+    )
+    out.corrections = None
+    return out
