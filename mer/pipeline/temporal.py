@@ -1,0 +1,96 @@
+"""Temporal encodings of a clip: ARP weights, rank pooling, single-image inputs, and the MESTI figure.
+
+This module is the public face of :mod:`mer.pipeline.arp` (weights), :mod:`mer.pipeline.rank_pool`
+(the Numba kernel) and :mod:`mer.pipeline.single_image` (network-ready images); it adds
+:func:`show_mesti_figure` for ``mer-cli show-mesti``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mer.pipeline.arp import APEX_SCHEMES, SCHEMES, arp_weights, check_apex
+from mer.pipeline.rank_pool import rank_pool
+from mer.pipeline.single_image import (
+    KINDS,
+    NORMS,
+    apex_image,
+    diff_image,
+    dynamic_image,
+    encode_clip,
+    finish,
+    mesti_image,
+    minmax_uint8,
+    onset_image,
+    zscore,
+)
+
+__all__ = [
+    "APEX_SCHEMES",
+    "KINDS",
+    "NORMS",
+    "SCHEMES",
+    "apex_image",
+    "arp_weights",
+    "check_apex",
+    "diff_image",
+    "dynamic_image",
+    "encode_clip",
+    "finish",
+    "mesti_image",
+    "minmax_uint8",
+    "onset_image",
+    "rank_pool",
+    "show_mesti_figure",
+    "zscore",
+]
+
+
+def show_mesti_figure(
+    frames: np.ndarray,
+    apex: int,
+    scheme: str = "mesti",
+    dynamic_scheme: str = "di",
+    title: str | None = None,
+    dpi: int = 100,
+) -> np.ndarray:
+    """Render apex frame, MESTI and dynamic image (min-max scaled) beside their weight curves; RGB uint8.
+
+    Uses matplotlib's Agg canvas directly (no pyplot state), so it is safe in workers and tests.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    frames = np.asarray(frames)
+    n = frames.shape[0]
+    apex = check_apex(apex, n)
+    w_mesti = arp_weights(n, apex, scheme)
+    w_dyn = arp_weights(n, None, dynamic_scheme)
+    panels = [
+        (f"apex frame (t={apex})", np.clip(frames[apex], 0, 255).astype(np.uint8)),
+        (f"MESTI ({scheme})", minmax_uint8(rank_pool(frames, w_mesti))),
+        (f"dynamic image ({dynamic_scheme})", minmax_uint8(rank_pool(frames, w_dyn))),
+    ]
+    fig = Figure(figsize=(13, 3.4), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 4, width_ratios=[1, 1, 1, 1.5])
+    for ax, (name, img) in zip(axes[:3], panels, strict=True):
+        ax.imshow(img if img.ndim == 3 and img.shape[2] == 3 else img.squeeze(), cmap="gray")
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    ax = axes[3]
+    t = np.arange(n)
+    # Each curve is divided by its largest magnitude so both fit one axis.
+    ax.plot(t, w_mesti / max(np.abs(w_mesti).max(), 1e-12), "o-", ms=3, label=f"{scheme} (scaled)")
+    ax.plot(t, w_dyn / max(np.abs(w_dyn).max(), 1e-12), "s-", ms=3, label=f"{dynamic_scheme} (scaled)")
+    ax.axvline(apex, color="k", ls="--", lw=1, label="apex")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("frame (0 = onset)")
+    ax.set_ylabel("weight / max |weight|")
+    ax.set_title("ARP weights", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title)
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    return np.ascontiguousarray(rgba[..., :3])
