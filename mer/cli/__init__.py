@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import typer
 
+from mer.cli.build_cmds import build_di, build_input, build_mesti
 from mer.cli.preprocess_cmds import check_dataset, preprocess, synth
 from mer.cli.store_cmds import store_app
 
-app = typer.Typer(help="mer: micro-expression recognition toolkit.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="mer: micro-expression recognition toolkit.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 app.command("synth")(synth)
 app.command("check-dataset")(check_dataset)
 app.command("preprocess")(preprocess)
+app.command("build-mesti")(build_mesti)
+app.command("build-di")(build_di)
+app.command("build-input")(build_input)
 app.add_typer(store_app, name="store")
 
 __all__ = ["app"]

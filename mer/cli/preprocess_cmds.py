@@ -12,7 +12,7 @@ from mer.pipeline.graph import build_plan
 from mer.pipeline.manifest_store import write_dataset_manifest
 from mer.store import open_store
 
-DEFAULT_STAGES = ["ingest"]
+DEFAULT_STAGES = ["ingest", "detect", "landmarks", "align", "equalize"]
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -23,12 +23,14 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def synth(out: Path = typer.Option(..., "--out", help="folder to write the dataset into"),
-          subjects: int = typer.Option(8, help="number of subjects"),
-          clips_per_subject: int = typer.Option(6, help="clips per subject"),
-          classes: int = typer.Option(3, help="3 (positive/negative/surprise) or 5 (CASME II-style)"),
-          seed: int = typer.Option(0, help="random seed: the same seed writes the same bytes"),
-          size: str = typer.Option("640x480", help="frame size WIDTHxHEIGHT")) -> None:
+def synth(
+    out: Path = typer.Option(..., "--out", help="folder to write the dataset into"),
+    subjects: int = typer.Option(8, help="number of subjects"),
+    clips_per_subject: int = typer.Option(6, help="clips per subject"),
+    classes: int = typer.Option(3, help="3 (positive/negative/surprise) or 5 (CASME II-style)"),
+    seed: int = typer.Option(0, help="random seed: the same seed writes the same bytes"),
+    size: str = typer.Option("640x480", help="frame size WIDTHxHEIGHT"),
+) -> None:
     """Write a synthetic micro-expression dataset (real face photos, AU-shaped motions, ground truth)."""
     from mer.datasets.synthetic import generate_synthetic
 
@@ -38,9 +40,15 @@ def synth(out: Path = typer.Option(..., "--out", help="folder to write the datas
 
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("synth clips", total=subjects * clips_per_subject)
-        summary = generate_synthetic(out, subjects=subjects, clips_per_subject=clips_per_subject, classes=classes,
-                                     seed=seed, frame_size=_parse_size(size),
-                                     progress=lambda done, total: progress.update(task, completed=done, total=total))
+        summary = generate_synthetic(
+            out,
+            subjects=subjects,
+            clips_per_subject=clips_per_subject,
+            classes=classes,
+            seed=seed,
+            frame_size=_parse_size(size),
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     console.print(f"wrote {summary.n_clips} clips ({summary.n_frames} frames) to {out}")
 
 
@@ -50,37 +58,45 @@ def _print_problems(problems: list) -> int:
     for p in warnings:
         err_console.print(f"[yellow]warning[/yellow] {p}")
     if errors:
-        err_console.print(failure_table(f"{len(errors)} annotation/layout error(s): these clips are left out",
-                                        [(f"{p.subject or ''}/{p.clip or ''}", f"{p.file}:{p.row}", str(p))
-                                         for p in errors]))
+        err_console.print(
+            failure_table(
+                f"{len(errors)} annotation/layout error(s): these clips are left out",
+                [(f"{p.subject or ''}/{p.clip or ''}", f"{p.file}:{p.row}", str(p)) for p in errors],
+            )
+        )
     return len(errors)
 
 
-def check_dataset(dataset: str = typer.Option(..., help="adapter name (folder, casme2, samm, smic, ...)"),
-                  root: Path = typer.Option(..., help="dataset root folder"),
-                  labels: str = typer.Option("original", help="label set: original, 3class, 5class or a TOML file"),
-                  annotations: Path | None = typer.Option(None, help="annotation sheet, if not at its usual place")
-                  ) -> None:
+def check_dataset(
+    dataset: str = typer.Option(..., help="adapter name (folder, casme2, samm, smic, ...)"),
+    root: Path = typer.Option(..., help="dataset root folder"),
+    labels: str = typer.Option("original", help="label set: original, 3class, 5class or a TOML file"),
+    annotations: Path | None = typer.Option(None, help="annotation sheet, if not at its usual place"),
+) -> None:
     """Validate a dataset's layout and annotations without writing anything; exit 1 on errors."""
     from mer.datasets import load
 
     result = load(dataset, root, labels=labels, annotations=annotations)
     n_errors = _print_problems(result.problems)
-    console.print(f"{dataset}: {len(result.manifest)} usable clips, {n_errors} error(s), "
-                  f"{len(result.problems) - n_errors} warning(s)")
+    console.print(
+        f"{dataset}: {len(result.manifest)} usable clips, {n_errors} error(s), "
+        f"{len(result.problems) - n_errors} warning(s)"
+    )
     if n_errors:
         raise typer.Exit(1)
 
 
-def preprocess(dataset: str = typer.Option("folder", help="adapter name"),
-               root: Path = typer.Option(..., help="dataset root folder"),
-               store: str = typer.Option(..., help="store path or URL"),
-               name: str | None = typer.Option(None, help="dataset name in the store (default: the adapter's)"),
-               labels: str = typer.Option("original", help="label set: original, 3class, 5class or a TOML file"),
-               annotations: Path | None = typer.Option(None, help="annotation sheet, if not at its usual place"),
-               stages: str = typer.Option(",".join(DEFAULT_STAGES), help="comma-separated stages to run"),
-               workers: int = typer.Option(1, help="parallel worker processes"),
-               quiet: bool = typer.Option(False, "--quiet", help="no progress bars; log lines only")) -> None:
+def preprocess(
+    dataset: str = typer.Option("folder", help="adapter name"),
+    root: Path = typer.Option(..., help="dataset root folder"),
+    store: str = typer.Option(..., help="store path or URL"),
+    name: str | None = typer.Option(None, help="dataset name in the store (default: the adapter's)"),
+    labels: str = typer.Option("original", help="label set: original, 3class, 5class or a TOML file"),
+    annotations: Path | None = typer.Option(None, help="annotation sheet, if not at its usual place"),
+    stages: str = typer.Option(",".join(DEFAULT_STAGES), help="comma-separated stages to run"),
+    workers: int = typer.Option(1, help="parallel worker processes"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars; log lines only"),
+) -> None:
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
     from mer.datasets import load
 
@@ -89,8 +105,15 @@ def preprocess(dataset: str = typer.Option("folder", help="adapter name"),
     st = open_store(store, "a")
     ds_name = name or result.adapter
     label_set = result.label_set.to_json() if result.label_set is not None else None
-    digest = write_dataset_manifest(st, ds_name, result.manifest, root, result.adapter, label_set,
-                                    {"corrections": getattr(result, "corrections", None)})
+    digest = write_dataset_manifest(
+        st,
+        ds_name,
+        result.manifest,
+        root,
+        result.adapter,
+        label_set,
+        {"corrections": getattr(result, "corrections", None)},
+    )
     console.print(f"manifest {ds_name}: {len(result.manifest)} clips (hash {digest[:16]})")
     plan = build_plan(st, ds_name, [s.strip() for s in stages.split(",") if s.strip()])
     report = run_with_progress(st, ds_name, plan, workers, quiet, f"preprocess {ds_name}")

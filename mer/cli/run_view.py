@@ -12,8 +12,9 @@ from mer.pipeline.runner import ClipOutcome, RunReport, run_plan
 from mer.store.store import FeatureStore
 
 
-def run_with_progress(store: FeatureStore, dataset: str, plan: list[PlannedStage], workers: int,
-                      quiet: bool, title: str) -> RunReport:
+def run_with_progress(
+    store: FeatureStore, dataset: str, plan: list[PlannedStage], workers: int, quiet: bool, title: str
+) -> RunReport:
     """Run the plan, showing clips done/failed, frames per second and ETA."""
     state = {"frames": 0, "failed": 0, "t0": time.perf_counter(), "task": None}
     with clip_progress(title, quiet) as progress:
@@ -42,8 +43,10 @@ def print_report(report: RunReport, plan: list[PlannedStage]) -> None:
     computed = report.computed
     for planned in plan:
         console.print(f"  {planned.stage.name:<10} key {planned.key}  computed {computed[planned.stage.name]} clip(s)")
-    console.print(f"{report.dataset}: {report.n_clips} clips, {report.skipped} already complete, "
-                  f"{len(report.failures)} failed, {report.seconds:.1f} s")
+    console.print(
+        f"{report.dataset}: {report.n_clips} clips, {report.skipped} already complete, "
+        f"{len(report.failures)} failed, {report.seconds:.1f} s"
+    )
     if report.failures:
         rows = [(o.clip_id, o.failed_stage or "", o.error or "") for o in report.failures]
         err_console.print(failure_table(f"{len(rows)} clip(s) failed", rows))

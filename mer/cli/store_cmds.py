@@ -34,8 +34,10 @@ def parse_entry(store: FeatureStore, text: str) -> EntryRef:
 
 
 @store_app.command("ls")
-def ls_command(store: str = typer.Argument(..., help="store path or URL"),
-               dataset: str | None = typer.Option(None, help="only this dataset")) -> None:
+def ls_command(
+    store: str = typer.Argument(..., help="store path or URL"),
+    dataset: str | None = typer.Option(None, help="only this dataset"),
+) -> None:
     """List entries: dataset, stage, key, parameters and status."""
     st = open_store(store, "r")
     table = Table(title=f"{st.location}")
@@ -50,16 +52,25 @@ def ls_command(store: str = typer.Argument(..., help="store path or URL"),
 
 
 @store_app.command("info")
-def info_command(store: str, entry: str = typer.Argument(..., help="dataset/stage[/key] or key prefix"),
-                 as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+def info_command(
+    store: str,
+    entry: str = typer.Argument(..., help="dataset/stage[/key] or key prefix"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
     """Show an entry's parameters, inputs, outputs, provenance and failures."""
     st = open_store(store, "r")
     ref = parse_entry(st, entry)
     info = st.info_of(ref)
     attrs = dict(st.entry(ref).attrs)
     attrs.pop("clip_ids", None)
-    record = {"entry": str(ref), "status": info.status, "clips": info.n_clips, "done": info.n_done,
-              "failed": [{k: r[k] for k in ("clip", "stage", "error")} for r in st.failed_records(ref)], **attrs}
+    record = {
+        "entry": str(ref),
+        "status": info.status,
+        "clips": info.n_clips,
+        "done": info.n_done,
+        "failed": [{k: r[k] for k in ("clip", "stage", "error")} for r in st.failed_records(ref)],
+        **attrs,
+    }
     if as_json:
         typer.echo(json.dumps(record, indent=2))
         return

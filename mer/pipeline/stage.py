@@ -17,8 +17,11 @@ class Output:
     """One output array; ``row_shape`` (a function of the params) makes it a dataset array with a clip axis."""
 
     name: str
-    dtype: str
+    dtype: str | Callable[[Any], str]
     row_shape: Callable[[Any], tuple[int, ...]] | None = None
+
+    def dtype_for(self, params: Any) -> str:
+        return self.dtype(params) if callable(self.dtype) else self.dtype
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,11 @@ class Stage:
         return self.outputs[0].name
 
     def output_specs(self, params: Any) -> list[OutputSpec]:
-        return [OutputSpec(o.name, o.dtype, o.row_shape is not None,
-                           tuple(o.row_shape(params)) if o.row_shape else ()) for o in self.outputs]
+        return [
+            OutputSpec(o.name, o.dtype_for(params), o.row_shape is not None,
+                       tuple(o.row_shape(params)) if o.row_shape else ())
+            for o in self.outputs
+        ]
 
 
 _REGISTRY: dict[str, Stage] = {}

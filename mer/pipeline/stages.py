@@ -1,3 +1,3 @@
 """Imports every built-in stage module so that they register themselves."""
 
-from mer.pipeline import ingest  # noqa: F401
+from mer.pipeline import face_stages, ingest, temporal_stages  # noqa: F401

@@ -1,0 +1,193 @@
+"""The face stages ``detect`` → ``landmarks`` → ``align`` → ``equalize``, each storing per-clip arrays.
+
+They wrap the kernels in :mod:`mer.pipeline.face`; the parameter defaults are those of
+:class:`mer.pipeline.face.chain.FaceParams`, which also validates them. Frames are decoded once per pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mer.pipeline.context import ClipContext
+from mer.pipeline.face.align import align_clip
+from mer.pipeline.face.chain import FaceParams, smooth_kwargs, as_rgb_clip
+from mer.pipeline.face.detect import FaceDetection, detect_face
+from mer.pipeline.face.equalize import equalize_frames
+from mer.pipeline.face.landmarks import track_landmarks
+from mer.pipeline.stage import Output, Stage, register
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """dlib ``hog`` (default) or ``cnn`` detector on clip frame ``onset``, retrying upsampled and on later frames."""
+
+    detector: str = "hog"
+    onset: int = 0
+    detect_frames: int = 3
+    max_upsample: int = 1
+    min_score: float = 0.0
+    min_face_frac: float = 0.08
+
+    def __post_init__(self) -> None:
+        FaceParams(**asdict(self))
+
+
+@dataclass(frozen=True)
+class LandmarkParams:
+    """68-point tracking from the previous frame's landmarks; one-euro (default), Savitzky–Golay or no smoothing."""
+
+    n_inits: int = 5
+    max_outside: float = 0.25
+    smoothing: str = "one-euro"
+    min_cutoff: float = 0.04
+    beta: float = 0.2
+    d_cutoff: float = 0.2
+    bidirectional: bool = True
+    savgol_window: int = 7
+    savgol_order: int = 2
+
+    def __post_init__(self) -> None:
+        FaceParams(**asdict(self))
+
+
+@dataclass(frozen=True)
+class AlignParams:
+    """Similarity alignment from eye geometry (STAG's inner corners 39/42 or eye centres), once from the onset."""
+
+    reference: str = "inner-corners"
+    align_mode: str = "onset"
+    size: int = 256
+    eye_y: float | None = None
+    eye_distance: float | None = None
+    border: str = "replicate"
+
+    def __post_init__(self) -> None:
+        FaceParams(**asdict(self))
+
+
+@dataclass(frozen=True)
+class EqualizeParams:
+    """Luminance histogram equalisation (``hist``, as the MESTI paper), ``clahe`` or ``none``."""
+
+    method: str = "hist"
+    clahe_clip: float = 2.0
+    clahe_tiles: int = 8
+
+    def __post_init__(self) -> None:
+        FaceParams(equalize=self.method, clahe_clip=self.clahe_clip, clahe_tiles=self.clahe_tiles)
+
+
+def _clip(ctx: ClipContext) -> np.ndarray:
+    return as_rgb_clip(ctx.frames())
+
+
+def compute_detect(ctx: ClipContext, p: DetectParams) -> dict[str, np.ndarray]:
+    """Find the face by detector score on the onset frame (retrying upsampled and on the next frames)."""
+    clip = _clip(ctx)
+    det = detect_face(
+        clip,
+        detector=p.detector,
+        start=p.onset,
+        max_frames=p.detect_frames,
+        max_upsample=p.max_upsample,
+        min_score=p.min_score,
+        min_size_frac=p.min_face_frac,
+    )
+    return {
+        "box": np.asarray(det.box, dtype=np.float32),
+        "detection": np.array([det.score, det.frame_index, det.upsample], dtype=np.float32),
+    }
+
+
+def compute_landmarks(ctx: ClipContext, p: LandmarkParams) -> dict[str, np.ndarray]:
+    """Track 68 landmarks over every frame from the detection, then smooth them without lag."""
+    box = ctx.input("detect", "box")
+    score, frame_index, upsample = ctx.input("detect", "detection")
+    detection = FaceDetection(tuple(float(v) for v in box), float(score), int(frame_index), int(upsample))
+    face = FaceParams(**asdict(p))
+    track = track_landmarks(
+        _clip(ctx),
+        detection,
+        smoothing=p.smoothing,
+        n_inits=p.n_inits,
+        max_outside=p.max_outside,
+        **smooth_kwargs(face),
+    )
+    return {"landmarks": track.landmarks, "quality": track.quality.astype(np.float32), "landmarks_raw": track.raw}
+
+
+def compute_align(ctx: ClipContext, p: AlignParams) -> dict[str, np.ndarray]:
+    """Warp every frame with the eye-geometry similarity transform (from the onset frame by default)."""
+    aligned = align_clip(
+        _clip(ctx),
+        ctx.input("landmarks", "landmarks"),
+        size=p.size,
+        reference=p.reference,
+        mode=p.align_mode,
+        ref_frame=0,
+        eye_y=p.eye_y,
+        eye_distance=p.eye_distance,
+        border=p.border,
+    )
+    return {
+        "frames": aligned.frames,
+        "transforms": aligned.transforms.astype(np.float32),
+        "landmarks": aligned.landmarks.astype(np.float32),
+    }
+
+
+def compute_equalize(ctx: ClipContext, p: EqualizeParams) -> dict[str, np.ndarray]:
+    """Equalise the luminance of each aligned frame."""
+    frames = ctx.input("align", "frames")
+    out = equalize_frames(frames, p.method, clip_limit=p.clahe_clip, tile_grid=(p.clahe_tiles, p.clahe_tiles))
+    return {"frames": np.ascontiguousarray(out, dtype=np.uint8)}
+
+
+DETECT = register(
+    Stage(
+        "detect",
+        "1",
+        DetectParams,
+        ("ingest",),
+        (Output("box", "float32", lambda p: (4,)), Output("detection", "float32", lambda p: (3,))),
+        compute_detect,
+        "face box (x0, y0, x1, y1) and detection (score, frame, upsample)",
+    )
+)
+LANDMARKS = register(
+    Stage(
+        "landmarks",
+        "1",
+        LandmarkParams,
+        ("detect",),
+        (Output("landmarks", "float32"), Output("quality", "float32"), Output("landmarks_raw", "float32")),
+        compute_landmarks,
+        "tracked, smoothed 68-point landmarks T×68×2 and per-frame quality",
+    )
+)
+ALIGN = register(
+    Stage(
+        "align",
+        "1",
+        AlignParams,
+        ("landmarks",),
+        (Output("frames", "uint8"), Output("transforms", "float32"), Output("landmarks", "float32")),
+        compute_align,
+        "aligned face crops T×S×S×3, transforms T×2×3, aligned landmarks",
+    )
+)
+EQUALIZE = register(
+    Stage(
+        "equalize",
+        "1",
+        EqualizeParams,
+        ("align",),
+        (Output("frames", "uint8"),),
+        compute_equalize,
+        "luminance-equalised aligned frames T×S×S×3",
+    )
+)
+
+FACE_STAGES = ["detect", "landmarks", "align", "equalize"]
