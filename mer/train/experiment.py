@@ -1,0 +1,254 @@
+"""Run one model under one protocol on a whole input tensor and write its results.
+
+The input tensor is moved to the device once; each fold builds a fresh model (seeded per fold), trains on
+its training rows only (the trainer indexes the device tensor per batch) and predicts its test rows.
+Input standardisation statistics come from the fold's training rows and live inside the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from mer.models import create
+from mer.train.metrics import compute_metrics
+from mer.train.protocols import Fold, Protocol, parse_protocol, subject_keys
+from mer.train.results import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    PROVENANCE_FILE,
+    ExperimentResult,
+    write_csv,
+    write_json,
+)
+from mer.train.trainer import TrainConfig, as_float_batch, fit, predict, resolve_device
+
+FoldProgress = Callable[[int, int, float], None]  # (fold index, epoch, train loss)
+
+
+class Standardize(nn.Module):
+    """Per-channel ``(x - mean) / std`` with the statistics stored as buffers (saved in checkpoints)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).float())
+        self.register_buffer("std", std.reshape(1, -1, 1, 1).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class StandardizedModel(nn.Module):
+    """A network preceded by :class:`Standardize`."""
+
+    def __init__(self, norm: Standardize, net: nn.Module) -> None:
+        super().__init__()
+        self.norm = norm
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.norm(x))
+
+
+@torch.no_grad()
+def channel_stats(X: torch.Tensor, rows: np.ndarray, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over rows ``rows`` of ``X`` (as float, uint8 scaled to [0, 1])."""
+    c = X.shape[1]
+    s = torch.zeros(c, dtype=torch.float64, device=X.device)
+    s2 = torch.zeros_like(s)
+    count = 0
+    idx = torch.as_tensor(rows, device=X.device)
+    for start in range(0, len(idx), chunk):
+        xb = as_float_batch(X[idx[start : start + chunk]]).double()
+        s += xb.sum(dim=(0, 2, 3))
+        s2 += (xb * xb).sum(dim=(0, 2, 3))
+        count += xb.numel() // c
+    mean = s / max(count, 1)
+    std = (s2 / max(count, 1) - mean * mean).clamp_min(0).sqrt().clamp_min(1e-6)
+    return mean.float(), std.float()
+
+
+def encode_labels(labels: pd.Series, class_names: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    """Integer labels and class names from a label column of ints or of class-name strings."""
+    if pd.api.types.is_integer_dtype(labels):
+        y = labels.to_numpy().astype(np.int64)
+        names = list(class_names) if class_names is not None else [str(i) for i in range(int(y.max()) + 1)]
+        if y.min() < 0 or y.max() >= len(names):
+            raise ValueError("integer labels out of range of class_names")
+        return y, names
+    names = list(class_names) if class_names is not None else sorted(labels.astype(str).unique())
+    lookup = {n: i for i, n in enumerate(names)}
+    unknown = set(labels.astype(str)) - set(lookup)
+    if unknown:
+        raise ValueError(f"labels not in class_names: {sorted(unknown)}")
+    return labels.astype(str).map(lookup).to_numpy().astype(np.int64), names
+
+
+def run_experiment(
+    X: np.ndarray,
+    meta: pd.DataFrame,
+    protocol: str | Protocol,
+    model_name: str,
+    model_options: dict | None = None,
+    config: TrainConfig | None = None,
+    out_dir: str | os.PathLike | None = None,
+    class_names: Sequence[str] | None = None,
+    provenance: dict | None = None,
+    progress: FoldProgress | None = None,
+    input_name: str | None = None,
+    save_checkpoints: bool = False,
+) -> ExperimentResult:
+    """Train and evaluate ``model_name`` on ``X`` (N x C x H x W) under ``protocol``; write to ``out_dir``.
+
+    ``meta`` has one row per clip with columns ``dataset, subject, clip_id, label`` (label: int index into
+    ``class_names`` or a class-name string). Metrics are computed on the pooled test predictions of all
+    folds, per fold and per dataset. ``provenance`` is written to ``provenance.json`` as given.
+    """
+    config = config or TrainConfig()
+    model_options = dict(model_options or {})
+    proto = parse_protocol(protocol)
+    meta = meta.reset_index(drop=True)
+    if len(meta) != len(X):
+        raise ValueError(f"X has {len(X)} rows but meta has {len(meta)}")
+    y_np, names = encode_labels(meta["label"], class_names)
+    k = len(names)
+    keys = subject_keys(meta)
+    folds: list[Fold] = proto.folds(meta)
+    device = resolve_device(config.device)
+
+    arr = np.ascontiguousarray(X)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    Xd = torch.from_numpy(arr).to(device)
+    yd = torch.from_numpy(y_np).to(device)
+    _, c, h, _ = Xd.shape
+
+    pred_frames, hist_frames, per_fold = [], [], []
+    ckpt_dir = Path(out_dir) / "checkpoints" if (out_dir is not None and save_checkpoints) else None
+    if ckpt_dir is not None:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    for fi, fold in enumerate(folds):
+        if len(np.intersect1d(fold.train_idx, fold.test_idx)):
+            raise AssertionError(f"fold {fold.name}: train and test rows overlap")
+        fold_cfg = dataclasses.replace(config, seed=config.seed + fi)
+        torch.manual_seed(fold_cfg.seed)
+        net = create(model_name, num_classes=k, in_channels=c, image_size=h, **model_options)
+        if config.standardize:
+            net = StandardizedModel(Standardize(*channel_stats(Xd, fold.train_idx)), net)
+        net.to(device)
+        cb = (lambda e, loss, _fi=fi: progress(_fi, e, loss)) if progress is not None else None
+        hist = fit(net, Xd, yd, fold_cfg, indices=fold.train_idx, groups=keys[fold.train_idx], progress=cb)
+        probs = predict(net, Xd, fold.test_idx, config.eval_batch_size, config.amp).cpu().numpy()
+        if ckpt_dir is not None:
+            torch.save(net.state_dict(), ckpt_dir / f"fold{fi:03d}.pt")
+        y_pred = probs.argmax(1)
+        fm = compute_metrics(y_np[fold.test_idx], y_pred, k)
+        per_fold.append(
+            {
+                "fold": fold.name,
+                "n_train": int(len(hist.train_rows)),
+                "n_val": int(len(hist.val_rows)),
+                "n_test": int(len(fold.test_idx)),
+                "acc": fm["acc"],
+                "uf1": fm["uf1"],
+                "uar": fm["uar"],
+                "best_epoch": hist.best_epoch,
+            }
+        )
+        pred_frames.append(_fold_predictions(meta, fold, fi, y_np, y_pred, probs, names))
+        h_df = pd.DataFrame(hist.epochs)
+        h_df.insert(0, "fold", fold.name)
+        hist_frames.append(h_df)
+        del net
+
+    preds = pd.concat(pred_frames, ignore_index=True) if pred_frames else pd.DataFrame()
+    history = pd.concat(hist_frames, ignore_index=True) if hist_frames else pd.DataFrame()
+    metrics = _summarise(preds, k, names, per_fold)
+    metrics["train_seconds"] = time.perf_counter() - t_start
+    run_config = {
+        "model": model_name,
+        "model_options": model_options,
+        "input": input_name if input_name is not None else (provenance or {}).get("input"),
+        "protocol": proto.to_dict(),
+        "train": config.to_dict(),
+        "class_names": names,
+        "num_classes": k,
+        "input_shape": [int(s) for s in Xd.shape[1:]],
+        "input_dtype": str(arr.dtype),
+        "n_clips": len(meta),
+        "n_folds": len(folds),
+        "datasets": sorted(meta["dataset"].astype(str).unique()),
+        "device": str(device),
+        "versions": {
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / CONFIG_FILE, run_config)
+        if provenance is not None:
+            write_json(out / PROVENANCE_FILE, provenance)
+        write_csv(out / PREDICTIONS_FILE, preds)
+        write_csv(out / HISTORY_FILE, history)
+        write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
+    return ExperimentResult(metrics, preds, history, run_config, Path(out_dir) if out_dir is not None else None)
+
+
+def _fold_predictions(meta, fold: Fold, fi: int, y_np, y_pred, probs, names) -> pd.DataFrame:
+    rows = meta.iloc[fold.test_idx]
+    df = pd.DataFrame(
+        {
+            "row": fold.test_idx,
+            "dataset": rows["dataset"].astype(str).to_numpy(),
+            "subject": rows["subject"].astype(str).to_numpy(),
+            "clip": rows["clip_id"].astype(str).to_numpy() if "clip_id" in rows else fold.test_idx.astype(str),
+            "fold": fold.name,
+            "fold_index": fi,
+            "y_true": y_np[fold.test_idx],
+            "y_pred": y_pred,
+            "true_name": [names[i] for i in y_np[fold.test_idx]],
+            "pred_name": [names[i] for i in y_pred],
+        }
+    )
+    for j, n in enumerate(names):
+        df[f"score_{n}"] = probs[:, j]
+    return df
+
+
+def _summarise(preds: pd.DataFrame, k: int, names: list[str], per_fold: list[dict]) -> dict:
+    pooled = compute_metrics(preds["y_true"], preds["y_pred"], k) if len(preds) else {}
+    per_dataset = {
+        str(ds): _headline(compute_metrics(g["y_true"], g["y_pred"], k)) for ds, g in preds.groupby("dataset")
+    }
+    out = {key: pooled.get(key) for key in ("uf1", "uar", "acc", "wf1", "n")}
+    out.update(
+        {
+            "class_names": names,
+            "per_class_f1": dict(zip(names, pooled.get("per_class_f1", []), strict=False)),
+            "per_class_recall": dict(zip(names, pooled.get("per_class_recall", []), strict=False)),
+            "support": dict(zip(names, pooled.get("support", []), strict=False)),
+            "confusion_matrix": pooled.get("confusion_matrix"),
+            "per_dataset": per_dataset,
+            "per_fold": per_fold,
+        }
+    )
+    return out
+
+
+def _headline(m: dict) -> dict:
+    return {key: m[key] for key in ("uf1", "uar", "acc", "wf1", "n")} | {"confusion_matrix": m["confusion_matrix"]}

@@ -1,0 +1,81 @@
+"""Result files of one experiment run and their readers.
+
+A run directory holds ``metrics.json``, ``predictions.csv``, ``config.json``, ``history.csv`` and,
+optionally, ``provenance.json`` and ``checkpoints/fold###.pt`` (state dicts; load with
+``torch.load(path, weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+PROVENANCE_FILE = "provenance.json"
+
+
+@dataclass
+class ExperimentResult:
+    """What :func:`mer.train.experiment.run_experiment` returns (also written to ``out_dir``)."""
+
+    metrics: dict
+    predictions: pd.DataFrame
+    history: pd.DataFrame
+    config: dict
+    out_dir: Path | None
+
+
+def _clean(obj: Any) -> Any:
+    """Replace NaN/inf by None recursively so the JSON is strict."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # NumPy scalars
+        return _clean(obj.item())
+    return obj
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write strict, indented JSON atomically (write a temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
+    """Write a CSV atomically (no index)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def load_run(run_dir: str | os.PathLike) -> ExperimentResult:
+    """Read a run directory back into an :class:`ExperimentResult`."""
+    run_dir = Path(run_dir)
+    hist_path = run_dir / HISTORY_FILE
+    return ExperimentResult(
+        metrics=read_json(run_dir / METRICS_FILE),
+        predictions=pd.read_csv(run_dir / PREDICTIONS_FILE, dtype={"subject": str, "clip": str}),
+        history=pd.read_csv(hist_path) if hist_path.exists() else pd.DataFrame(),
+        config=read_json(run_dir / CONFIG_FILE),
+        out_dir=run_dir,
+    )

@@ -1,0 +1,305 @@
+"""Whole-tensor trainer: the dataset lives on the device and is indexed per batch (no DataLoader).
+
+``fit`` trains for a fixed number of epochs (50 by default, the paper's schedule). Early stopping is
+optional and only ever looks at an inner validation split drawn from the *training* rows (by subject when
+``groups`` is given), never at a test fold. Mixed precision (bfloat16 autocast) is used on CUDA only.
+Runs are seeded; on CPU deterministic algorithms are enforced, so two runs with one seed match exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from mer.train.augment import PAPER_ANGLES, augment_batch
+from mer.train.losses import inverse_frequency_weights, make_loss
+from mer.train.metrics import compute_metrics
+
+ProgressFn = Callable[[int, float], None]  # (epoch, train loss)
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (paper defaults: Adam, focal loss, 50 epochs, flip + ±5/±10° rotation).
+
+    The paper's learning-rate and weight-decay values were lost in extraction; 1e-4 / 1e-4 are our choice.
+    ``class_weights``: ``None`` or ``"inverse"`` (inverse class frequency of the training rows).
+    ``val_fraction > 0`` holds out that share of training subjects as an inner validation split; with
+    ``early_stopping`` it stops after ``patience`` epochs without a lower validation loss and restores the
+    best weights. ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    ``standardize``: per-channel mean/std from the training rows, applied inside the model (see experiment).
+    ``profile``: synchronise around the data step to measure how long the device waits for data.
+    """
+
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    optimizer: str = "adam"
+    loss: str = "focal"
+    gamma: float = 2.0
+    class_weights: str | None = None
+    label_smoothing: float = 0.0
+    augment: bool = True
+    flip_prob: float = 0.5
+    rotation_angles: tuple[float, ...] = PAPER_ANGLES
+    flow_channels: tuple[int, int] | None = None
+    seed: int = 0
+    val_fraction: float = 0.0
+    early_stopping: bool = False
+    patience: int = 10
+    amp: bool = True
+    device: str = "auto"
+    standardize: bool = True
+    eval_batch_size: int = 256
+    profile: bool = False
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict of the fields."""
+        d = asdict(self)
+        d["rotation_angles"] = list(self.rotation_angles)
+        d["flow_channels"] = list(self.flow_channels) if self.flow_channels else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (unknown keys are rejected)."""
+        d = dict(d)
+        if "rotation_angles" in d:
+            d["rotation_angles"] = tuple(d["rotation_angles"])
+        if d.get("flow_channels") is not None:
+            d["flow_channels"] = tuple(d["flow_channels"])
+        return cls(**d)
+
+
+@dataclass
+class History:
+    """Per-epoch records (dicts with epoch, train_loss, train_acc, and val_* when an inner split exists)."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    train_rows: np.ndarray | None = None
+    val_rows: np.ndarray | None = None
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def as_float_batch(xb: torch.Tensor) -> torch.Tensor:
+    """Convert a gathered batch to float32 (uint8 images are scaled to [0, 1])."""
+    if xb.dtype == torch.uint8:
+        return xb.float().div_(255.0)
+    return xb.float()
+
+
+@contextlib.contextmanager
+def deterministic_mode(enabled: bool):
+    """Temporarily enforce deterministic algorithms (restores the previous setting)."""
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+
+
+def inner_split(
+    rows: np.ndarray, y: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split training ``rows`` into (fit, val): whole groups (subjects) when given, else stratified rows."""
+    rng = np.random.default_rng(seed)
+    if fraction <= 0:
+        return rows, rows[:0]
+    if groups is not None:
+        keys = np.unique(groups)
+        if len(keys) < 2:
+            raise ValueError("an inner validation split by subject needs at least two training subjects")
+        keys = keys[rng.permutation(len(keys))]
+        target = fraction * len(rows)
+        chosen, total = [], 0
+        for k in keys[:-1]:
+            if total >= target:
+                break
+            chosen.append(k)
+            total += int((groups == k).sum())
+        val_mask = np.isin(groups, chosen)
+    else:
+        val_mask = np.zeros(len(rows), dtype=bool)
+        for c in np.unique(y):
+            idx = np.flatnonzero(y == c)
+            k = int(round(fraction * len(idx)))
+            val_mask[rng.choice(idx, size=min(k, len(idx) - 1), replace=False)] = True
+    return rows[~val_mask], rows[val_mask]
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    name = cfg.optimizer.lower()
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fit(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+    groups: Sequence | np.ndarray | None = None,
+    progress: ProgressFn | None = None,
+) -> History:
+    """Train ``model`` in place on rows ``indices`` of ``X``/``y`` (all when None); return its history.
+
+    ``X`` (N x C x H x W, uint8 or float) and ``y`` (N, int64) should already be on the device; only rows in
+    ``indices`` are ever read. ``groups`` (one key per entry of ``indices``, e.g. subject) makes the inner
+    validation split subject-wise. ``progress(epoch, loss)`` is called after every epoch.
+    """
+    device = X.device
+    model.to(device)
+    rows = np.arange(len(X)) if indices is None else np.asarray(torch.as_tensor(indices).cpu(), dtype=np.int64)
+    y_rows = y[torch.as_tensor(rows, device=y.device)].cpu().numpy()
+    g = None if groups is None else np.asarray(groups)
+    fit_rows, val_rows = inner_split(rows, y_rows, g, config.val_fraction, config.seed)
+    num_classes = _num_classes(model)
+    alpha = None
+    if config.class_weights == "inverse":
+        alpha = inverse_frequency_weights(y[torch.as_tensor(fit_rows, device=y.device)], num_classes)
+    elif config.class_weights is not None:
+        raise ValueError(f"unknown class_weights {config.class_weights!r}")
+    loss_fn = make_loss(config.loss, config.gamma, alpha, config.label_smoothing).to(device)
+    optimizer = _make_optimizer(model, config)
+    use_amp = config.amp and device.type == "cuda"
+    gen = torch.Generator(device=device)
+    gen.manual_seed(config.seed)
+    fit_t = torch.as_tensor(fit_rows, device=device)
+    history = History(train_rows=fit_rows, val_rows=val_rows)
+    best_loss, best_state, waited = float("inf"), None, 0
+    n = len(fit_t)
+    bs = config.batch_size
+    with deterministic_mode(device.type == "cpu"):
+        for epoch in range(config.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            perm = fit_t[torch.randperm(n, generator=gen, device=device)]
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen, data_time = 0, 0.0
+            for start in range(0, n, bs):
+                idx = perm[start : start + bs]
+                if len(idx) < 2 and n >= 2:  # BatchNorm needs two samples; drop a lone remainder
+                    continue
+                if config.profile:
+                    _sync(device)
+                    td = time.perf_counter()
+                xb = as_float_batch(X[idx])
+                yb = y[idx]
+                if config.augment:
+                    xb = augment_batch(xb, gen, config.flip_prob, config.rotation_angles, config.flow_channels)
+                if config.profile:
+                    _sync(device)
+                    data_time += time.perf_counter() - td
+                with _autocast(device, use_amp):
+                    logits = model(xb)
+                    loss = loss_fn(logits.float(), yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                seen += len(idx)
+            if config.profile:
+                _sync(device)
+            rec = {
+                "epoch": epoch,
+                "train_loss": float(loss_sum) / max(seen, 1),
+                "train_acc": float(correct) / max(seen, 1),
+                "epoch_time": time.perf_counter() - t0,
+            }
+            if config.profile:
+                rec["data_time"] = data_time
+            if len(val_rows):
+                rec.update(_validate(model, X, y, val_rows, loss_fn, config, num_classes))
+            history.epochs.append(rec)
+            if progress is not None:
+                progress(epoch, rec["train_loss"])
+            if len(val_rows) and config.early_stopping:
+                if rec["val_loss"] < best_loss:
+                    best_loss, waited, history.best_epoch = rec["val_loss"], 0, epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    waited += 1
+                    if waited >= config.patience:
+                        break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    X: torch.Tensor,
+    indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+    batch_size: int = 256,
+    amp: bool = True,
+) -> torch.Tensor:
+    """Class probabilities (softmax of logits, float32, N x K) for rows ``indices`` of ``X`` (eval mode)."""
+    model.eval()
+    device = X.device
+    rows = (
+        torch.arange(len(X), device=device)
+        if indices is None
+        else torch.as_tensor(np.asarray(torch.as_tensor(indices).cpu()), device=device)
+    )
+    out = []
+    with _autocast(device, amp):
+        for start in range(0, len(rows), batch_size):
+            xb = as_float_batch(X[rows[start : start + batch_size]])
+            out.append(torch.softmax(model(xb).float(), dim=1))
+    if not out:
+        return torch.zeros(0, _num_classes(model), device=device)
+    return torch.cat(out)
+
+
+def _validate(model, X, y, rows, loss_fn, cfg: TrainConfig, num_classes: int) -> dict:
+    probs = predict(model, X, rows, cfg.eval_batch_size, cfg.amp)
+    yv = y[torch.as_tensor(rows, device=y.device)]
+    with torch.no_grad():
+        loss = float(loss_fn(torch.log(probs.clamp_min(1e-12)), yv))
+    m = compute_metrics(yv.cpu().numpy(), probs.argmax(1).cpu().numpy(), num_classes)
+    return {"val_loss": loss, "val_acc": m["acc"], "val_uf1": m["uf1"], "val_uar": m["uar"]}
+
+
+def _num_classes(model: nn.Module) -> int:
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise ValueError("cannot infer the number of classes: the model has no nn.Linear layer")
+    return last[-1].out_features
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
