@@ -6,7 +6,9 @@ import typer
 
 from mer.cli.build_cmds import build_di, build_input, build_mesti
 from mer.cli.preprocess_cmds import check_dataset, preprocess, synth
+from mer.cli.show_cmds import show_face, show_mesti
 from mer.cli.store_cmds import store_app
+from mer.cli.train_cmds import report, train
 
 app = typer.Typer(
     help="mer: micro-expression recognition toolkit.",
@@ -19,6 +21,10 @@ app.command("preprocess")(preprocess)
 app.command("build-mesti")(build_mesti)
 app.command("build-di")(build_di)
 app.command("build-input")(build_input)
+app.command("show-face")(show_face)
+app.command("show-mesti")(show_mesti)
+app.command("train")(train)
+app.command("report")(report)
 app.add_typer(store_app, name="store")
 
 __all__ = ["app"]

@@ -104,7 +104,7 @@ def preprocess(
     n_errors = _print_problems(result.problems)
     st = open_store(store, "a")
     ds_name = name or result.adapter
-    label_set = result.label_set.to_json() if result.label_set is not None else None
+    label_set = result.label_set.to_dict() if result.label_set is not None else None
     digest = write_dataset_manifest(
         st,
         ds_name,

@@ -9,6 +9,7 @@ inputs, outputs, provenance) holding per-clip arrays under ``clips/<subject>/<cl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -182,8 +183,11 @@ class FeatureStore:
     # ----------------------------------------------------------------- listing
     def datasets(self) -> list[str]:
         """Datasets that have a manifest."""
-        return [d for d in self.backend.list_dir("") if not d.startswith("_") and
-                self.backend.exists(f"{d}/manifest/zarr.json")]
+        return [
+            d
+            for d in self.backend.list_dir("")
+            if not d.startswith("_") and self.backend.exists(f"{d}/manifest/zarr.json")
+        ]
 
     def _entry_refs(self, dataset: str | None = None, stage: str | None = None) -> Iterator[EntryRef]:
         for ds in [dataset] if dataset else self.datasets():
@@ -225,15 +229,23 @@ class FeatureStore:
         attrs = self._attrs(ref)
         done = self.done_indices(ref)
         failed = {r["index"] for r in self.failed_records(ref)} - done
-        return EntryInfo(ref, attrs["params"], attrs["inputs"], attrs["n_clips"], len(done), len(failed),
-                         attrs.get("provenance", {}).get("created", ""))
+        return EntryInfo(
+            ref,
+            attrs["params"],
+            attrs["inputs"],
+            attrs["n_clips"],
+            len(done),
+            len(failed),
+            attrs.get("provenance", {}).get("created", ""),
+        )
 
     def ls(self, dataset: str | None = None, stage: str | None = None) -> list[EntryInfo]:
         """Every entry with its dataset, stage, key, parameters and status."""
         return [self.info_of(ref) for ref in self._entry_refs(dataset, stage)]
 
     def find(self, dataset: str, stage: str, key: str | None = None, complete_only: bool = True) -> Entry:
-        """Resolve the entry of a stage: the given key (or unique key prefix), else the one complete entry."""
+        """Resolve the entry of a stage: the given key (or unique key prefix), else the one complete entry
+        (with ``complete_only=False``, the one entry there is when none or several are complete)."""
         refs = list(self._entry_refs(dataset, stage))
         if not refs:
             known = sorted({r.stage for r in self._entry_refs(dataset)}) if dataset in self.datasets() else []
@@ -246,16 +258,21 @@ class FeatureStore:
                 raise EntryNotFoundError(f"key {key!r} matches {len(matches)} entries of {dataset}/{stage}: {listing}")
             return self.entry(matches[0])
         infos = [self.info_of(r) for r in refs]
-        candidates = [i for i in infos if i.status == "complete"] if complete_only else infos
+        candidates = [i for i in infos if i.status == "complete"]
+        if not complete_only and len(candidates) != 1:
+            candidates = infos
         if len(candidates) == 1:
             return self.entry(candidates[0].ref)
         if not candidates:
             states = "; ".join(f"{i.key} ({i.status})" for i in infos)
-            raise IncompleteEntryError(f"no complete entry for {dataset}/{stage}: {states}. "
-                                       "Run preprocess again to finish it, or pass a key to read what is there.")
+            raise IncompleteEntryError(
+                f"no complete entry for {dataset}/{stage}: {states}. "
+                "Run preprocess again to finish it, or pass a key to read what is there."
+            )
         listing = "\n".join(f"  {i.key}  {canonical_json(i.params)}" for i in candidates)
-        raise AmbiguousEntryError(f"{len(candidates)} complete entries for {dataset}/{stage}; choose one with key=:\n"
-                                  f"{listing}")
+        raise AmbiguousEntryError(
+            f"{len(candidates)} complete entries for {dataset}/{stage}; choose one with key=:\n{listing}"
+        )
 
     # ---------------------------------------------------------------- manifest
     def write_manifest(self, dataset: str, manifest: pd.DataFrame, meta: dict[str, Any]) -> None:
@@ -268,8 +285,10 @@ class FeatureStore:
     def manifest_meta(self, dataset: str) -> dict[str, Any]:
         raw = self.backend.read_bytes(f"{dataset}/manifest/zarr.json")
         if raw is None:
-            raise EntryNotFoundError(f"dataset {dataset!r} has no manifest in {self.location}; "
-                                     f"datasets here: {', '.join(self.datasets()) or 'none'}")
+            raise EntryNotFoundError(
+                f"dataset {dataset!r} has no manifest in {self.location}; "
+                f"datasets here: {', '.join(self.datasets()) or 'none'}"
+            )
         return json.loads(raw)["attributes"]["mer_manifest"]
 
     def manifest(self, dataset: str) -> pd.DataFrame:
@@ -298,12 +317,17 @@ class FeatureStore:
         for out in outputs:
             if out.stacked and not self.backend.exists(f"{ref.path}/{out.name}/zarr.json"):
                 n = len(attrs["clip_ids"])
-                try:
-                    zarr.create_array(store=self._zstore, name=f"{ref.path}/{out.name}", shape=(n, *out.row_shape),
-                                      chunks=(1, *out.row_shape), dtype=out.dtype, fill_value=0,
-                                      config=_ARRAY_CONFIG, overwrite=False)
-                except zarr.errors.ContainsArrayError:
-                    pass  # another process created it at the same moment: same metadata
+                with contextlib.suppress(zarr.errors.ContainsArrayError):  # created by a concurrent process
+                    zarr.create_array(
+                        store=self._zstore,
+                        name=f"{ref.path}/{out.name}",
+                        shape=(n, *out.row_shape),
+                        chunks=(1, *out.row_shape),
+                        dtype=out.dtype,
+                        fill_value=0,
+                        config=_ARRAY_CONFIG,
+                        overwrite=False,
+                    )
         return self.entry(ref)
 
     def commit_clip(self, entry: Entry, index: int, arrays: dict[str, np.ndarray]) -> None:
@@ -318,13 +342,15 @@ class FeatureStore:
         for name, spec in entry.outputs.items():
             arr = np.ascontiguousarray(arrays[name])
             if arr.dtype != np.dtype(spec.dtype):
-                raise StoreError(f"{entry.ref.stage}.{name} for clip {clip_id}: dtype {arr.dtype}, "
-                                 f"declared {spec.dtype}")
+                raise StoreError(
+                    f"{entry.ref.stage}.{name} for clip {clip_id}: dtype {arr.dtype}, declared {spec.dtype}"
+                )
             shapes[name] = list(arr.shape)
             if spec.stacked:
                 if tuple(arr.shape) != spec.row_shape:
-                    raise StoreError(f"{entry.ref.stage}.{name} for clip {clip_id}: shape {arr.shape}, "
-                                     f"declared {spec.row_shape}")
+                    raise StoreError(
+                        f"{entry.ref.stage}.{name} for clip {clip_id}: shape {arr.shape}, declared {spec.row_shape}"
+                    )
                 path = f"{entry.ref.path}/{name}"
                 zarr.open_array(store=self._zstore, path=path, mode="r+")[index] = arr
                 chunk_keys.append(f"{path}/c/{index}" + "/0" * len(spec.row_shape))
@@ -333,9 +359,7 @@ class FeatureStore:
                     arr = arr.reshape(1)
                 path = f"{entry.ref.path}/clips/{clip_id}/{name}"
                 chunks = _chunk_shape(arr.shape, arr.dtype.itemsize)
-                target = zarr.create_array(store=self._zstore, name=path, shape=arr.shape, chunks=chunks,
-                                           dtype=arr.dtype, fill_value=0, config=_ARRAY_CONFIG, overwrite=True)
-                target[...] = arr
+                self._per_clip_array(path, arr.shape, chunks, arr.dtype)[...] = arr
                 chunk_keys.extend(_chunk_keys(path, arr.shape, chunks))
         checksums = {}
         for key in chunk_keys:
@@ -344,32 +368,62 @@ class FeatureStore:
                 raise StoreError(f"chunk {key} was not written for clip {clip_id}")
             checksums[key.removeprefix(entry.ref.path + "/")] = _sha256(data)
         marker = {"clip": clip_id, "index": index, "shapes": shapes, "chunks": checksums}
-        self.backend.write_bytes(f"{entry.ref.path}/_done/{_marker_name(index)}",
-                                 canonical_json(marker).encode("utf-8"))
+        self.backend.write_bytes(
+            f"{entry.ref.path}/_done/{_marker_name(index)}", canonical_json(marker).encode("utf-8")
+        )
         self.backend.delete(f"{entry.ref.path}/_failed/{_marker_name(index)}")
+
+    def _per_clip_array(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype) -> Any:
+        """Open the array when its metadata already matches (chunks are then replaced atomically, in place, so a
+        concurrent writer of the same clip never sees it deleted); create or replace it otherwise."""
+        try:
+            existing = zarr.open_array(store=self._zstore, path=path, mode="r+")
+            if existing.shape == shape and existing.chunks == chunks and existing.dtype == dtype:
+                return existing
+        except (FileNotFoundError, zarr.errors.ArrayNotFoundError, zarr.errors.NodeTypeValidationError):
+            pass
+        return zarr.create_array(
+            store=self._zstore,
+            name=path,
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            fill_value=0,
+            config=_ARRAY_CONFIG,
+            overwrite=True,
+        )
 
     def record_failure(self, entry: Entry, index: int, stage: str, error: str) -> None:
         """Remember that a clip failed in this entry (cleared when it later succeeds)."""
         record = {"clip": entry.clip_ids[index], "index": index, "stage": stage, "error": error}
-        self.backend.write_bytes(f"{entry.ref.path}/_failed/{_marker_name(index)}",
-                                 canonical_json(record).encode("utf-8"))
+        self.backend.write_bytes(
+            f"{entry.ref.path}/_failed/{_marker_name(index)}", canonical_json(record).encode("utf-8")
+        )
 
     def write_run_report(self, name: str, report: dict[str, Any]) -> None:
         """Keep a run's summary and failure list in the store (``_runs/<name>.json``)."""
         self.backend.write_bytes(f"_runs/{name}.json", json.dumps(report, indent=1).encode("utf-8"))
 
     # ----------------------------------------------------------------- reading
-    def read(self, dataset: str, stage: str, clip: str | None = None, key: str | None = None,
-             name: str | None = None, allow_partial: bool = False) -> np.ndarray:
+    def read(
+        self,
+        dataset: str,
+        stage: str,
+        clip: str | None = None,
+        key: str | None = None,
+        name: str | None = None,
+        allow_partial: bool = False,
+    ) -> np.ndarray:
         """A clip's array (``clip=``), or the dataset array with its clip axis (``clip=None``).
 
         ``key`` defaults to the one complete entry of the stage; ``name`` to the stage's primary output.
         """
-        entry = self.find(dataset, stage, key, complete_only=key is None)
+        entry = self.find(dataset, stage, key, complete_only=key is None and clip is None)
         return self.read_entry(entry, clip=clip, name=name, allow_partial=allow_partial)
 
-    def read_entry(self, entry: Entry, clip: str | None = None, name: str | None = None,
-                   allow_partial: bool = False) -> np.ndarray:
+    def read_entry(
+        self, entry: Entry, clip: str | None = None, name: str | None = None, allow_partial: bool = False
+    ) -> np.ndarray:
         name = name or entry.primary
         if name not in entry.outputs:
             raise EntryNotFoundError(f"{entry.ref} has no output {name!r}; outputs: {', '.join(entry.outputs)}")
@@ -380,8 +434,10 @@ class FeatureStore:
                 raise StoreError(f"{entry.ref}/{name} is stored per clip; pass clip= (one of {len(entry.clip_ids)})")
             missing = [c for i, c in enumerate(entry.clip_ids) if i not in done]
             if missing and not allow_partial:
-                raise IncompleteEntryError(f"{entry.ref} is missing {len(missing)} of {len(entry.clip_ids)} clips "
-                                           f"(e.g. {', '.join(missing[:3])}); pass allow_partial=True for the rest")
+                raise IncompleteEntryError(
+                    f"{entry.ref} is missing {len(missing)} of {len(entry.clip_ids)} clips "
+                    f"(e.g. {', '.join(missing[:3])}); pass allow_partial=True for the rest"
+                )
             return zarr.open_array(store=self._zstore, path=f"{entry.ref.path}/{name}", mode="r")[...]
         index = entry.index_of(clip)
         if index not in done:

@@ -1,0 +1,78 @@
+"""``mer-cli show-face`` and ``show-mesti``: pictures a person can check a clip with at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import typer
+
+from mer.cli.console import console
+
+
+def _save_png(image: np.ndarray, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise typer.BadParameter(f"could not write {out}")
+    console.print(f"wrote {out}")
+
+
+def show_face(
+    store: str = typer.Argument(..., help="store path or URL"),
+    dataset: str = typer.Argument(...),
+    clip: str = typer.Argument(..., help="clip id, subject/clip"),
+    out: Path = typer.Option(Path("face.png"), "--out"),
+    frame: int = typer.Option(0, help="frame position inside the clip (0 = onset)"),
+    roi: str = typer.Option("stag6", help="ROI set to draw: stag6, stag14, stag18, a TOML file, or none"),
+) -> None:
+    """A frame with landmarks, ROI boxes and the crop outline, beside its aligned, equalised face."""
+    from mer.pipeline.face.draw import draw_face_figure
+    from mer.pipeline.frames_io import read_frame
+    from mer.store import open_store
+
+    st = open_store(store, "r")
+    row = st.manifest(dataset).set_index("clip_id").loc[clip]
+    if not 0 <= frame < len(row["frame_paths"]):
+        raise typer.BadParameter(f"--frame {frame}: clip {clip} has {len(row['frame_paths'])} frames")
+    image = read_frame(row["frame_paths"][frame])
+    aligned_landmarks = st.read(dataset, "align", clip=clip, name="landmarks")[frame]
+    rois = None
+    if roi != "none":
+        from mer.pipeline.roi import roi_boxes
+
+        rois = roi_boxes(aligned_landmarks, roi)
+    figure = draw_face_figure(
+        image,
+        st.read(dataset, "landmarks", clip=clip)[frame],
+        st.read(dataset, "detect", clip=clip, name="box"),
+        st.read(dataset, "equalize", clip=clip)[frame],
+        rois,
+        transform=st.read(dataset, "align", clip=clip, name="transforms")[frame],
+        aligned_landmarks=aligned_landmarks,
+        rois_space="aligned",
+    )
+    _save_png(figure, out)
+
+
+def show_mesti(
+    store: str = typer.Argument(..., help="store path or URL"),
+    dataset: str = typer.Argument(...),
+    clip: str = typer.Argument(..., help="clip id, subject/clip"),
+    out: Path = typer.Option(Path("mesti.png"), "--out"),
+    apex: str = typer.Option("annotated", help="annotated | middle | detected"),
+    apex_fallback: str | None = typer.Option("middle", help="when the annotated apex is missing"),
+    scheme: str = typer.Option("mesti", help="mesti | mesti-distance"),
+) -> None:
+    """MESTI, dynamic image and apex frame side by side with the weight curves."""
+    from mer.pipeline.context import ClipContext
+    from mer.pipeline.temporal import show_mesti_figure
+    from mer.pipeline.temporal_stages import MestiParams, clip_apex
+    from mer.store import open_store
+
+    st = open_store(store, "r")
+    row = st.manifest(dataset).set_index("clip_id").loc[clip]
+    frames = st.read(dataset, "equalize", clip=clip)
+    ctx = ClipContext({**row.to_dict(), "clip_id": clip}, 0)
+    position = clip_apex(ctx, MestiParams(apex=apex, apex_fallback=apex_fallback, scheme=scheme), frames)
+    _save_png(show_mesti_figure(frames, position, scheme=scheme, title=f"{dataset} {clip}"), out)
