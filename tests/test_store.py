@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
+from mer.datasets import manifest_hash
 from mer.pipeline.context import ClipContext
 from mer.pipeline.graph import build_plan
-from mer.datasets import manifest_hash
 from mer.pipeline.manifest_store import write_dataset_manifest
 from mer.pipeline.runner import run_plan
 from mer.pipeline.stage import Output, Stage, register
@@ -27,12 +27,22 @@ class MeanParams:
 
 def _compute_mean(ctx: ClipContext, params: MeanParams) -> dict[str, np.ndarray]:
     frames = ctx.frames().astype(np.float32)
-    return {"mean": (frames.mean(axis=(1, 2)) * params.scale).astype(np.float32),
-            "first": (frames[0].mean(axis=2) * params.scale).astype(np.float32)}
+    return {
+        "mean": (frames.mean(axis=(1, 2)) * params.scale).astype(np.float32),
+        "first": (frames[0].mean(axis=2) * params.scale).astype(np.float32),
+    }
 
 
-MEAN = register(Stage("test-mean", "1", MeanParams, ("ingest",),
-                      (Output("mean", "float32"), Output("first", "float32", lambda p: (16, 16))), _compute_mean))
+MEAN = register(
+    Stage(
+        "test-mean",
+        "1",
+        MeanParams,
+        ("ingest",),
+        (Output("mean", "float32"), Output("first", "float32", lambda p: (16, 16))),
+        _compute_mean,
+    )
+)
 
 
 def _ingest(tmp_path: Path, tiny_dataset, name: str = "store"):
@@ -60,7 +70,9 @@ def test_stage_values_round_trip_through_store(tmp_path, tiny_dataset):
     run_plan(st, "tiny", plan)
     import cv2
 
-    frames = np.stack([cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in manifest.iloc[1]["frame_paths"]])
+    frames = np.stack(
+        [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in manifest.iloc[1]["frame_paths"]]
+    )
     got = st.read("tiny", "test-mean", clip=manifest.iloc[1]["clip_id"])
     np.testing.assert_allclose(got, frames.astype(np.float32).mean(axis=(1, 2)), rtol=1e-6)
     stacked = st.read("tiny", "test-mean", name="first")
@@ -81,7 +93,9 @@ def test_rerun_skips_complete_clips_and_keys_follow_parameters(tmp_path, tiny_da
     with pytest.raises(AmbiguousEntryError, match="choose one with key="):
         st.read("tiny", "test-mean", name="first")
     doubled = st.read("tiny", "test-mean", key=scaled[1].key, name="first")
-    np.testing.assert_allclose(doubled, 2 * st.read("tiny", "test-mean", key=plan[1].key, name="first"), rtol=1e-6)
+    np.testing.assert_allclose(
+        doubled, 2 * st.read("tiny", "test-mean", key=plan[1].key, name="first"), rtol=1e-6
+    )
 
 
 def test_corrupt_frame_fails_only_its_clip(tmp_path, tiny_dataset):
@@ -130,8 +144,11 @@ def test_same_inputs_store_identical_bytes(tmp_path, tiny_dataset):
         stores.append(Path(st.location))
 
     def content(root: Path) -> dict[str, bytes]:
-        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-                if p.is_file() and p.name != "zarr.json" and "_runs" not in p.parts}
+        return {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in root.rglob("*")
+            if p.is_file() and p.name != "zarr.json" and "_runs" not in p.parts
+        }
 
     a, b = content(stores[0]), content(stores[1])
     assert len(a) > 20 and a == b
@@ -142,7 +159,9 @@ def test_manifest_hash_ignores_mount_point_but_not_labels(tmp_path, tiny_dataset
     moved = tmp_path / "elsewhere"
     root.rename(moved)
     relocated = manifest.copy()
-    relocated["frame_paths"] = [[p.replace(str(root), str(moved)) for p in paths] for paths in manifest["frame_paths"]]
+    relocated["frame_paths"] = [
+        [p.replace(str(root), str(moved)) for p in paths] for paths in manifest["frame_paths"]
+    ]
     assert manifest_hash(manifest) == manifest_hash(relocated)
     relabelled = manifest.copy()
     relabelled.loc[0, "label"] = 1

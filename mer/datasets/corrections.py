@@ -75,9 +75,7 @@ def load_corrections(spec: str | Path | None) -> CorrectionTable | None:
         values = {k: v for k, v in entry.items() if k in FIXABLE}
         unknown = set(entry) - set(FIXABLE) - {"subject", "clip", "reason"}
         if unknown or not values:
-            raise ValueError(
-                f"{path}: fix #{i} ({subject}/{clip}): set one of {FIXABLE}; unknown keys {unknown}"
-            )
+            raise ValueError(f"{path}: fix #{i} ({subject}/{clip}): set one of {FIXABLE}; unknown keys {unknown}")
         if (subject, clip) in fixes:
             raise ValueError(f"{path}: two fixes for {subject}/{clip}")
         fixes[(subject, clip)] = Correction(subject, clip, values, str(entry.get("reason", "")))

@@ -176,8 +176,7 @@ def read_label_set(spec: str | Path) -> LabelSetFile:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)} (allowed: {sorted(_FILE_KEYS)})")
     top = {k: raw[k] for k in _TABLE_KEYS if k in raw}
     datasets = {
-        str(name): _table(section, f"{path} [datasets.{name}]")
-        for name, section in raw.get("datasets", {}).items()
+        str(name): _table(section, f"{path} [datasets.{name}]") for name, section in raw.get("datasets", {}).items()
     }
     default = LabelTable(None, {}, frozenset(), False) if not top and datasets else _table(top, str(path))
     return LabelSetFile(

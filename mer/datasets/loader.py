@@ -106,9 +106,7 @@ def load(
             raise ValueError(f"{adapter}: root must be one folder")
         if isinstance(annotations, Mapping):
             raise ValueError(f"{adapter}: annotations must be one path")
-        outputs = [
-            _run_adapter(adapter, Path(root), annotations, column_map, problems, corrections, dataset_name)
-        ]
+        outputs = [_run_adapter(adapter, Path(root), annotations, column_map, problems, corrections, dataset_name)]
     label_file = read_label_set(labels)
     manifest, label_set = build_manifest(outputs, label_file, problems)
     tables = [o.corrections.label() for o in outputs if o.corrections is not None]

@@ -220,9 +220,7 @@ def _check_record(
     for column, name in (("subject", rec.subject), ("clip", rec.clip)):
         why = bad_name(name)
         if why is not None:
-            errors.append(
-                _problem(rec, "error", column, name, f"{column} name unusable as a folder name: {why}")
-            )
+            errors.append(_problem(rec, "error", column, name, f"{column} name unusable as a folder name: {why}"))
     if errors:
         problems.extend(errors)
         return None
@@ -239,13 +237,9 @@ def _check_record(
                 errors.append(_problem(rec, "error", key, rec.values.get(key), f"{key} frame is missing"))
     if onset is not None and offset is not None:
         if onset > offset:
-            errors.append(
-                _problem(rec, "error", "onset", f"onset={onset} offset={offset}", "onset comes after offset")
-            )
+            errors.append(_problem(rec, "error", "onset", f"onset={onset} offset={offset}", "onset comes after offset"))
         elif apex is not None and not onset <= apex <= offset:
-            errors.append(
-                _problem(rec, "error", "apex", apex, f"apex outside onset..offset ({onset}..{offset})")
-            )
+            errors.append(_problem(rec, "error", "apex", apex, f"apex outside onset..offset ({onset}..{offset})"))
     if apex is None and has_apex and parse_frame_number(rec.values.get("apex"))[1]:
         problems.append(
             _problem(
@@ -264,12 +258,8 @@ def _check_record(
         if not listing.exists:
             errors.append(_problem(rec, "error", "clip", str(rec.folder), "clip folder not found"))
         elif not listing.frames:
-            extra = (
-                f" ({len(listing.unnumbered)} images without a frame number)" if listing.unnumbered else ""
-            )
-            errors.append(
-                _problem(rec, "error", "clip", str(rec.folder), f"clip folder holds no frames{extra}")
-            )
+            extra = f" ({len(listing.unnumbered)} images without a frame number)" if listing.unnumbered else ""
+            errors.append(_problem(rec, "error", "clip", str(rec.folder), f"clip folder holds no frames{extra}"))
     if listing is not None and listing.frames:
         if rec.frames_from_folder:
             onset = listing.numbers[0] if onset is None else onset
@@ -296,13 +286,9 @@ def _check_record(
                 f"{have[0]}..{have[-1]}, {len(have)} in all)"
             )
             if missing[0] > have[-1]:
-                errors.append(
-                    _problem(rec, "error", "offset", offset, f"offset past the last frame: {detail}")
-                )
+                errors.append(_problem(rec, "error", "offset", offset, f"offset past the last frame: {detail}"))
             elif missing[-1] < have[0]:
-                errors.append(
-                    _problem(rec, "error", "onset", onset, f"onset before the first frame: {detail}")
-                )
+                errors.append(_problem(rec, "error", "onset", onset, f"onset before the first frame: {detail}"))
             else:
                 errors.append(_problem(rec, "error", "clip", rec.clip, f"gap in the frames: {detail}"))
         count, ok = parse_frame_number(rec.values.get("n_frames"))
@@ -313,8 +299,7 @@ def _check_record(
                     "warning",
                     "n_frames",
                     count,
-                    f"frame count disagrees with onset/offset ({onset}..{offset} is "
-                    f"{offset - onset + 1} frames)",
+                    f"frame count disagrees with onset/offset ({onset}..{offset} is {offset - onset + 1} frames)",
                 )
             )
     emotion = normalise_emotion(rec.values.get("emotion"))

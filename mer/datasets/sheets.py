@@ -186,8 +186,7 @@ def read_sheet(
                 for rr in range(r + 1, len(rows)):
                     row_cells = rows[rr]
                     values = {
-                        name: clean_cell(row_cells[i]) if i < len(row_cells) else None
-                        for name, i in index.items()
+                        name: clean_cell(row_cells[i]) if i < len(row_cells) else None for name, i in index.items()
                     }
                     if any(v is not None for v in values.values()):
                         table.rows.append((rr + 1, values))
@@ -196,9 +195,7 @@ def read_sheet(
             if n and (best is None or n > best[0]):
                 found = [str(c).strip() for c in cells if c is not None and str(c).strip()]
                 best = (n, sheet_name, r + 1, found, [c for c in required if c not in index])
-    accepted = "; ".join(
-        f"{c.name}: {', '.join(dict.fromkeys((c.name, *c.aliases)))}" for c in columns if c.required
-    )
+    accepted = "; ".join(f"{c.name}: {', '.join(dict.fromkeys((c.name, *c.aliases)))}" for c in columns if c.required)
     if best is None:
         problems.append(
             Problem(

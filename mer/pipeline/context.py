@@ -13,8 +13,12 @@ from mer.pipeline.frames_io import read_clip
 class ClipContext:
     """Per-clip state for one worker pass: frames are decoded once and upstream outputs kept in memory."""
 
-    def __init__(self, row: dict[str, Any], index: int,
-                 read_input: Callable[[str, str | None], np.ndarray] | None = None):
+    def __init__(
+        self,
+        row: dict[str, Any],
+        index: int,
+        read_input: Callable[[str, str | None], np.ndarray] | None = None,
+    ):
         self.row = row
         self.index = index
         self._read_input = read_input

@@ -12,7 +12,7 @@ import numpy as np
 
 from mer.pipeline.context import ClipContext
 from mer.pipeline.face.align import align_clip
-from mer.pipeline.face.chain import FaceParams, smooth_kwargs, as_rgb_clip
+from mer.pipeline.face.chain import FaceParams, as_rgb_clip, smooth_kwargs
 from mer.pipeline.face.detect import FaceDetection, detect_face
 from mer.pipeline.face.equalize import equalize_frames
 from mer.pipeline.face.landmarks import track_landmarks

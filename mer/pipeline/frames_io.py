@@ -30,7 +30,9 @@ def read_frame(path: str | Path, digests: list[bytes] | None = None) -> np.ndarr
         digests.append(hashlib.sha256(data.tobytes()).digest())
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise FrameError(f"cannot decode image {path} ({data.size} bytes): corrupt, truncated or not an image")
+        raise FrameError(
+            f"cannot decode image {path} ({data.size} bytes): corrupt, truncated or not an image"
+        )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -44,7 +46,9 @@ def read_clip(paths: Sequence[str | Path], digests: list[bytes] | None = None) -
     for i, path in enumerate(paths[1:], start=1):
         frame = read_frame(path, digests)
         if frame.shape != first.shape:
-            raise FrameError(f"frame {path} is {frame.shape[1]}×{frame.shape[0]}, but the clip's first frame "
-                             f"{paths[0]} is {first.shape[1]}×{first.shape[0]}")
+            raise FrameError(
+                f"frame {path} is {frame.shape[1]}×{frame.shape[0]}, but the clip's first frame "
+                f"{paths[0]} is {first.shape[1]}×{first.shape[0]}"
+            )
         clip[i] = frame
     return clip

@@ -26,8 +26,9 @@ class PlannedStage:
 
 def stage_key(stage: Stage, params: Any, inputs: dict[str, str]) -> str:
     """Hash of canonical parameters, input keys and the stage's code version: same key ⇒ same bytes."""
-    return stable_hash({"stage": stage.name, "version": stage.version, "params": to_jsonable(params),
-                        "inputs": inputs})
+    return stable_hash(
+        {"stage": stage.name, "version": stage.version, "params": to_jsonable(params), "inputs": inputs}
+    )
 
 
 def dependency_order(targets: list[str]) -> list[str]:
@@ -51,8 +52,9 @@ def dependency_order(targets: list[str]) -> list[str]:
     return order
 
 
-def build_plan(store: FeatureStore, dataset: str, targets: list[str],
-               overrides: dict[str, dict[str, Any]] | None = None) -> list[PlannedStage]:
+def build_plan(
+    store: FeatureStore, dataset: str, targets: list[str], overrides: dict[str, dict[str, Any]] | None = None
+) -> list[PlannedStage]:
     """Resolve parameters and keys for ``targets`` and their inputs.
 
     A stage the user named or configured uses those parameters (defaults otherwise). An upstream stage that was
@@ -87,6 +89,7 @@ def _reuse_params(store: FeatureStore, dataset: str, stage: Stage, inputs: dict[
             matches[info.key] = params
     if len(matches) > 1:
         listing = ", ".join(sorted(matches))
-        raise AmbiguousEntryError(f"{dataset}/{stage.name} has several entries ({listing}); "
-                                  f"name the parameters of the one to use")
+        raise AmbiguousEntryError(
+            f"{dataset}/{stage.name} has several entries ({listing}); name the parameters of the one to use"
+        )
     return next(iter(matches.values())) if matches else stage.params_type()

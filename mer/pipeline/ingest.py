@@ -24,12 +24,14 @@ def compute_ingest(ctx: ClipContext, params: IngestParams) -> dict[str, np.ndarr
     }
 
 
-INGEST = register(Stage(
-    name="ingest",
-    version="1",
-    params_type=IngestParams,
-    inputs=(),
-    outputs=(Output("frame_sha256", "uint8"), Output("frame_size", "int32", lambda p: (3,))),
-    compute=compute_ingest,
-    description="source frame checksums (T×32 SHA-256) and frame size (height, width, frames)",
-))
+INGEST = register(
+    Stage(
+        name="ingest",
+        version="1",
+        params_type=IngestParams,
+        inputs=(),
+        outputs=(Output("frame_sha256", "uint8"), Output("frame_size", "int32", lambda p: (3,))),
+        compute=compute_ingest,
+        description="source frame checksums (T×32 SHA-256) and frame size (height, width, frames)",
+    )
+)

@@ -53,9 +53,17 @@ class RunReport:
         return counts
 
     def to_json(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "stages": self.stages, "n_clips": self.n_clips, "skipped": self.skipped,
-                "computed": self.computed, "seconds": round(self.seconds, 3),
-                "failures": [{"clip": o.clip_id, "stage": o.failed_stage, "error": o.error} for o in self.failures]}
+        return {
+            "dataset": self.dataset,
+            "stages": self.stages,
+            "n_clips": self.n_clips,
+            "skipped": self.skipped,
+            "computed": self.computed,
+            "seconds": round(self.seconds, 3),
+            "failures": [
+                {"clip": o.clip_id, "stage": o.failed_stage, "error": o.error} for o in self.failures
+            ],
+        }
 
 
 _WORKER_STORES: dict[str, FeatureStore] = {}
@@ -85,8 +93,9 @@ def _worker_store(location: str) -> FeatureStore:
     return _WORKER_STORES[location]
 
 
-def process_clip(store: FeatureStore, dataset: str, plan: list[PlannedStage], index: int,
-                 row: dict[str, Any]) -> ClipOutcome:
+def process_clip(
+    store: FeatureStore, dataset: str, plan: list[PlannedStage], index: int, row: dict[str, Any]
+) -> ClipOutcome:
     """Compute every planned stage that this clip lacks, in order, decoding its frames at most once."""
     start = time.perf_counter()
     entries: dict[str, Entry] = {p.stage.name: store.entry(p.ref(dataset)) for p in plan}
@@ -116,8 +125,9 @@ def process_clip(store: FeatureStore, dataset: str, plan: list[PlannedStage], in
     return outcome
 
 
-def _process_in_worker(location: str, dataset: str, plan: list[PlannedStage], index: int,
-                       row: dict[str, Any]) -> ClipOutcome:
+def _process_in_worker(
+    location: str, dataset: str, plan: list[PlannedStage], index: int, row: dict[str, Any]
+) -> ClipOutcome:
     _init_worker()
     return process_clip(_worker_store(location), dataset, plan, index, row)
 
@@ -129,12 +139,23 @@ def prepare_entries(store: FeatureStore, dataset: str, plan: list[PlannedStage])
     entries = []
     for planned in plan:
         attrs = {
-            "dataset": dataset, "stage": planned.stage.name, "key": planned.key, "version": planned.stage.version,
-            "params": to_jsonable(planned.params), "inputs": planned.inputs, "primary": planned.stage.primary,
-            "description": planned.stage.description, "clip_ids": clip_ids, "n_clips": len(clip_ids),
-            "manifest_hash": meta["hash"], "label_set": meta.get("label_set"), "provenance": provenance_record(),
+            "dataset": dataset,
+            "stage": planned.stage.name,
+            "key": planned.key,
+            "version": planned.stage.version,
+            "params": to_jsonable(planned.params),
+            "inputs": planned.inputs,
+            "primary": planned.stage.primary,
+            "description": planned.stage.description,
+            "clip_ids": clip_ids,
+            "n_clips": len(clip_ids),
+            "manifest_hash": meta["hash"],
+            "label_set": meta.get("label_set"),
+            "provenance": provenance_record(),
         }
-        entries.append(store.ensure_entry(planned.ref(dataset), planned.stage.output_specs(planned.params), attrs))
+        entries.append(
+            store.ensure_entry(planned.ref(dataset), planned.stage.output_specs(planned.params), attrs)
+        )
     return entries
 
 
@@ -150,9 +171,14 @@ def pending_clips(store: FeatureStore, dataset: str, plan: list[PlannedStage]) -
     return pending
 
 
-def run_plan(store: FeatureStore, dataset: str, plan: list[PlannedStage], workers: int = 1,
-             on_outcome: Callable[[ClipOutcome], None] | None = None,
-             on_start: Callable[[int, int], None] | None = None) -> RunReport:
+def run_plan(
+    store: FeatureStore,
+    dataset: str,
+    plan: list[PlannedStage],
+    workers: int = 1,
+    on_outcome: Callable[[ClipOutcome], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> RunReport:
     """Run the plan over every clip that lacks something; workers > 1 uses joblib processes."""
     start = time.perf_counter()
     prepare_entries(store, dataset, plan)
@@ -172,8 +198,14 @@ def run_plan(store: FeatureStore, dataset: str, plan: list[PlannedStage], worker
     return report
 
 
-def _execute(store: FeatureStore, dataset: str, plan: list[PlannedStage], pending: list[int],
-             rows: list[dict[str, Any]], workers: int) -> Iterable[ClipOutcome]:
+def _execute(
+    store: FeatureStore,
+    dataset: str,
+    plan: list[PlannedStage],
+    pending: list[int],
+    rows: list[dict[str, Any]],
+    workers: int,
+) -> Iterable[ClipOutcome]:
     if workers <= 1 or len(pending) <= 1:
         for index in pending:
             yield process_clip(store, dataset, plan, index, rows[index])
@@ -181,4 +213,6 @@ def _execute(store: FeatureStore, dataset: str, plan: list[PlannedStage], pendin
     from joblib import Parallel, delayed
 
     parallel = Parallel(n_jobs=workers, return_as="generator_unordered")
-    yield from parallel(delayed(_process_in_worker)(store.location, dataset, plan, i, rows[i]) for i in pending)
+    yield from parallel(
+        delayed(_process_in_worker)(store.location, dataset, plan, i, rows[i]) for i in pending
+    )

@@ -38,7 +38,7 @@ class ImageParams:
 
 @dataclass(frozen=True)
 class ApexImageParams(ImageParams):
-    """Inputs that need an apex: ``annotated`` (the sheet's; ``apex_fallback`` when missing), ``middle``, ``detected``."""
+    """Inputs that need an apex: ``annotated`` (``apex_fallback`` when missing), ``middle`` or ``detected``."""
 
     apex: str = "annotated"
     apex_fallback: str | None = None

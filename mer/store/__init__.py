@@ -4,6 +4,15 @@ from mer.store.errors import AmbiguousEntryError, EntryNotFoundError, Incomplete
 from mer.store.store import Entry, EntryInfo, EntryRef, FeatureStore, OutputSpec, VerifyIssue, open_store
 
 __all__ = [
-    "AmbiguousEntryError", "Entry", "EntryInfo", "EntryNotFoundError", "EntryRef", "FeatureStore",
-    "IncompleteEntryError", "OutputSpec", "StoreError", "VerifyIssue", "open_store",
+    "AmbiguousEntryError",
+    "Entry",
+    "EntryInfo",
+    "EntryNotFoundError",
+    "EntryRef",
+    "FeatureStore",
+    "IncompleteEntryError",
+    "OutputSpec",
+    "StoreError",
+    "VerifyIssue",
+    "open_store",
 ]

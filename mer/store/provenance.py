@@ -40,5 +40,9 @@ def utc_now() -> str:
 
 def provenance_record() -> dict[str, object]:
     """The provenance block written with every entry and run."""
-    return {"versions": software_versions(), "host": socket.gethostname(), "platform": platform.platform(),
-            "created": utc_now()}
+    return {
+        "versions": software_versions(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "created": utc_now(),
+    }
