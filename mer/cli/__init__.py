@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from mer.cli.build_cmds import build_di, build_input, build_mesti
@@ -26,5 +28,17 @@ app.command("show-mesti")(show_mesti)
 app.command("train")(train)
 app.command("report")(report)
 app.add_typer(store_app, name="store")
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", help="folder for data, store and runs"),
+    fresh: bool = typer.Option(False, help="delete the folder first"),
+) -> None:
+    """Synthetic data → preprocessing → MESTI and apex inputs → MEGANet under LOSO → results table."""
+    from mer.demo import run_demo
+
+    run_demo(out, fresh=fresh)
+
 
 __all__ = ["app"]
