@@ -1,0 +1,292 @@
+"""Dense optical flow kernels: Farneback and TV-L1, optical strain, frame-pair modes.
+
+Conventions (project-wide): frames are ``uint8`` RGB ``H×W×3`` (or grey ``H×W``); a flow field is float32
+``H×W×2`` holding ``(u, v)`` in pixels from frame ``a`` to frame ``b``: ``u`` along x (columns, positive to
+the right), ``v`` along y (rows, positive downwards), so that ``a(x, y) ≈ b(x + u, y + v)``.
+
+Kernels are pure functions with no I/O and no global state. OpenCV's thread count is process-wide state:
+the runner sets it once per worker with ``cv2.setNumThreads(recommended_cv_threads(method, workers))``.
+
+Optical strain lives in :mod:`mer.pipeline.flow_strain`, flow images for networks in
+:mod:`mer.pipeline.flow_image`, the compact int16 codec in :mod:`mer.pipeline.flow_codec`; all are
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from mer.pipeline.flow_codec import FLOW_SCALE, decode_flow, encode_flow, flow_codec_max_error
+from mer.pipeline.flow_image import FLOW_IMAGE_SIZES, flow_image, flow_images, resize_flow
+from mer.pipeline.flow_strain import optical_strain
+
+__all__ = [
+    "FLOW_IMAGE_SIZES",
+    "FLOW_SCALE",
+    "FarnebackParams",
+    "FlowMethod",
+    "PairMode",
+    "TVL1Params",
+    "compute_flow",
+    "compute_flows",
+    "decode_flow",
+    "encode_flow",
+    "farneback",
+    "flow_codec_max_error",
+    "flow_image",
+    "flow_images",
+    "frame_pairs",
+    "optical_strain",
+    "recommended_cv_threads",
+    "resize_flow",
+    "to_grey",
+    "tvl1",
+]
+
+FlowMethod = Literal["farneback", "tvl1"]
+PairMode = Literal["onset-apex", "apex-offset", "sequence", "from-onset"]
+PAIR_MODES: tuple[str, ...] = ("onset-apex", "apex-offset", "sequence", "from-onset")
+FLOW_METHODS: tuple[str, ...] = ("farneback", "tvl1")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FarnebackParams:
+    """Parameters of ``cv2.calcOpticalFlowFarneback``, tuned for 256-px aligned faces with sub-pixel motion.
+
+    Defaults differ from OpenCV's sample values (box window, poly_sigma 1.2) in two places chosen by measured
+    end-point error on a real face (256 px) warped by smooth and by localised known fields of 0.3–3 px with
+    sensor noise: a Gaussian window and poly_sigma 1.1 (the value OpenCV documents for poly_n 5) cut the
+    median error by 10–40 % on motions ≥ 1 px at no cost in speed (≈15 ms per pair).
+
+    Attributes:
+        pyr_scale: image scale (<1) between pyramid levels.
+        levels: number of pyramid levels (including the full-resolution one).
+        winsize: averaging window size; larger is smoother and more robust to noise.
+        iterations: iterations per pyramid level.
+        poly_n: pixel neighbourhood of the polynomial expansion (5 or 7).
+        poly_sigma: Gaussian sigma of the polynomial expansion (1.1 for poly_n 5, 1.5 for poly_n 7).
+        gaussian: use a Gaussian window instead of a box filter (``OPTFLOW_FARNEBACK_GAUSSIAN``).
+    """
+
+    pyr_scale: float = 0.5
+    levels: int = 3
+    winsize: int = 15
+    iterations: int = 3
+    poly_n: int = 5
+    poly_sigma: float = 1.1
+    gaussian: bool = True
+
+
+@dataclass(frozen=True)
+class TVL1Params:
+    """Parameters of OpenCV's Dual TV-L1 flow (``cv2.optflow.DualTVL1OpticalFlow_create``).
+
+    Defaults are OpenCV's except ``epsilon`` 0.02 (OpenCV: 0.01): on a 256-px face warped by known fields
+    of 0.3–3 px with noise, it halves the run time (≈0.44 s instead of ≈0.81 s CPU per pair) with the
+    same end-point error (median 0.03–0.07 px where the face moves). 0.05 is faster still (≈0.19 s) but
+    ≈1.5× less accurate on sub-pixel motion.
+
+    Attributes:
+        tau: time step of the numerical scheme (stable for <= 0.25).
+        lambda_: data-term weight; smaller gives smoother flow.
+        theta: tightness of the coupling between the two sub-problems.
+        nscales: number of pyramid scales.
+        warps: warpings per scale.
+        epsilon: stopping threshold of the inner iterations.
+        inner_iterations: inner iterations per warp.
+        outer_iterations: outer iterations per warp.
+        scale_step: pyramid scale step.
+        gamma: weight of the gradient-constancy term (0 disables it).
+        median_filtering: median filter size applied to the flow between warps (odd; 1 disables it).
+    """
+
+    tau: float = 0.25
+    lambda_: float = 0.15
+    theta: float = 0.3
+    nscales: int = 5
+    warps: int = 5
+    epsilon: float = 0.02
+    inner_iterations: int = 30
+    outer_iterations: int = 10
+    scale_step: float = 0.8
+    gamma: float = 0.0
+    median_filtering: int = 5
+
+
+# --------------------------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------------------------
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    """Convert an RGB ``H×W×3`` uint8 frame to grey ``H×W`` uint8 (ITU-R 601 luma, as OpenCV's RGB2GRAY).
+
+    A frame that is already ``H×W`` is returned unchanged (contiguous).
+    """
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise TypeError(f"to_grey expects uint8 frames, got {frame.dtype}")
+    if frame.ndim == 2:
+        return np.ascontiguousarray(frame)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        return np.ascontiguousarray(frame[:, :, 0])
+    raise ValueError(f"to_grey expects H×W or H×W×3, got shape {frame.shape}")
+
+
+def _grey_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ga, gb = to_grey(a), to_grey(b)
+    if ga.shape != gb.shape:
+        raise ValueError(f"frames differ in size: {ga.shape} vs {gb.shape}")
+    return ga, gb
+
+
+def farneback(a: np.ndarray, b: np.ndarray, params: FarnebackParams | None = None, **overrides) -> np.ndarray:
+    """Farneback dense flow from frame ``a`` to frame ``b`` → float32 ``H×W×2`` (u, v) in pixels.
+
+    Fast (≈14–17 ms CPU at 256×256) but smoother and less accurate than TV-L1. ``overrides`` replace fields of
+    ``params`` (e.g. ``farneback(a, b, winsize=21)``).
+    """
+    p = _params(FarnebackParams, params, overrides)
+    ga, gb = _grey_pair(a, b)
+    flags = cv2.OPTFLOW_FARNEBACK_GAUSSIAN if p.gaussian else 0
+    flow = cv2.calcOpticalFlowFarneback(
+        ga, gb, None, p.pyr_scale, p.levels, p.winsize, p.iterations, p.poly_n, p.poly_sigma, flags
+    )
+    return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+def _tvl1_engine(p: TVL1Params):
+    eng = cv2.optflow.DualTVL1OpticalFlow_create(
+        tau=p.tau,
+        lambda_=p.lambda_,
+        theta=p.theta,
+        nscales=p.nscales,
+        warps=p.warps,
+        epsilon=p.epsilon,
+        innnerIterations=p.inner_iterations,  # sic: OpenCV's keyword has three n's
+        outerIterations=p.outer_iterations,
+        scaleStep=p.scale_step,
+        gamma=p.gamma,
+        medianFiltering=p.median_filtering,
+        useInitialFlow=False,
+    )
+    return eng
+
+
+def tvl1(a: np.ndarray, b: np.ndarray, params: TVL1Params | None = None, **overrides) -> np.ndarray:
+    """Dual TV-L1 dense flow from frame ``a`` to frame ``b`` → float32 ``H×W×2`` (u, v) in pixels.
+
+    Accurate, edge-preserving flow (the usual choice in MER papers); ≈0.44 s CPU per 256×256 pair with
+    the default parameters. A fresh OpenCV object is built per call, so the result never depends on a previous call.
+    """
+    p = _params(TVL1Params, params, overrides)
+    ga, gb = _grey_pair(a, b)
+    flow = _tvl1_engine(p).calc(ga, gb, None)
+    return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+def _params(cls, params, overrides):
+    if params is None:
+        params = cls()
+    elif not isinstance(params, cls):
+        raise TypeError(f"expected {cls.__name__}, got {type(params).__name__}")
+    if overrides:
+        params = replace(params, **overrides)
+    return params
+
+
+def compute_flow(
+    a: np.ndarray,
+    b: np.ndarray,
+    method: FlowMethod = "tvl1",
+    params: FarnebackParams | TVL1Params | None = None,
+) -> np.ndarray:
+    """Flow from ``a`` to ``b`` with the named method (``"farneback"`` or ``"tvl1"``) → ``H×W×2`` float32."""
+    if method == "farneback":
+        return farneback(a, b, params)
+    if method == "tvl1":
+        return tvl1(a, b, params)
+    raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Frame pairs
+# --------------------------------------------------------------------------------------------------------
+def frame_pairs(mode: PairMode, n_frames: int, apex: int | None = None) -> list[tuple[int, int]]:
+    """Index pairs ``(a, b)`` (flow from frame a to frame b) of a clip of ``n_frames`` frames onset→offset.
+
+    Modes: ``onset-apex`` → ``[(0, apex)]``; ``apex-offset`` → ``[(apex, T-1)]``; ``sequence`` → consecutive
+    ``[(0,1), …, (T-2,T-1)]``; ``from-onset`` → ``[(0,1), (0,2), …, (0,T-1)]``. ``apex`` is 0-based inside
+    the clip and needed only by the first two modes. A one-frame clip has no consecutive pairs.
+    """
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    last = n_frames - 1
+    if mode in ("onset-apex", "apex-offset"):
+        if apex is None:
+            raise ValueError(f"mode {mode!r} needs an apex index")
+        if not 0 <= apex <= last:
+            raise ValueError(f"apex {apex} outside the clip [0, {last}]")
+        return [(0, int(apex))] if mode == "onset-apex" else [(int(apex), last)]
+    if mode == "sequence":
+        return [(t, t + 1) for t in range(last)]
+    if mode == "from-onset":
+        return [(0, t) for t in range(1, n_frames)]
+    raise ValueError(f"unknown pair mode {mode!r}; expected one of {PAIR_MODES}")
+
+
+def compute_flows(
+    frames: np.ndarray | Sequence[np.ndarray],
+    mode: PairMode,
+    apex: int | None = None,
+    method: FlowMethod = "tvl1",
+    params: FarnebackParams | TVL1Params | None = None,
+) -> np.ndarray:
+    """Flows of all pairs of ``frame_pairs(mode, T, apex)`` over a clip ``T×H×W(×3)`` → float32 ``P×H×W×2``.
+
+    Each frame is converted to grey once. An empty pair list gives a ``0×H×W×2`` array.
+    """
+    n = len(frames)
+    if n == 0:
+        raise ValueError("empty clip")
+    pairs = frame_pairs(mode, n, apex)
+    needed = sorted({i for pair in pairs for i in pair})
+    grey = {i: to_grey(np.asarray(frames[i])) for i in needed}
+    h, w = to_grey(np.asarray(frames[0])).shape if not needed else grey[needed[0]].shape
+    out = np.empty((len(pairs), h, w, 2), dtype=np.float32)
+    for k, (i, j) in enumerate(pairs):
+        out[k] = compute_flow(grey[i], grey[j], method, params)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Threads
+# --------------------------------------------------------------------------------------------------------
+def recommended_cv_threads(method: FlowMethod, workers: int, cores: int | None = None) -> int:
+    """OpenCV threads per worker process for ``method`` when ``workers`` processes share ``cores`` cores.
+
+    From ``benchmarks/bench_flow.py`` (2 cores, 256×256; figures in its docstring): Farneback gains nothing
+    from a second OpenCV thread (≈14 ms CPU per pair either way), so it always gets 1 thread and
+    parallelism comes from processes (2 workers × 1 thread: up to 87 % wall efficiency, 100 % CPU
+    efficiency). TV-L1 has parallel loops, so a lone worker may use every core; with several workers each
+    gets its share (``cores // workers``, at least 1): 2 workers × 1 thread reached 100 % efficiency, while
+    2 workers × 2 threads (oversubscribed) fell to ≈60 %. Results are bit-identical for any thread count.
+    ``cores`` defaults to ``os.cpu_count()``.
+    """
+    if method not in FLOW_METHODS:
+        raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    cores = cores or os.cpu_count() or 1
+    if method == "farneback":
+        return 1
+    return max(1, cores // workers)
