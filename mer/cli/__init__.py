@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mer.cli.build_cmds import build_di, build_input, build_mesti
+from mer.cli.build_cmds import build_di, build_flow, build_input, build_mesti
 from mer.cli.preprocess_cmds import check_dataset, preprocess, synth
 from mer.cli.show_cmds import show_face, show_mesti
 from mer.cli.store_cmds import store_app
@@ -23,6 +23,7 @@ app.command("preprocess")(preprocess)
 app.command("build-mesti")(build_mesti)
 app.command("build-di")(build_di)
 app.command("build-input")(build_input)
+app.command("build-flow")(build_flow)
 app.command("show-face")(show_face)
 app.command("show-mesti")(show_mesti)
 app.command("train")(train)

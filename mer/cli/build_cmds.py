@@ -17,17 +17,28 @@ SIZE = typer.Option(224, help="output size in pixels (square)")
 NORM = typer.Option("minmax", help="minmax (uint8 0..255, as the MESTI paper shows) | zscore | none")
 APEX = typer.Option("annotated", help="annotated | middle | detected")
 FALLBACK = typer.Option(None, help="when the annotated apex is missing: middle | detected (default: error)")
-WORKERS = typer.Option(1, help="parallel worker processes")
+WORKERS = typer.Option(None, help="parallel worker processes (default: all cores)")
+SCHEDULER = typer.Option(None, help="Dask scheduler tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS)")
 QUIET = typer.Option(False, "--quiet", help="no progress bars")
 
 
-def build_stage(store: str, dataset: str, stage: str, params: dict[str, Any], workers: int, quiet: bool) -> None:
-    """Compute one stage (and whatever it lacks upstream) for every clip, then report and exit like preprocess."""
+def build_stages(
+    store: str,
+    dataset: str,
+    params: dict[str, dict[str, Any]],
+    workers: int | None,
+    quiet: bool,
+    scheduler: str | None = None,
+) -> None:
+    """Compute the named stages (and whatever they lack upstream) for every clip; report and exit like preprocess."""
     st = open_store(store, "a")
-    plan = build_plan(st, dataset, [stage], {stage: params})
-    report = run_with_progress(st, dataset, plan, workers, quiet, f"{stage} {dataset}")
+    plan = build_plan(st, dataset, list(params), params)
+    report = run_with_progress(st, dataset, plan, workers, quiet, f"{','.join(params)} {dataset}", scheduler)
     print_report(report, plan)
-    console.print(f"read it with: mer.store.open_store({store!r}).read({dataset!r}, {stage!r}, key={plan[-1].key!r})")
+    for planned in plan[-len(params) :]:
+        console.print(
+            f"read with: open_store({store!r}).read({dataset!r}, {planned.stage.name!r}, key={planned.key!r})"
+        )
     exit_on_failures(report)
 
 
@@ -39,18 +50,13 @@ def build_mesti(
     scheme: str = typer.Option("mesti", help="mesti (two-segment) | mesti-distance"),
     size: int = SIZE,
     norm: str = NORM,
-    workers: int = WORKERS,
+    workers: int | None = WORKERS,
     quiet: bool = QUIET,
+    scheduler: str | None = SCHEDULER,
 ) -> None:
     """MESTI images (apex-centred approximate rank pooling): one N×3×size×size array plus the apex per clip."""
-    build_stage(
-        store,
-        dataset,
-        "mesti",
-        {"apex": apex, "apex_fallback": apex_fallback, "scheme": scheme, "size": size, "norm": norm},
-        workers,
-        quiet,
-    )
+    params = {"apex": apex, "apex_fallback": apex_fallback, "scheme": scheme, "size": size, "norm": norm}
+    build_stages(store, dataset, {"mesti": params}, workers, quiet, scheduler)
 
 
 def build_di(
@@ -59,11 +65,12 @@ def build_di(
     scheme: str = typer.Option("di", help="di (Bilen's approximate rank pooling) | di-linear"),
     size: int = SIZE,
     norm: str = NORM,
-    workers: int = WORKERS,
+    workers: int | None = WORKERS,
     quiet: bool = QUIET,
+    scheduler: str | None = SCHEDULER,
 ) -> None:
     """Dynamic images: one N×3×size×size array."""
-    build_stage(store, dataset, "dynamic", {"scheme": scheme, "size": size, "norm": norm}, workers, quiet)
+    build_stages(store, dataset, {"dynamic": {"scheme": scheme, "size": size, "norm": norm}}, workers, quiet, scheduler)
 
 
 def build_input(
@@ -74,8 +81,9 @@ def build_input(
     apex_fallback: str | None = FALLBACK,
     size: int = SIZE,
     norm: str = NORM,
-    workers: int = WORKERS,
+    workers: int | None = WORKERS,
     quiet: bool = QUIET,
+    scheduler: str | None = SCHEDULER,
 ) -> None:
     """Other single-image inputs of the MESTI paper's comparison: apex frame, onset frame, apex − onset."""
     if kind not in ("apex", "onset", "diff"):
@@ -83,4 +91,32 @@ def build_input(
     params: dict[str, Any] = {"size": size, "norm": norm}
     if kind != "onset":
         params |= {"apex": apex, "apex_fallback": apex_fallback}
-    build_stage(store, dataset, kind, params, workers, quiet)
+    build_stages(store, dataset, {kind: params}, workers, quiet, scheduler)
+
+
+def build_flow(
+    store: str = STORE,
+    dataset: str = DATASET,
+    method: str = typer.Option("farneback", help="farneback | tvl1"),
+    pairs: str = typer.Option(
+        "onset-apex,apex-offset", help="onset-apex,apex-offset | sequence | from-onset (comma-separated)"
+    ),
+    size: int = typer.Option(28, help="flow image size: 28, 112 or 224"),
+    roi: int | None = typer.Option(None, help="also build STAG ROI sequences with 6, 14 or 18 ROIs"),
+    length: int = typer.Option(32, help="ROI sequence length T"),
+    apex: str = APEX,
+    apex_fallback: str | None = typer.Option("middle", help="when the apex is missing"),
+    workers: int | None = WORKERS,
+    quiet: bool = QUIET,
+    scheduler: str | None = SCHEDULER,
+) -> None:
+    """Optical flow on aligned faces: per-clip fields (int16), (u, v, strain) images and optional ROI sequences."""
+    if roi not in (None, 6, 14, 18):
+        raise typer.BadParameter(f"--roi {roi}: choose 6, 14 or 18")
+    params: dict[str, dict[str, Any]] = {
+        "flow": {"method": method, "pairs": pairs, "apex": apex, "apex_fallback": apex_fallback},
+        "flow-image": {"size": size},
+    }
+    if roi is not None:
+        params["roi-flow"] = {"roi_set": f"stag{roi}", "length": length}
+    build_stages(store, dataset, params, workers, quiet, scheduler)

@@ -10,9 +10,10 @@ from mer.cli.console import console, err_console, failure_table
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
 from mer.pipeline.graph import build_plan
 from mer.pipeline.manifest_store import write_dataset_manifest
+from mer.pipeline.stages import expand_stages
 from mer.store import open_store
 
-DEFAULT_STAGES = ["ingest", "detect", "landmarks", "align", "equalize"]
+DEFAULT_STAGES = "ingest,face"
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -93,8 +94,14 @@ def preprocess(
     name: str | None = typer.Option(None, help="dataset name in the store (default: the adapter's)"),
     labels: str = typer.Option("original", help="label set: original, 3class, 5class or a TOML file"),
     annotations: Path | None = typer.Option(None, help="annotation sheet, if not at its usual place"),
-    stages: str = typer.Option(",".join(DEFAULT_STAGES), help="comma-separated stages to run"),
-    workers: int = typer.Option(1, help="parallel worker processes"),
+    stages: str = typer.Option(
+        DEFAULT_STAGES,
+        help="comma-separated stages or groups (face, flow), e.g. face,mesti,flow: one pass per clip for all of them",
+    ),
+    workers: int | None = typer.Option(None, help="parallel worker processes (default: all cores)"),
+    scheduler: str | None = typer.Option(
+        None, help="Dask scheduler tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS); workers write to --store"
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars; log lines only"),
 ) -> None:
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
@@ -115,7 +122,7 @@ def preprocess(
         {"corrections": getattr(result, "corrections", None)},
     )
     console.print(f"manifest {ds_name}: {len(result.manifest)} clips (hash {digest[:16]})")
-    plan = build_plan(st, ds_name, [s.strip() for s in stages.split(",") if s.strip()])
-    report = run_with_progress(st, ds_name, plan, workers, quiet, f"preprocess {ds_name}")
+    plan = build_plan(st, ds_name, expand_stages(stages))
+    report = run_with_progress(st, ds_name, plan, workers, quiet, f"preprocess {ds_name}", scheduler)
     print_report(report, plan)
     exit_on_failures(report, n_errors)

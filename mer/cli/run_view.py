@@ -13,28 +13,46 @@ from mer.store.store import FeatureStore
 
 
 def run_with_progress(
-    store: FeatureStore, dataset: str, plan: list[PlannedStage], workers: int, quiet: bool, title: str
+    store: FeatureStore,
+    dataset: str,
+    plan: list[PlannedStage],
+    workers: int | None,
+    quiet: bool,
+    title: str,
+    scheduler: str | None = None,
 ) -> RunReport:
-    """Run the plan, showing clips done/failed, frames per second and ETA."""
-    state = {"frames": 0, "failed": 0, "t0": time.perf_counter(), "task": None}
+    """Run the plan with one progress bar per stage: clips done and failed, frames per second, ETA."""
+    state = {"frames": 0, "t0": time.perf_counter(), "tasks": {}, "failed": {}}
+    names = [p.stage.name for p in plan]
     with clip_progress(title, quiet) as progress:
 
         def on_start(n_pending: int, n_skipped: int) -> None:
             if progress is not None:
-                state["task"] = progress.add_task(title, total=n_pending, failed=0, fps=0.0)
+                for name in names:
+                    state["failed"][name] = 0
+                    state["tasks"][name] = progress.add_task(f"{dataset} {name}", total=n_pending, failed=0, fps=0.0)
             if n_skipped and not quiet:
                 err_console.print(f"{n_skipped} clip(s) already complete: skipped")
 
         def on_outcome(outcome: ClipOutcome) -> None:
             state["frames"] += outcome.frames
-            state["failed"] += outcome.error is not None
-            if progress is not None:
-                fps = state["frames"] / max(time.perf_counter() - state["t0"], 1e-9)
-                progress.update(state["task"], advance=1, failed=state["failed"], fps=fps)
-            elif outcome.error:
-                err_console.print(f"failed {outcome.clip_id} at {outcome.failed_stage}: {outcome.error}")
+            if progress is None:
+                if outcome.error:
+                    err_console.print(f"failed {outcome.clip_id} at {outcome.failed_stage}: {outcome.error}")
+                return
+            fps = state["frames"] / max(time.perf_counter() - state["t0"], 1e-9)
+            reached = True
+            for name in names:
+                if name == outcome.failed_stage:
+                    state["failed"][name] += 1
+                    reached = False
+                elif not reached:
+                    state["failed"][name] += 1  # not computed: its input failed
+                progress.update(state["tasks"][name], advance=1, failed=state["failed"][name], fps=fps)
 
-        report = run_plan(store, dataset, plan, workers=workers, on_outcome=on_outcome, on_start=on_start)
+        report = run_plan(
+            store, dataset, plan, workers=workers, on_outcome=on_outcome, on_start=on_start, scheduler=scheduler
+        )
     return report
 
 

@@ -74,5 +74,6 @@ def show_mesti(
     row = st.manifest(dataset).set_index("clip_id").loc[clip]
     frames = st.read(dataset, "equalize", clip=clip)
     ctx = ClipContext({**row.to_dict(), "clip_id": clip}, 0)
-    position = clip_apex(ctx, MestiParams(apex=apex, apex_fallback=apex_fallback, scheme=scheme), frames)
+    MestiParams(apex=apex, apex_fallback=apex_fallback, scheme=scheme)  # validates the options
+    position = clip_apex(ctx, apex, apex_fallback, frames)
     _save_png(show_mesti_figure(frames, position, scheme=scheme, title=f"{dataset} {clip}"), out)

@@ -27,6 +27,8 @@ class ClipOutcome:
     error: str | None = None
     frames: int = 0
     seconds: float = 0.0
+    compute_seconds: float = 0.0
+    deferred: bool = False
 
 
 @dataclass
@@ -39,6 +41,7 @@ class RunReport:
     outcomes: list[ClipOutcome] = field(default_factory=list)
     skipped: int = 0
     seconds: float = 0.0
+    workers: int = 1
 
     @property
     def failures(self) -> list[ClipOutcome]:
@@ -60,9 +63,7 @@ class RunReport:
             "skipped": self.skipped,
             "computed": self.computed,
             "seconds": round(self.seconds, 3),
-            "failures": [
-                {"clip": o.clip_id, "stage": o.failed_stage, "error": o.error} for o in self.failures
-            ],
+            "failures": [{"clip": o.clip_id, "stage": o.failed_stage, "error": o.error} for o in self.failures],
         }
 
 
@@ -96,7 +97,11 @@ def _worker_store(location: str) -> FeatureStore:
 def process_clip(
     store: FeatureStore, dataset: str, plan: list[PlannedStage], index: int, row: dict[str, Any]
 ) -> ClipOutcome:
-    """Compute every planned stage that this clip lacks, in order, decoding its frames at most once."""
+    """Compute every planned stage that this clip lacks, in order, decoding its frames at most once.
+
+    Each stage's clip is claimed first; when another process holds the claim the clip is deferred (the caller
+    comes back to it), so that no chunk is ever written by two workers.
+    """
     start = time.perf_counter()
     entries: dict[str, Entry] = {p.stage.name: store.entry(p.ref(dataset)) for p in plan}
 
@@ -110,14 +115,23 @@ def process_clip(
         entry = entries[name]
         if store.backend.exists(f"{entry.ref.path}/_done/{index:06d}.json"):
             continue
+        if not store.try_claim(entry, index):
+            outcome.deferred = True
+            break
         try:
+            if store.backend.exists(f"{entry.ref.path}/_done/{index:06d}.json"):
+                continue  # finished by another process between our check and our claim
+            t0 = time.perf_counter()
             arrays = planned.stage.compute(ctx, planned.params)
+            outcome.compute_seconds += time.perf_counter() - t0
             store.commit_clip(entry, index, arrays)
         except Exception as exc:  # one clip's failure must not stop the others
             outcome.failed_stage = name
             outcome.error = f"{type(exc).__name__}: {exc}"
             store.record_failure(entry, index, name, outcome.error + "\n" + traceback.format_exc(limit=6))
             break
+        finally:
+            store.release_claim(entry, index)
         ctx.computed[name] = {o.name: arrays[o.name] for o in planned.stage.outputs}
         outcome.computed.append(name)
     outcome.frames = ctx.frames_decoded
@@ -153,9 +167,7 @@ def prepare_entries(store: FeatureStore, dataset: str, plan: list[PlannedStage])
             "label_set": meta.get("label_set"),
             "provenance": provenance_record(),
         }
-        entries.append(
-            store.ensure_entry(planned.ref(dataset), planned.stage.output_specs(planned.params), attrs)
-        )
+        entries.append(store.ensure_entry(planned.ref(dataset), planned.stage.output_specs(planned.params), attrs))
     return entries
 
 
@@ -171,27 +183,53 @@ def pending_clips(store: FeatureStore, dataset: str, plan: list[PlannedStage]) -
     return pending
 
 
+def default_workers() -> int:
+    """All the cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def run_plan(
     store: FeatureStore,
     dataset: str,
     plan: list[PlannedStage],
-    workers: int = 1,
+    workers: int | None = None,
     on_outcome: Callable[[ClipOutcome], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    scheduler: str | None = None,
+    poll_seconds: float = 0.5,
 ) -> RunReport:
-    """Run the plan over every clip that lacks something; workers > 1 uses joblib processes."""
+    """Run the plan over every clip that lacks something and report what happened.
+
+    ``workers`` local processes (default: all cores; 1 runs in this process), or the Dask cluster at
+    ``scheduler`` (``tcp://host:port``, default ``$DASK_SCHEDULER_ADDRESS`` when set) whose workers write straight
+    to the store's location. Clips claimed by a concurrent run are awaited, and taken over if that run dies.
+    """
     start = time.perf_counter()
+    workers = default_workers() if workers is None else max(1, workers)
+    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     prepare_entries(store, dataset, plan)
-    manifest = store.manifest(dataset)
-    rows = manifest.to_dict(orient="records")
+    rows = store.manifest(dataset).to_dict(orient="records")
     pending = pending_clips(store, dataset, plan)
-    report = RunReport(dataset, [p.stage.name for p in plan], len(rows), skipped=len(rows) - len(pending))
+    report = RunReport(
+        dataset, [p.stage.name for p in plan], len(rows), skipped=len(rows) - len(pending), workers=workers
+    )
     if on_start is not None:
         on_start(len(pending), report.skipped)
-    for outcome in _execute(store, dataset, plan, pending, rows, workers):
-        report.outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
+    while pending:
+        deferred = []
+        for outcome in _execute(store, dataset, plan, pending, rows, workers, scheduler):
+            if outcome.deferred:
+                deferred.append(outcome.index)
+                continue
+            report.outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+        pending = sorted(deferred)
+        if pending:
+            time.sleep(poll_seconds)  # another run holds these clips: wait for it, or for its claim to go stale
     report.seconds = time.perf_counter() - start
     name = f"{utc_now().replace(':', '')}_{dataset}_{os.getpid()}"
     store.write_run_report(name, report.to_json())
@@ -205,14 +243,41 @@ def _execute(
     pending: list[int],
     rows: list[dict[str, Any]],
     workers: int,
+    scheduler: str | None,
 ) -> Iterable[ClipOutcome]:
+    if scheduler:
+        yield from _execute_dask(store.location, dataset, plan, pending, rows, scheduler)
+        return
     if workers <= 1 or len(pending) <= 1:
         for index in pending:
             yield process_clip(store, dataset, plan, index, rows[index])
         return
     from joblib import Parallel, delayed
 
-    parallel = Parallel(n_jobs=workers, return_as="generator_unordered")
-    yield from parallel(
-        delayed(_process_in_worker)(store.location, dataset, plan, i, rows[i]) for i in pending
-    )
+    parallel = Parallel(n_jobs=min(workers, len(pending)), return_as="generator_unordered")
+    yield from parallel(delayed(_process_in_worker)(store.location, dataset, plan, i, rows[i]) for i in pending)
+
+
+def _execute_dask(
+    location: str,
+    dataset: str,
+    plan: list[PlannedStage],
+    pending: list[int],
+    rows: list[dict[str, Any]],
+    scheduler: str,
+) -> Iterable[ClipOutcome]:
+    """The same per-clip calls on a Dask ``distributed`` cluster, through joblib's Dask backend."""
+    try:
+        import joblib
+        from dask.distributed import Client
+    except ImportError:
+        raise RuntimeError(
+            "a Dask scheduler was given but dask.distributed is missing: pip install 'mer[cluster]'"
+        ) from None
+    from joblib import Parallel, delayed
+
+    with Client(scheduler) as client, joblib.parallel_config(backend="dask"):
+        if not client.scheduler_info().get("workers"):
+            raise RuntimeError(f"the Dask scheduler at {scheduler} has no workers")
+        parallel = Parallel(n_jobs=-1, return_as="generator_unordered")
+        yield from parallel(delayed(_process_in_worker)(location, dataset, plan, i, rows[i]) for i in pending)

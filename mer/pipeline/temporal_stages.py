@@ -71,7 +71,7 @@ class DynamicParams(ImageParams):
         _check("scheme", self.scheme, ("di", "di-linear"))
 
 
-def clip_apex(ctx: ClipContext, params: ApexImageParams, frames: np.ndarray) -> int:
+def clip_apex(ctx: ClipContext, mode: str, fallback: str | None, frames: np.ndarray) -> int:
     """The apex position (0-based inside the clip) for the chosen mode; errors name the clip."""
     annotated = ctx.row.get("apex")
     position = None
@@ -84,7 +84,7 @@ def clip_apex(ctx: ClipContext, params: ApexImageParams, frames: np.ndarray) -> 
             )
         position = numbers.index(int(annotated))
     try:
-        return resolve_apex(params.apex, len(frames), position, frames=frames, fallback=params.apex_fallback)
+        return resolve_apex(mode, len(frames), position, frames=frames, fallback=fallback)
     except ValueError as exc:
         raise ValueError(f"clip {ctx.clip_id}: {exc}") from None
 
@@ -92,7 +92,7 @@ def clip_apex(ctx: ClipContext, params: ApexImageParams, frames: np.ndarray) -> 
 def compute_image(kind: str, ctx: ClipContext, params: ImageParams) -> dict[str, np.ndarray]:
     """Encode the clip's equalised face frames as one network-ready image of ``kind``."""
     frames = ctx.input("equalize", "frames")
-    apex = clip_apex(ctx, params, frames) if isinstance(params, ApexImageParams) else None
+    apex = clip_apex(ctx, params.apex, params.apex_fallback, frames) if isinstance(params, ApexImageParams) else None
     scheme = getattr(params, "scheme", None)
     image = encode_clip(frames, kind, apex=apex, scheme=scheme, size=params.size, norm=params.norm)
     apex_row = [-1, -1] if apex is None else [apex, int(ctx.row["frame_numbers"][apex])]

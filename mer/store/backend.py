@@ -50,6 +50,18 @@ class LocalBackend:
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if it does not exist (O_EXCL); False when another writer has it."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return True
+
     def list_dir(self, prefix: str) -> list[str]:
         """Names directly under ``prefix`` (files and folders), sorted; temporary files skipped."""
         path = self._path(prefix)
@@ -92,6 +104,11 @@ class FsspecBackend:
 
     def exists(self, key: str) -> bool:
         return self.fs.exists(self._path(key))
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Object stores offer no portable exclusive create: always grant (writers write identical bytes)."""
+        self.write_bytes(key, data)
+        return True
 
     def list_dir(self, prefix: str) -> list[str]:
         try:

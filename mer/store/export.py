@@ -30,8 +30,6 @@ def export_entry_h5(store: FeatureStore, entry: Entry, target: Path) -> int:
             else:
                 for clip in clip_ids:
                     data = store.read_entry(entry, clip=clip, name=name)
-                    h5.create_dataset(
-                        f"clips/{clip}/{name}", data=data, compression="gzip", compression_opts=4
-                    )
+                    h5.create_dataset(f"clips/{clip}/{name}", data=data, compression="gzip", compression_opts=4)
     tmp.replace(target)
     return len(clip_ids)

@@ -14,6 +14,9 @@ import hashlib
 import itertools
 import json
 import math
+import os
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +32,7 @@ from mer.store.errors import AmbiguousEntryError, EntryNotFoundError, Incomplete
 FORMAT_VERSION = 1
 _ARRAY_CONFIG = {"write_empty_chunks": True}
 _TARGET_CHUNK_BYTES = 4 * 2**20
-_RESERVED = {"manifest", "clips", "_done", "_failed", "_runs"}
+_RESERVED = {"manifest", "clips", "_done", "_failed", "_runs", "_claims"}
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,20 @@ def _sha256(data: bytes) -> str:
 
 def _marker_name(index: int) -> str:
     return f"{index:06d}.json"
+
+
+def _claim_is_stale(holder: dict[str, Any]) -> bool:
+    if time.time() - float(holder.get("time", 0)) > float(os.environ.get("MER_CLAIM_TIMEOUT", "3600")):
+        return True
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class FeatureStore:
@@ -392,6 +409,32 @@ class FeatureStore:
             config=_ARRAY_CONFIG,
             overwrite=True,
         )
+
+    # ----------------------------------------------------------------- claims
+    def try_claim(self, entry: Entry, index: int) -> bool:
+        """Claim a clip of an entry for this process, so that concurrent runs never write the same chunks.
+
+        A claim left by a killed process is taken over: on this host when its process is gone, elsewhere once it
+        is older than ``MER_CLAIM_TIMEOUT`` seconds (default 3600). Stores without exclusive create (object
+        storage) always grant the claim; concurrent writers there write identical bytes.
+        """
+        key = f"{entry.ref.path}/_claims/{_marker_name(index)}"
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        if self.backend.create_exclusive(key, json.dumps(record).encode()):
+            return True
+        raw = self.backend.read_bytes(key)
+        try:
+            holder = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            holder = None  # a claim cut short by a kill
+        if holder is not None and not _claim_is_stale(holder):
+            return holder["host"] == record["host"] and holder["pid"] == record["pid"]
+        self.backend.write_bytes(key, json.dumps(record).encode())
+        return True
+
+    def release_claim(self, entry: Entry, index: int) -> None:
+        """Drop this process's claim on a clip (after its commit or its failure record)."""
+        self.backend.delete(f"{entry.ref.path}/_claims/{_marker_name(index)}")
 
     def record_failure(self, entry: Entry, index: int, stage: str, error: str) -> None:
         """Remember that a clip failed in this entry (cleared when it later succeeds)."""

@@ -1,0 +1,163 @@
+"""Flow stages over equalised, aligned faces: ``flow`` (per clip), ``flow-image`` and ``roi-flow`` (dataset arrays).
+
+``flow`` stores each clip's fields as int16 fixed point (1/256 px steps, at most 1/512 px error, ±128 px range; see
+:mod:`mer.pipeline.flow_codec`) with the frame pairs they join. ``flow-image`` turns one pair into the
+(u, v, strain) network input N×3×S×S; ``roi-flow`` aggregates STAG's ROIs into N×T×R×2 sequences and keeps the K
+frames of largest motion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mer.pipeline.apex import APEX_MODES
+from mer.pipeline.context import ClipContext
+from mer.pipeline.flow import (
+    FLOW_METHODS,
+    FLOW_SCALE,
+    PAIR_MODES,
+    FarnebackParams,
+    TVL1Params,
+    compute_flow,
+    decode_flow,
+    encode_flow,
+    flow_image,
+    frame_pairs,
+    to_grey,
+)
+from mer.pipeline.roi import load_roi_set, roi_sequence, top_k_frames
+from mer.pipeline.stage import Output, Stage, register
+from mer.pipeline.temporal_stages import clip_apex
+
+_NEEDS_APEX = {"onset-apex", "apex-offset"}
+
+
+@dataclass(frozen=True)
+class FlowParams:
+    """Method (``farneback`` | ``tvl1``), comma-separated pair modes, apex choice, and kernel overrides."""
+
+    method: str = "farneback"
+    pairs: str = "onset-apex,apex-offset"
+    apex: str = "annotated"
+    apex_fallback: str | None = "middle"
+    method_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in FLOW_METHODS:
+            raise ValueError(f"method={self.method!r}; choose one of {', '.join(FLOW_METHODS)}")
+        unknown = [m for m in self.modes if m not in PAIR_MODES]
+        if unknown or not self.modes:
+            raise ValueError(f"pairs={self.pairs!r}; use a comma-separated list of {', '.join(PAIR_MODES)}")
+        if self.apex not in APEX_MODES:
+            raise ValueError(f"apex={self.apex!r}; choose one of {', '.join(APEX_MODES)}")
+        self.kernel_params()  # unknown kernel options fail here, before any clip is computed
+
+    @property
+    def modes(self) -> list[str]:
+        return [m.strip() for m in self.pairs.split(",") if m.strip()]
+
+    def kernel_params(self) -> FarnebackParams | TVL1Params:
+        cls = FarnebackParams if self.method == "farneback" else TVL1Params
+        try:
+            return cls(**self.method_params)
+        except TypeError as exc:
+            raise ValueError(f"method_params for {self.method}: {exc}") from None
+
+
+def compute_flow_stage(ctx: ClipContext, p: FlowParams) -> dict[str, np.ndarray]:
+    """Flow fields of every requested pair on the clip's equalised faces, each frame converted to grey once."""
+    frames = ctx.input("equalize", "frames")
+    apex = clip_apex(ctx, p.apex, p.apex_fallback, frames) if _NEEDS_APEX & set(p.modes) else None
+    pairs = [pair for mode in p.modes for pair in frame_pairs(mode, len(frames), apex)]
+    if not pairs:
+        raise ValueError(f"clip {ctx.clip_id}: {len(frames)} frame(s) give no frame pair for {p.pairs}")
+    grey = {i: to_grey(frames[i]) for i in sorted({i for pair in pairs for i in pair})}
+    kernel = p.kernel_params()
+    flows = np.stack([encode_flow(compute_flow(grey[a], grey[b], p.method, kernel)) for a, b in pairs])
+    return {"flow": flows, "pairs": np.asarray(pairs, dtype=np.int32)}
+
+
+@dataclass(frozen=True)
+class FlowImageParams:
+    """Which stored pair (0 = the first, e.g. onset→apex), output size, ``minmax`` (0..1 per channel) or ``none``."""
+
+    pair: int = 0
+    size: int = 28
+    normalise: str = "minmax"
+
+
+def compute_flow_image(ctx: ClipContext, p: FlowImageParams) -> dict[str, np.ndarray]:
+    """(u, v, optical strain) of one pair, resized for a network."""
+    flows = ctx.input("flow", "flow")
+    if not 0 <= p.pair < len(flows):
+        raise ValueError(f"clip {ctx.clip_id}: pair {p.pair} asked for, the flow entry has {len(flows)}")
+    return {"image": flow_image(decode_flow(flows[p.pair]), size=p.size, normalise=p.normalise)}
+
+
+@dataclass(frozen=True)
+class RoiFlowParams:
+    """ROI set (``stag6``, ``stag14``, ``stag18`` or a TOML file), top-p % magnitude pixels, length T, K frames."""
+
+    roi_set: str = "stag14"
+    top_percent: float = 20.0
+    length: int = 32
+    top_k: int = 8
+
+
+def _n_rois(p: RoiFlowParams) -> int:
+    return len(load_roi_set(p.roi_set).names)
+
+
+def compute_roi_flow(ctx: ClipContext, p: RoiFlowParams) -> dict[str, np.ndarray]:
+    """Per ROI and flow, the mean (u, v) of its strongest pixels, resampled to a fixed length; top-K frames."""
+    flows = decode_flow(ctx.input("flow", "flow"))
+    pairs = ctx.input("flow", "pairs")
+    landmarks = ctx.input("align", "landmarks")[pairs[:, 0]]
+    sequence = roi_sequence(flows, landmarks, p.roi_set, length=p.length, top_percent=p.top_percent)
+    top = np.full(p.top_k, -1, dtype=np.int32)
+    chosen = top_k_frames(flows, min(p.top_k, len(flows)))
+    top[: len(chosen)] = pairs[chosen, 1]
+    return {"sequence": sequence.astype(np.float32), "top_frames": top}
+
+
+FLOW = register(
+    Stage(
+        "flow",
+        "1",
+        FlowParams,
+        ("equalize",),
+        (Output("flow", "int16"), Output("pairs", "int32")),
+        compute_flow_stage,
+        f"flow fields P×H×W×2 as int16 (value × {FLOW_SCALE:g}) and their frame pairs P×2",
+    )
+)
+FLOW_IMAGE = register(
+    Stage(
+        "flow-image",
+        "1",
+        FlowImageParams,
+        ("flow",),
+        (Output("image", "float32", lambda p: (3, p.size, p.size)),),
+        compute_flow_image,
+        "(u, v, strain) flow image N×3×S×S",
+    )
+)
+ROI_FLOW = register(
+    Stage(
+        "roi-flow",
+        "1",
+        RoiFlowParams,
+        ("flow", "align"),
+        (
+            Output("sequence", "float32", lambda p: (p.length, _n_rois(p), 2)),
+            Output("top_frames", "int32", lambda p: (p.top_k,)),
+        ),
+        compute_roi_flow,
+        "STAG ROI flow sequences N×T×R×2 and the K frames of largest motion (clip positions)",
+    )
+)
+
+FLOW_STAGES = ["flow", "flow-image"]
