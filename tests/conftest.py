@@ -13,9 +13,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def write_tiny_clips(
-    root: Path, n_clips: int = 4, n_frames: int = 5, size: int = 16, seed: int = 0
-) -> pd.DataFrame:
+def write_tiny_clips(root: Path, n_clips: int = 4, n_frames: int = 5, size: int = 16, seed: int = 0) -> pd.DataFrame:
     """Write ``n_clips`` clips of random PNG frames under root and return a manifest in the adapter's format."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -58,3 +56,28 @@ def write_tiny_clips(
 def tiny_dataset(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     root = tmp_path / "data"
     return root, write_tiny_clips(root)
+
+
+@pytest.fixture(scope="session")
+def face_store(tmp_path_factory) -> tuple[Path, str]:
+    """A synthetic 3-class dataset (2 subjects × 3 clips, 320×240) preprocessed through the face stages.
+
+    Tests must not modify it: copy the folder first when a test writes to it.
+    """
+    from mer.datasets import load
+    from mer.datasets.synthetic import generate_synthetic
+    from mer.pipeline.graph import build_plan
+    from mer.pipeline.manifest_store import write_dataset_manifest
+    from mer.pipeline.runner import run_plan
+    from mer.pipeline.stages import expand_stages
+    from mer.store import open_store
+
+    base = tmp_path_factory.mktemp("face_store")
+    data = base / "data"
+    generate_synthetic(data, subjects=2, clips_per_subject=3, classes=3, seed=11, frame_size=(320, 240))
+    result = load("folder", data, labels="3class", dataset_name="synth")
+    store = open_store(str(base / "store"), "a")
+    write_dataset_manifest(store, "synth", result.manifest, data, result.adapter, result.label_set.to_dict())
+    report = run_plan(store, "synth", build_plan(store, "synth", expand_stages("ingest,face")), workers=1)
+    assert not report.failures, report.failures
+    return base, "synth"
