@@ -53,18 +53,38 @@ def synth(
     console.print(f"wrote {summary.n_clips} clips ({summary.n_frames} frames) to {out}")
 
 
+def parse_column_map(text: str | None) -> dict[str, str] | None:
+    """``"Sub=subject,Video=clip"`` → ``{"Sub": "subject", "Video": "clip"}``."""
+    if not text:
+        return None
+    mapping = {}
+    for item in text.split(","):
+        theirs, sep, ours = item.partition("=")
+        if not sep or not theirs.strip() or not ours.strip():
+            raise typer.BadParameter(f"--column-map item {item!r}: expected 'Their header=ours'")
+        mapping[theirs.strip()] = ours.strip()
+    return mapping
+
+
+COLUMN_MAP = typer.Option(None, help="other sheet headers onto ours: 'Sub=subject,Video=clip' (folder adapter)")
+CORRECTIONS = typer.Option(None, help="corrections table (TOML) keyed by subject and clip, instead of the built-in")
+
+
 def _print_problems(problems: list) -> int:
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     for p in warnings:
         err_console.print(f"[yellow]warning[/yellow] {p}")
     if errors:
-        err_console.print(
-            failure_table(
-                f"{len(errors)} annotation/layout error(s): these clips are left out",
-                [(f"{p.subject or ''}/{p.clip or ''}", f"{p.file}:{p.row}", str(p)) for p in errors],
+        rows = [
+            (
+                "/".join(x for x in (p.subject, p.clip) if x) or "-",
+                f"{p.file}" + (f" row {p.row}" if p.row else ""),
+                str(p),
             )
-        )
+            for p in errors
+        ]
+        err_console.print(failure_table(f"{len(errors)} annotation/layout error(s): these clips are left out", rows))
     return len(errors)
 
 
@@ -73,11 +93,20 @@ def check_dataset(
     root: Path = typer.Option(..., help="dataset root folder"),
     labels: str = typer.Option("original", help="label set: original, 3class, 5class or a TOML file"),
     annotations: Path | None = typer.Option(None, help="annotation sheet, if not at its usual place"),
+    column_map: str | None = COLUMN_MAP,
+    corrections: Path | None = CORRECTIONS,
 ) -> None:
     """Validate a dataset's layout and annotations without writing anything; exit 1 on errors."""
     from mer.datasets import load
 
-    result = load(dataset, root, labels=labels, annotations=annotations)
+    result = load(
+        dataset,
+        root,
+        labels=labels,
+        annotations=annotations,
+        column_map=parse_column_map(column_map),
+        corrections=corrections,
+    )
     n_errors = _print_problems(result.problems)
     console.print(
         f"{dataset}: {len(result.manifest)} usable clips, {n_errors} error(s), "
@@ -94,6 +123,8 @@ def preprocess(
     name: str | None = typer.Option(None, help="dataset name in the store (default: the adapter's)"),
     labels: str = typer.Option("original", help="label set: original, 3class, 5class or a TOML file"),
     annotations: Path | None = typer.Option(None, help="annotation sheet, if not at its usual place"),
+    column_map: str | None = COLUMN_MAP,
+    corrections: Path | None = CORRECTIONS,
     stages: str = typer.Option(
         DEFAULT_STAGES,
         help="comma-separated stages or groups (face, flow), e.g. face,mesti,flow: one pass per clip for all of them",
@@ -107,7 +138,15 @@ def preprocess(
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
     from mer.datasets import load
 
-    result = load(dataset, root, labels=labels, annotations=annotations, dataset_name=name or dataset)
+    result = load(
+        dataset,
+        root,
+        labels=labels,
+        annotations=annotations,
+        column_map=parse_column_map(column_map),
+        corrections=corrections,
+        dataset_name=name or dataset,
+    )
     n_errors = _print_problems(result.problems)
     st = open_store(store, "a")
     ds_name = name or result.adapter
