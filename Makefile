@@ -1,0 +1,44 @@
+# mer: the two commands a new user needs are `make demo` and `make test`; both install first when needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mer-installed
+
+DATASET   ?= folder
+DATA_ROOT ?=
+STORE     ?= store
+LABELS    ?= original
+WORKERS   ?= 2
+DEMO_DIR  ?= demo
+
+.PHONY: install demo test lint preprocess bench clean
+
+install: $(STAMP)
+
+# Re-installs when pyproject.toml changes. torch comes from the package registry (CUDA build; runs on CPU too).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,cluster,remote]"
+	$(BIN)/python -c "import torch, cv2, dlib, zarr, numba; cv2.optflow.DualTVL1OpticalFlow_create"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/mer-cli demo --out $(DEMO_DIR)
+
+# pytest exits 5 when it collects no test; make treats every non-zero exit as a failure, so "no tests" fails.
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check mer tests benchmarks
+
+preprocess: install
+	@test -n "$(DATA_ROOT)" || { echo "usage: make preprocess DATASET=samm DATA_ROOT=/path/to/SAMM STORE=store"; exit 2; }
+	$(BIN)/mer-cli preprocess --dataset $(DATASET) --root $(DATA_ROOT) --store $(STORE) --labels $(LABELS) --workers $(WORKERS)
+
+bench: install
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
