@@ -69,9 +69,7 @@ CASME2_ROWS = [
 ]
 
 
-def make_casme2(
-    root: Path, rows=CASME2_ROWS, frames: dict | None = None, extra_rows: list | None = None
-) -> Path:
+def make_casme2(root: Path, rows=CASME2_ROWS, frames: dict | None = None, extra_rows: list | None = None) -> Path:
     """CASME2-coding xlsx + CASME2_RAW_selected/subNN/<Filename>/imgN.jpg (frames onset-2..offset+2)."""
     sheet_rows = [CASME2_HEADER]
     for subject, clip, onset, apex, offset, aus, emotion in rows:
@@ -119,9 +117,7 @@ def make_samm(root: Path, rows=SAMM_ROWS) -> Path:
     sheet_rows += [[] for _ in range(13 - len(sheet_rows))]
     sheet_rows.append(SAMM_HEADER)
     for subject, clip, onset, apex, offset, duration, aus, emotion in rows:
-        sheet_rows.append(
-            [subject, clip, 1, onset, apex, offset, duration, "Micro - 1/2", aus, "", emotion, "I"]
-        )
+        sheet_rows.append([subject, clip, 1, onset, apex, offset, duration, "Micro - 1/2", aus, "", emotion, "I"])
         write_frames(
             root / "SAMM" / f"{subject:03d}" / clip,
             range(onset - 1, offset + 2),
@@ -172,9 +168,7 @@ def make_mmew(root: Path, rows=MMEW_ROWS) -> Path:
     sheet_rows = [header]
     for subject, clip, onset, apex, offset, aus, emotion in rows:
         sheet_rows.append([subject, clip, onset, apex, offset, aus, emotion, None])
-        write_frames(
-            root / "Micro_Expression" / emotion.lower() / clip, range(onset, offset + 1), pattern="{}.jpg"
-        )
+        write_frames(root / "Micro_Expression" / emotion.lower() / clip, range(onset, offset + 1), pattern="{}.jpg")
     write_xlsx(root / "MMEW_Micro_Exp.xlsx", sheet_rows)
     return root
 
@@ -227,9 +221,7 @@ def make_4dme(root: Path, rows=FOURDME_ROWS) -> Path:
     sheet_rows = [header]
     for subject, clip, onset, apex, offset, aus, emotion in rows:
         sheet_rows.append([subject, clip, onset, apex, offset, aus, emotion, 0, 1])
-        write_frames(
-            root / "gray_micro" / subject / clip, range(onset, offset + 1), pattern="{}.jpg", grey=True
-        )
+        write_frames(root / "gray_micro" / subject / clip, range(onset, offset + 1), pattern="{}.jpg", grey=True)
     write_xlsx(root / "4DME_Labelling_Micro_release v1.xlsx", sheet_rows)
     return root
 

@@ -23,9 +23,7 @@ def bump_clip(n: int, apex: int, seed: int, peak_px: float = 1.5, noise: float =
         amp = peak_px * np.exp(-0.5 * ((t - apex) / (0.12 * n)) ** 2)
         mx = (xx + 0.3 * amp * blob).astype(np.float32)
         my = (yy + amp * blob).astype(np.float32)
-        warped = cv2.remap(
-            texture.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-        )
+        warped = cv2.remap(texture.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         noisy = warped + rng.normal(0, noise, warped.shape)
         grey = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
         frames.append(np.repeat(grey[..., None], 3, axis=2))
@@ -38,9 +36,7 @@ def test_middle_apex():
         middle_apex(0)
 
 
-@pytest.mark.parametrize(
-    ("n", "apex", "seed"), [(30, 8, 0), (30, 15, 1), (30, 22, 2), (24, 5, 3), (40, 31, 4)]
-)
+@pytest.mark.parametrize(("n", "apex", "seed"), [(30, 8, 0), (30, 15, 1), (30, 22, 2), (24, 5, 3), (40, 31, 4)])
 def test_detected_apex_finds_the_motion_peak(n, apex, seed):
     clip = bump_clip(n, apex, seed)
     assert abs(detected_apex(clip) - apex) <= 2

@@ -126,11 +126,7 @@ def test_smic_from_folders(tmp_path: Path) -> None:
     ]
     assert df["apex"].isna().all()
     apex_notes = [p for p in res.problems if p.column == "apex"]
-    assert (
-        len(apex_notes) == 1
-        and apex_notes[0].severity == "warning"
-        and "all 3 clips" in apex_notes[0].message
-    )
+    assert len(apex_notes) == 1 and apex_notes[0].severity == "warning" and "all 3 clips" in apex_notes[0].message
     assert res.label_set.classes == ["negative", "positive", "surprise"]
     assert load("smic", root, labels="3class").manifest["label_name"].tolist() == [
         "negative",
@@ -142,13 +138,9 @@ def test_smic_from_folders(tmp_path: Path) -> None:
 def test_smic_with_user_sheet(tmp_path: Path) -> None:
     root = make_smic(tmp_path / "SMIC")
     sheet = tmp_path / "smic.csv"
-    sheet.write_text(
-        "subject,material,emotion,onset,offset\n1,s1_po_01,positive,303,305\n2,s2_sur_01,negative,9,11\n"
-    )
+    sheet.write_text("subject,material,emotion,onset,offset\n1,s1_po_01,positive,303,305\n2,s2_sur_01,negative,9,11\n")
     res = load("smic", root, annotations=sheet)
-    assert _rows(res.manifest, "subject", "clip", "onset", "offset", "source_row") == [
-        ("s1", "s1_po_01", 303, 305, 2)
-    ]
+    assert _rows(res.manifest, "subject", "clip", "onset", "offset", "source_row") == [("s1", "s1_po_01", 303, 305, 2)]
     (err,) = _errors(res)
     assert (err.file, err.row, err.column, err.value) == (str(sheet), 3, "emotion", "negative")
     assert "surprise" in err.message
@@ -241,9 +233,7 @@ def test_folder_adapter_xlsx_elsewhere_with_column_map(tmp_path: Path) -> None:
     }
     res = load("folder", root, annotations=sheet, column_map=cmap)
     assert _errors(res) == []
-    assert _rows(res.manifest, "subject", "clip", "onset", "apex", "offset", "n_frames") == [
-        ("p1", "c1", 2, 3, 4, 3)
-    ]
+    assert _rows(res.manifest, "subject", "clip", "onset", "apex", "offset", "n_frames") == [("p1", "c1", 2, 3, 4, 3)]
 
 
 def test_composite_keys_subjects_by_dataset(tmp_path: Path) -> None:

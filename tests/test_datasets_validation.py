@@ -75,17 +75,13 @@ def test_unknown_emotion(tmp_path: Path) -> None:
     assert _where(err) == (str(root / "annotations.csv"), 3, "emotion", "Boredom")
     assert "boredom" in err.message and "3class" in err.message
     # CASME II's own vocabulary is closed: an emotion outside it is an error, not a new class.
-    croot = make_casme2(
-        tmp_path / "c", rows=[(1, "EP01", 1, 2, 3, "", "happiness"), (1, "EP02", 1, 2, 3, "", "Joy")]
-    )
+    croot = make_casme2(tmp_path / "c", rows=[(1, "EP01", 1, 2, 3, "", "happiness"), (1, "EP02", 1, 2, 3, "", "Joy")])
     cerr = _only_error(load("casme2", croot))
     assert _where(cerr) == (str(croot / "CASME2-coding-20140508.xlsx"), 3, "Estimated Emotion", "Joy")
 
 
 def test_duplicated_clip(tmp_path: Path) -> None:
-    root, res = _load_folder(
-        tmp_path, [["s1", "c1", 1, 2, 3, "", "happiness"], ["s1", "c1", 1, 2, 3, "", "fear"]]
-    )
+    root, res = _load_folder(tmp_path, [["s1", "c1", 1, 2, 3, "", "happiness"], ["s1", "c1", 1, 2, 3, "", "fear"]])
     err = _only_error(res)
     assert _where(err) == (str(root / "annotations.csv"), 4, "clip", "s1/c1")
     assert "row 3" in err.message
@@ -179,9 +175,7 @@ def test_corrections_table_keyed_by_subject_and_clip(tmp_path: Path) -> None:
         if int(p.stem.split("_")[1]) > 14:
             p.unlink()  # the folder now ends at frame 14: offset 20 is past the end
     bad = load("samm", root)
-    assert [(p.row, p.column, p.value) for p in bad.problems if p.severity == "error"] == [
-        (15, "Offset Frame", "20")
-    ]
+    assert [(p.row, p.column, p.value) for p in bad.problems if p.severity == "error"] == [(15, "Offset Frame", "20")]
     table = tmp_path / "samm_fixes.toml"
     table.write_text(
         'name = "samm-local"\nversion = 3\n'

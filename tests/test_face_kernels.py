@@ -30,9 +30,7 @@ def _mean_face(rng: np.random.Generator) -> np.ndarray:
     t = np.linspace(-1.2, 1.2, 17)
     jaw = np.c_[100 + 60 * np.sin(t), 100 + 60 * np.cos(t) - 10]
     brows = np.c_[np.r_[np.linspace(55, 90, 5), np.linspace(110, 145, 5)], np.full(10, 70.0)]
-    nose = np.c_[
-        np.r_[np.full(4, 100.0), np.linspace(88, 112, 5)], np.r_[np.linspace(85, 115, 4), np.full(5, 120)]
-    ]
+    nose = np.c_[np.r_[np.full(4, 100.0), np.linspace(88, 112, 5)], np.r_[np.linspace(85, 115, 4), np.full(5, 120)]]
     eye = np.array([[0, 0], [8, -5], [17, -5], [25, 0], [17, 4], [8, 4]], dtype=float)
     eyes = np.r_[eye + [62, 88], eye + [113, 88]]
     mouth = np.c_[
@@ -118,9 +116,7 @@ def test_unknown_smoother_raises():
     reference=st.sampled_from(["inner-corners", "eye-centres"]),
 )
 def test_aligned_eyes_are_level_symmetric_and_at_their_targets(angle, scale, dx, dy, size, reference):
-    lm = transform_points(
-        _mean_face(np.random.default_rng(RNG_SEED))[None], _similarity(angle, scale, (dx, dy))[None]
-    )
+    lm = transform_points(_mean_face(np.random.default_rng(RNG_SEED))[None], _similarity(angle, scale, (dx, dy))[None])
     m = alignment_transforms(lm, size=size, reference=reference)
     pair = reference_points(transform_points(lm, m)[0], reference)
     centre = (size - 1) / 2
@@ -131,9 +127,7 @@ def test_aligned_eyes_are_level_symmetric_and_at_their_targets(angle, scale, dx,
 
 def test_default_targets_are_the_documented_fractions():
     inner = eye_targets(256, "inner-corners")
-    np.testing.assert_allclose(
-        inner, [[0.40 * 256 - 0.5, 0.36 * 256 - 0.5], [0.60 * 256 - 0.5, 0.36 * 256 - 0.5]]
-    )
+    np.testing.assert_allclose(inner, [[0.40 * 256 - 0.5, 0.36 * 256 - 0.5], [0.60 * 256 - 0.5, 0.36 * 256 - 0.5]])
     centres = eye_targets(200, "eye-centres", eye_y=0.4, eye_distance=0.3)
     np.testing.assert_allclose(centres, [[0.35 * 200 - 0.5, 79.5], [0.65 * 200 - 0.5, 79.5]])
 
@@ -153,9 +147,7 @@ def test_onset_mode_uses_one_transform_and_per_frame_mode_cancels_head_motion():
     motions = np.stack([_similarity(2.0 * t, 1.0 + 0.01 * t, (3.0 * t, -2.0 * t)) for t in range(6)])
     lm = transform_points(np.repeat(base[None], 6, axis=0), motions)
     onset = alignment_transforms(lm, mode="onset", ref_frame=2)
-    np.testing.assert_allclose(
-        onset, np.repeat(alignment_transforms(lm[2:3], mode="per-frame"), 6, axis=0), atol=1e-5
-    )
+    np.testing.assert_allclose(onset, np.repeat(alignment_transforms(lm[2:3], mode="per-frame"), 6, axis=0), atol=1e-5)
     per = transform_points(lm, alignment_transforms(lm, mode="per-frame"))
     np.testing.assert_allclose(per, np.repeat(per[:1], 6, axis=0), atol=1e-3)
 
@@ -163,9 +155,7 @@ def test_onset_mode_uses_one_transform_and_per_frame_mode_cancels_head_motion():
 def test_warp_moves_a_dot_to_its_transformed_position():
     img = np.zeros((120, 160, 3), dtype=np.uint8)
     cv2.circle(img, (70, 50), 4, (255, 255, 255), -1)
-    lm = transform_points(
-        _mean_face(np.random.default_rng(RNG_SEED))[None] * 0.6 + [20, 0], np.eye(2, 3)[None]
-    )
+    lm = transform_points(_mean_face(np.random.default_rng(RNG_SEED))[None] * 0.6 + [20, 0], np.eye(2, 3)[None])
     al = align_clip(img[None], lm, size=128, border="constant")
     grey = al.frames[0].astype(np.float64).mean(axis=2)
     ys, xs = np.mgrid[: grey.shape[0], : grey.shape[1]]

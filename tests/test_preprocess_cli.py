@@ -28,6 +28,7 @@ def synth_dir(tmp_path_factory) -> Path:
 
 
 def _preprocess_args(root: Path, store: Path) -> list[str]:
+    """One worker: the kill test SIGKILLs one process (worker processes would outlive their parent's kill)."""
     return [
         "preprocess",
         "--root",
@@ -38,6 +39,8 @@ def _preprocess_args(root: Path, store: Path) -> list[str]:
         "synth",
         "--labels",
         "3class",
+        "--workers",
+        "1",
         "--quiet",
     ]
 

@@ -70,9 +70,7 @@ def test_stage_values_round_trip_through_store(tmp_path, tiny_dataset):
     run_plan(st, "tiny", plan)
     import cv2
 
-    frames = np.stack(
-        [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in manifest.iloc[1]["frame_paths"]]
-    )
+    frames = np.stack([cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in manifest.iloc[1]["frame_paths"]])
     got = st.read("tiny", "test-mean", clip=manifest.iloc[1]["clip_id"])
     np.testing.assert_allclose(got, frames.astype(np.float32).mean(axis=(1, 2)), rtol=1e-6)
     stacked = st.read("tiny", "test-mean", name="first")
@@ -93,9 +91,7 @@ def test_rerun_skips_complete_clips_and_keys_follow_parameters(tmp_path, tiny_da
     with pytest.raises(AmbiguousEntryError, match="choose one with key="):
         st.read("tiny", "test-mean", name="first")
     doubled = st.read("tiny", "test-mean", key=scaled[1].key, name="first")
-    np.testing.assert_allclose(
-        doubled, 2 * st.read("tiny", "test-mean", key=plan[1].key, name="first"), rtol=1e-6
-    )
+    np.testing.assert_allclose(doubled, 2 * st.read("tiny", "test-mean", key=plan[1].key, name="first"), rtol=1e-6)
 
 
 def test_corrupt_frame_fails_only_its_clip(tmp_path, tiny_dataset):
@@ -159,9 +155,7 @@ def test_manifest_hash_ignores_mount_point_but_not_labels(tmp_path, tiny_dataset
     moved = tmp_path / "elsewhere"
     root.rename(moved)
     relocated = manifest.copy()
-    relocated["frame_paths"] = [
-        [p.replace(str(root), str(moved)) for p in paths] for paths in manifest["frame_paths"]
-    ]
+    relocated["frame_paths"] = [[p.replace(str(root), str(moved)) for p in paths] for paths in manifest["frame_paths"]]
     assert manifest_hash(manifest) == manifest_hash(relocated)
     relabelled = manifest.copy()
     relabelled.loc[0, "label"] = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -9,9 +11,25 @@ import numpy as np
 
 from mer.pipeline.frames_io import read_clip
 
+_BUFFERS = threading.local()
+
+
+def reusable_frame_buffer(shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 array of ``shape`` backed by this thread's buffer, grown when needed and reused by the next clip."""
+    size = math.prod(shape)
+    buffer = getattr(_BUFFERS, "frames", None)
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(size, dtype=np.uint8)
+        _BUFFERS.frames = buffer
+    return buffer[:size].reshape(shape)
+
 
 class ClipContext:
-    """Per-clip state for one worker pass: frames are decoded once and upstream outputs kept in memory."""
+    """Per-clip state for one worker pass: frames are decoded once and upstream outputs kept in memory.
+
+    The frames live in a per-thread buffer that the next clip of the same thread overwrites: a stage must not
+    return them (or a view of them) as an output without copying.
+    """
 
     def __init__(
         self,
@@ -35,7 +53,7 @@ class ClipContext:
         """The clip's frames onset..offset as ``T×H×W×3`` uint8 RGB, decoded on first use only."""
         if self._frames is None:
             self._digests = []
-            self._frames = read_clip(self.row["frame_paths"], self._digests)
+            self._frames = read_clip(self.row["frame_paths"], self._digests, reusable_frame_buffer)
             self.frames_decoded += len(self._frames)
         return self._frames
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -30,18 +30,25 @@ def read_frame(path: str | Path, digests: list[bytes] | None = None) -> np.ndarr
         digests.append(hashlib.sha256(data.tobytes()).digest())
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise FrameError(
-            f"cannot decode image {path} ({data.size} bytes): corrupt, truncated or not an image"
-        )
+        raise FrameError(f"cannot decode image {path} ({data.size} bytes): corrupt, truncated or not an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_clip(paths: Sequence[str | Path], digests: list[bytes] | None = None) -> np.ndarray:
-    """Decode a clip's frames in order into ``T×H×W×3`` uint8; all frames must share one size."""
+def read_clip(
+    paths: Sequence[str | Path],
+    digests: list[bytes] | None = None,
+    allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Decode a clip's frames in order into ``T×H×W×3`` uint8; all frames must share one size.
+
+    ``allocate(shape)`` may supply the output buffer (the runner reuses one per thread: touching fresh memory
+    for every clip costs more than decoding it).
+    """
     if not paths:
         raise FrameError("clip has no frames")
     first = read_frame(paths[0], digests)
-    clip = np.empty((len(paths), *first.shape), dtype=np.uint8)
+    shape = (len(paths), *first.shape)
+    clip = allocate(shape) if allocate is not None else np.empty(shape, dtype=np.uint8)
     clip[0] = first
     for i, path in enumerate(paths[1:], start=1):
         frame = read_frame(path, digests)

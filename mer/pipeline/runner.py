@@ -28,6 +28,7 @@ class ClipOutcome:
     frames: int = 0
     seconds: float = 0.0
     compute_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     deferred: bool = False
 
 
@@ -55,6 +56,20 @@ class RunReport:
                 counts[s] += 1
         return counts
 
+    @property
+    def compute_seconds(self) -> float:
+        """Time spent inside the stages' compute functions, summed over clips (the kernels' share)."""
+        return sum(o.compute_seconds for o in self.outcomes)
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """Compute time per stage, summed over clips."""
+        totals = dict.fromkeys(self.stages, 0.0)
+        for o in self.outcomes:
+            for stage, seconds in o.stage_seconds.items():
+                totals[stage] += seconds
+        return totals
+
     def to_json(self) -> dict[str, Any]:
         return {
             "dataset": self.dataset,
@@ -63,6 +78,9 @@ class RunReport:
             "skipped": self.skipped,
             "computed": self.computed,
             "seconds": round(self.seconds, 3),
+            "compute_seconds": round(self.compute_seconds, 3),
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "workers": self.workers,
             "failures": [{"clip": o.clip_id, "stage": o.failed_stage, "error": o.error} for o in self.failures],
         }
 
@@ -123,7 +141,8 @@ def process_clip(
                 continue  # finished by another process between our check and our claim
             t0 = time.perf_counter()
             arrays = planned.stage.compute(ctx, planned.params)
-            outcome.compute_seconds += time.perf_counter() - t0
+            outcome.stage_seconds[name] = time.perf_counter() - t0
+            outcome.compute_seconds += outcome.stage_seconds[name]
             store.commit_clip(entry, index, arrays)
         except Exception as exc:  # one clip's failure must not stop the others
             outcome.failed_stage = name

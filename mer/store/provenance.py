@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import platform
 import socket
 from importlib import metadata
@@ -22,7 +23,17 @@ _DISTRIBUTIONS = {
 }
 
 
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
+    return tuple(_read_versions().items())
+
+
 def software_versions() -> dict[str, str]:
+    """Versions of the project and of the libraries that shape stored values (looked up once per process)."""
+    return dict(_versions())
+
+
+def _read_versions() -> dict[str, str]:
     """Versions of the project and of the libraries that shape stored values (read without importing them)."""
     versions = {"mer": mer.__version__, "python": platform.python_version()}
     for label, dist in _DISTRIBUTIONS.items():
