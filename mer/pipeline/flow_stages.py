@@ -53,6 +53,8 @@ class FlowParams:
             raise ValueError(f"pairs={self.pairs!r}; use a comma-separated list of {', '.join(PAIR_MODES)}")
         if self.apex not in APEX_MODES:
             raise ValueError(f"apex={self.apex!r}; choose one of {', '.join(APEX_MODES)}")
+        if self.apex_fallback not in (None, "middle", "detected"):
+            raise ValueError(f"apex_fallback={self.apex_fallback!r}; choose middle, detected or none")
         self.kernel_params()  # unknown kernel options fail here, before any clip is computed
 
     @property
@@ -88,6 +90,14 @@ class FlowImageParams:
     size: int = 28
     normalise: str = "minmax"
 
+    def __post_init__(self) -> None:
+        if self.pair < 0:
+            raise ValueError(f"pair={self.pair}; a stored pair index is >= 0")
+        if self.size < 1:
+            raise ValueError(f"size={self.size}; must be >= 1")
+        if self.normalise not in ("minmax", "none"):
+            raise ValueError(f"normalise={self.normalise!r}; choose minmax or none")
+
 
 def compute_flow_image(ctx: ClipContext, p: FlowImageParams) -> dict[str, np.ndarray]:
     """(u, v, optical strain) of one pair, resized for a network."""
@@ -105,6 +115,16 @@ class RoiFlowParams:
     top_percent: float = 20.0
     length: int = 32
     top_k: int = 8
+
+    def __post_init__(self) -> None:
+        try:
+            load_roi_set(self.roi_set)  # an unknown set fails here, before any clip is computed
+        except OSError as exc:
+            raise ValueError(f"roi_set={self.roi_set!r}: {exc}") from None
+        if not 0 < self.top_percent <= 100:
+            raise ValueError(f"top_percent={self.top_percent}; must be in (0, 100]")
+        if self.length < 1 or self.top_k < 1:
+            raise ValueError(f"length={self.length}, top_k={self.top_k}; both must be >= 1")
 
 
 def _n_rois(p: RoiFlowParams) -> int:
