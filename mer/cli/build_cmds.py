@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from mer.cli.console import console
+from mer.cli.console import console, user_errors
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
 from mer.pipeline.graph import build_plan
 from mer.store import open_store
@@ -32,7 +32,8 @@ def build_stages(
 ) -> None:
     """Compute the named stages (and whatever they lack upstream) for every clip; report and exit like preprocess."""
     st = open_store(store, "a")
-    plan = build_plan(st, dataset, list(params), params)
+    with user_errors():
+        plan = build_plan(st, dataset, list(params), params)
     report = run_with_progress(st, dataset, plan, workers, quiet, f"{','.join(params)} {dataset}", scheduler)
     print_report(report, plan)
     for planned in plan[-len(params) :]:

@@ -50,3 +50,17 @@ def failure_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Show a bad option value or a missing store entry as one line and exit 2, not as a traceback."""
+    import typer
+
+    from mer.store import StoreError
+
+    try:
+        yield
+    except (ValueError, StoreError, FileNotFoundError) as exc:
+        err_console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mer.cli.console import console, err_console, failure_table
+from mer.cli.console import console, err_console, failure_table, user_errors
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
 from mer.pipeline.graph import build_plan
 from mer.pipeline.manifest_store import write_dataset_manifest
@@ -99,14 +99,15 @@ def check_dataset(
     """Validate a dataset's layout and annotations without writing anything; exit 1 on errors."""
     from mer.datasets import load
 
-    result = load(
-        dataset,
-        root,
-        labels=labels,
-        annotations=annotations,
-        column_map=parse_column_map(column_map),
-        corrections=corrections,
-    )
+    with user_errors():
+        result = load(
+            dataset,
+            root,
+            labels=labels,
+            annotations=annotations,
+            column_map=parse_column_map(column_map),
+            corrections=corrections,
+        )
     n_errors = _print_problems(result.problems)
     console.print(
         f"{dataset}: {len(result.manifest)} usable clips, {n_errors} error(s), "
@@ -138,15 +139,16 @@ def preprocess(
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
     from mer.datasets import load
 
-    result = load(
-        dataset,
-        root,
-        labels=labels,
-        annotations=annotations,
-        column_map=parse_column_map(column_map),
-        corrections=corrections,
-        dataset_name=name or dataset,
-    )
+    with user_errors():
+        result = load(
+            dataset,
+            root,
+            labels=labels,
+            annotations=annotations,
+            column_map=parse_column_map(column_map),
+            corrections=corrections,
+            dataset_name=name or dataset,
+        )
     n_errors = _print_problems(result.problems)
     st = open_store(store, "a")
     ds_name = name or result.adapter
@@ -161,7 +163,8 @@ def preprocess(
         {"corrections": getattr(result, "corrections", None)},
     )
     console.print(f"manifest {ds_name}: {len(result.manifest)} clips (hash {digest[:16]})")
-    plan = build_plan(st, ds_name, expand_stages(stages))
+    with user_errors():
+        plan = build_plan(st, ds_name, expand_stages(stages))
     report = run_with_progress(st, ds_name, plan, workers, quiet, f"preprocess {ds_name}", scheduler)
     print_report(report, plan)
     exit_on_failures(report, n_errors)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mer.cli.console import console, err_console
+from mer.cli.console import console, err_console, user_errors
 
 
 def _model_options(items: list[str]) -> dict:
@@ -67,7 +67,9 @@ def train(
         raise typer.BadParameter("--early-stopping needs --val-fraction > 0 (an inner split of training subjects)")
     from mer.train.store_inputs import load_training_data
 
-    data = load_training_data(open_store(store, "r"), dataset, input, key, labels)
+    with user_errors():
+        data = load_training_data(open_store(store, "r"), dataset, input, key, labels)
+        spec = parse_protocol(protocol)
     if data.excluded:
         err_console.print(
             f"{len(data.excluded)} clip(s) left out (not computed or no label), e.g. "
@@ -88,7 +90,6 @@ def train(
         seed=seed,
         device=device,
     )
-    spec = parse_protocol(protocol)
     n_folds = len(list(spec.folds(data.meta)))
     console.print(
         f"{input} → {model}: {len(data.meta)} clips, {data.meta['subject'].nunique()} subjects, "

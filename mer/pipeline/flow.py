@@ -5,7 +5,8 @@ Conventions (project-wide): frames are ``uint8`` RGB ``H×W×3`` (or grey ``H×W
 the right), ``v`` along y (rows, positive downwards), so that ``a(x, y) ≈ b(x + u, y + v)``.
 
 Kernels are pure functions with no I/O and no global state. OpenCV's thread count is process-wide state:
-the runner sets it once per worker with ``cv2.setNumThreads(recommended_cv_threads(method, workers))``.
+the runner gives each worker process one OpenCV thread (the workers fill the cores); ``recommended_cv_threads``
+says what a lone process would gain from more, as measured by ``benchmarks/bench_flow.py``.
 
 Optical strain lives in :mod:`mer.pipeline.flow_strain`, flow images for networks in
 :mod:`mer.pipeline.flow_image`, the compact int16 codec in :mod:`mer.pipeline.flow_codec`; all are

@@ -138,7 +138,7 @@ def compute_roi_flow(ctx: ClipContext, p: RoiFlowParams) -> dict[str, np.ndarray
     landmarks = ctx.input("align", "landmarks")[pairs[:, 0]]
     sequence = roi_sequence(flows, landmarks, p.roi_set, length=p.length, top_percent=p.top_percent)
     top = np.full(p.top_k, -1, dtype=np.int32)
-    chosen = top_k_frames(flows, min(p.top_k, len(flows)))
+    chosen = top_k_frames(flows, min(p.top_k, len(flows)), remove_global=True)  # head drift does not count
     top[: len(chosen)] = pairs[chosen, 1]
     return {"sequence": sequence.astype(np.float32), "top_frames": top}
 
@@ -168,7 +168,7 @@ FLOW_IMAGE = register(
 ROI_FLOW = register(
     Stage(
         "roi-flow",
-        "1",
+        "2",
         RoiFlowParams,
         ("flow", "align"),
         (

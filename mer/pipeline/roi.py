@@ -221,21 +221,28 @@ def roi_sequence(
     return resample_time(seq, length)
 
 
-def flow_motion(flows: np.ndarray) -> np.ndarray:
-    """Mean flow magnitude of each field of ``P×H×W×2`` → float64 ``P`` (the motion score of a frame)."""
+def flow_motion(flows: np.ndarray, remove_global: bool = False) -> np.ndarray:
+    """Mean flow magnitude of each field of ``P×H×W×2`` → float64 ``P`` (the motion score of a frame).
+
+    ``remove_global`` first subtracts each field's median vector, so that head drift (global) does not count and
+    facial movements (local) do.
+    """
     flows = np.asarray(flows, dtype=np.float32)
     if flows.ndim != 4 or flows.shape[-1] != 2:
         raise ValueError(f"flows must be P×H×W×2, got {flows.shape}")
+    if remove_global:
+        flows = flows - np.median(flows.reshape(len(flows), -1, 2), axis=1)[:, None, None, :]
     return np.sqrt(np.einsum("phwc,phwc->phw", flows, flows)).mean(axis=(1, 2), dtype=np.float64)
 
 
-def top_k_frames(flows: np.ndarray, k: int) -> np.ndarray:
+def top_k_frames(flows: np.ndarray, k: int, remove_global: bool = False) -> np.ndarray:
     """Indices (ascending, i.e. in time order) of the ``k`` flows with the largest mean magnitude.
 
-    Ties go to the earlier frame; ``k >= P`` returns every index.
+    ``remove_global`` ranks by local motion (see :func:`flow_motion`). Ties go to the earlier frame; ``k >= P``
+    returns every index.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    motion = flow_motion(flows)
+    motion = flow_motion(flows, remove_global)
     order = np.argsort(-motion, kind="stable")[:k]
     return np.sort(order).astype(np.int64)

@@ -30,6 +30,16 @@ class ClipOutcome:
     compute_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     deferred: bool = False
+    pid: int = 0
+
+    def absorb(self, earlier: ClipOutcome) -> None:
+        """Count work done on this clip in an earlier pass that ended in a deferral."""
+        self.computed = earlier.computed + self.computed
+        for stage, seconds in earlier.stage_seconds.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        self.compute_seconds += earlier.compute_seconds
+        self.frames += earlier.frames
+        self.seconds += earlier.seconds
 
 
 @dataclass
@@ -127,7 +137,7 @@ def process_clip(
         return store.read_entry(entries[stage], clip=row["clip_id"], name=name)
 
     ctx = ClipContext(row, index, read_input)
-    outcome = ClipOutcome(index, row["clip_id"])
+    outcome = ClipOutcome(index, row["clip_id"], pid=os.getpid())
     for planned in plan:
         name = planned.stage.name
         entry = entries[name]
@@ -237,10 +247,14 @@ def run_plan(
     )
     if on_start is not None:
         on_start(len(pending), report.skipped)
+    carried: dict[int, ClipOutcome] = {}  # stages computed before a clip was deferred, counted when it ends
     while pending:
         deferred = []
         for outcome in _execute(store, dataset, plan, pending, rows, workers, scheduler):
+            if outcome.index in carried:
+                outcome.absorb(carried.pop(outcome.index))
             if outcome.deferred:
+                carried[outcome.index] = outcome
                 deferred.append(outcome.index)
                 continue
             report.outcomes.append(outcome)

@@ -6,10 +6,16 @@ that must appear atomically, and reads raw chunk bytes for checksums.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+_THREAD_LOCK = threading.Lock()  # flock does not exclude threads sharing one open file
 
 
 def is_url(location: str) -> bool:
@@ -51,16 +57,36 @@ class LocalBackend:
         return self._path(key).exists()
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
-        """Create ``key`` only if it does not exist (O_EXCL); False when another writer has it."""
+        """Create ``key`` with ``data`` only if it does not exist; False when another writer has it.
+
+        The content is written to a temporary file that is then hard-linked into place, so that nobody ever
+        reads the key empty or half-written (an empty claim would look like one cut short by a kill).
+        """
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.link(tmp, path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         return True
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an exclusive lock on the (hidden) lock file ``key``; the kernel drops it if this process dies."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _THREAD_LOCK:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
 
     def list_dir(self, prefix: str) -> list[str]:
         """Names directly under ``prefix`` (files and folders), sorted; temporary files skipped."""
@@ -109,6 +135,11 @@ class FsspecBackend:
         """Object stores offer no portable exclusive create: always grant (writers write identical bytes)."""
         self.write_bytes(key, data)
         return True
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """No cross-process lock on object storage (claims are always granted there)."""
+        yield
 
     def list_dir(self, prefix: str) -> list[str]:
         try:

@@ -430,17 +430,30 @@ class FeatureStore:
         """
         key = f"{entry.ref.path}/_claims/{_marker_name(index)}"
         record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
-        if self.backend.create_exclusive(key, json.dumps(record).encode()):
+        data = json.dumps(record).encode()
+        if self.backend.create_exclusive(key, data):
             return True
+        holder = self._claim_holder(key)
+        if holder is not None and not _claim_is_stale(holder):
+            return holder["host"] == record["host"] and holder["pid"] == record["pid"]
+        # Stale: several processes may find it so at once; only the first through the lock replaces it.
+        with self.backend.lock(f"{entry.ref.path}/_claims/.takeover.lock"):
+            if self.backend.read_bytes(key) is None:
+                return self.backend.create_exclusive(key, data)  # released meanwhile
+            holder = self._claim_holder(key)
+            if holder is not None and not _claim_is_stale(holder):
+                return holder["host"] == record["host"] and holder["pid"] == record["pid"]
+            self.backend.write_bytes(key, data)
+            return True
+
+    def _claim_holder(self, key: str) -> dict[str, Any] | None:
+        """The record of a claim file, or None when it is missing or unreadable."""
         raw = self.backend.read_bytes(key)
         try:
             holder = json.loads(raw) if raw else None
         except json.JSONDecodeError:
-            holder = None  # a claim cut short by a kill
-        if holder is not None and not _claim_is_stale(holder):
-            return holder["host"] == record["host"] and holder["pid"] == record["pid"]
-        self.backend.write_bytes(key, json.dumps(record).encode())
-        return True
+            holder = None  # damaged
+        return holder if isinstance(holder, dict) and "pid" in holder and "host" in holder else None
 
     def release_claim(self, entry: Entry, index: int) -> None:
         """Drop this process's claim on a clip (after its commit or its failure record)."""
