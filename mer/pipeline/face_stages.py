@@ -18,17 +18,20 @@ from mer.pipeline.face.equalize import equalize_frames
 from mer.pipeline.face.landmarks import track_landmarks
 from mer.pipeline.stage import Output, Stage, register
 
+# One source for the defaults: the kernels' FaceParams.
+_DEFAULTS = FaceParams()
+
 
 @dataclass(frozen=True)
 class DetectParams:
     """dlib ``hog`` (default) or ``cnn`` detector on clip frame ``onset``, retrying upsampled and on later frames."""
 
-    detector: str = "hog"
-    onset: int = 0
-    detect_frames: int = 3
-    max_upsample: int = 1
-    min_score: float = 0.0
-    min_face_frac: float = 0.08
+    detector: str = _DEFAULTS.detector
+    onset: int = _DEFAULTS.onset
+    detect_frames: int = _DEFAULTS.detect_frames
+    max_upsample: int = _DEFAULTS.max_upsample
+    min_score: float = _DEFAULTS.min_score
+    min_face_frac: float = _DEFAULTS.min_face_frac
 
     def __post_init__(self) -> None:
         FaceParams(**asdict(self))
@@ -38,15 +41,15 @@ class DetectParams:
 class LandmarkParams:
     """68-point tracking from the previous frame's landmarks; one-euro (default), Savitzky–Golay or no smoothing."""
 
-    n_inits: int = 5
-    max_outside: float = 0.25
-    smoothing: str = "one-euro"
-    min_cutoff: float = 0.04
-    beta: float = 0.2
-    d_cutoff: float = 0.2
-    bidirectional: bool = True
-    savgol_window: int = 7
-    savgol_order: int = 2
+    n_inits: int = _DEFAULTS.n_inits
+    max_outside: float = _DEFAULTS.max_outside
+    smoothing: str = _DEFAULTS.smoothing
+    min_cutoff: float = _DEFAULTS.min_cutoff
+    beta: float = _DEFAULTS.beta
+    d_cutoff: float = _DEFAULTS.d_cutoff
+    bidirectional: bool = _DEFAULTS.bidirectional
+    savgol_window: int = _DEFAULTS.savgol_window
+    savgol_order: int = _DEFAULTS.savgol_order
 
     def __post_init__(self) -> None:
         FaceParams(**asdict(self))
@@ -56,12 +59,12 @@ class LandmarkParams:
 class AlignParams:
     """Similarity alignment from eye geometry (STAG's inner corners 39/42 or eye centres), once from the onset."""
 
-    reference: str = "inner-corners"
-    align_mode: str = "onset"
-    size: int = 256
-    eye_y: float | None = None
-    eye_distance: float | None = None
-    border: str = "replicate"
+    reference: str = _DEFAULTS.reference
+    align_mode: str = _DEFAULTS.align_mode
+    size: int = _DEFAULTS.size
+    eye_y: float | None = _DEFAULTS.eye_y
+    eye_distance: float | None = _DEFAULTS.eye_distance
+    border: str = _DEFAULTS.border
 
     def __post_init__(self) -> None:
         FaceParams(**asdict(self))
@@ -71,9 +74,9 @@ class AlignParams:
 class EqualizeParams:
     """Luminance histogram equalisation (``hist``, as the MESTI paper), ``clahe`` or ``none``."""
 
-    method: str = "hist"
-    clahe_clip: float = 2.0
-    clahe_tiles: int = 8
+    method: str = _DEFAULTS.equalize
+    clahe_clip: float = _DEFAULTS.clahe_clip
+    clahe_tiles: int = _DEFAULTS.clahe_tiles
 
     def __post_init__(self) -> None:
         FaceParams(equalize=self.method, clahe_clip=self.clahe_clip, clahe_tiles=self.clahe_tiles)
