@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -96,13 +97,16 @@ class RunReport:
 
 
 _WORKER_STORES: dict[str, FeatureStore] = {}
-_WORKER_READY = False
+_WORKER_THREAD = threading.local()
 
 
 def _init_worker() -> None:
-    """One OpenCV and one Numba thread per worker process, so that workers do not oversubscribe the cores."""
-    global _WORKER_READY
-    if _WORKER_READY:
+    """One OpenCV and one Numba thread per worker, so that workers do not oversubscribe the cores.
+
+    Numba's thread count is a per-thread setting, so it is set in every thread that runs clips (a Dask worker
+    may run tasks on several threads); OpenCV's is per process.
+    """
+    if getattr(_WORKER_THREAD, "ready", False):
         return
     import cv2
 
@@ -113,7 +117,7 @@ def _init_worker() -> None:
         numba.set_num_threads(1)
     except (ImportError, ValueError):
         pass
-    _WORKER_READY = True
+    _WORKER_THREAD.ready = True
 
 
 def _worker_store(location: str) -> FeatureStore:

@@ -197,8 +197,7 @@ class FeatureStore:
             raise FileNotFoundError(f"no mer store at {self.location} (no zarr.json); create it with preprocess")
         self._zstore = self.backend.zarr_store(read_only=(mode == "r"))
         if root_meta is None:
-            root = zarr.open_group(store=self._zstore, mode="a", zarr_format=3)
-            root.attrs["mer_store"] = {"format": FORMAT_VERSION}
+            self._write_group("", {"mer_store": {"format": FORMAT_VERSION}})
         else:
             fmt = json.loads(root_meta).get("attributes", {}).get("mer_store", {}).get("format")
             if fmt is None:
@@ -305,8 +304,9 @@ class FeatureStore:
         """Store the clips table of a dataset (JSON in the manifest group's attributes)."""
         self._require_writable()
         table = json.loads(manifest.to_json(orient="split", index=False, date_format="iso"))
-        group = zarr.open_group(store=self._zstore, path=f"{dataset}/manifest", mode="a", zarr_format=3)
-        group.attrs["mer_manifest"] = {"columns": table["columns"], "rows": table["data"], **meta}
+        self._write_group(
+            f"{dataset}/manifest", {"mer_manifest": {"columns": table["columns"], "rows": table["data"], **meta}}
+        )
 
     def manifest_meta(self, dataset: str) -> dict[str, Any]:
         raw = self.backend.read_bytes(f"{dataset}/manifest/zarr.json")
@@ -334,12 +334,25 @@ class FeatureStore:
         if self.mode != "a":
             raise StoreError(f"store {self.location} is open read-only")
 
+    def _write_group(self, path: str, attributes: dict[str, Any]) -> None:
+        """Write a group's zarr.json with its attributes in one atomic write (parents made when missing), so that a
+        concurrent reader never sees the group without its attributes."""
+        parts = path.split("/") if path else []
+        for depth in range(len(parts)):
+            parent = "/".join(parts[:depth])
+            key = f"{parent}/zarr.json" if parent else "zarr.json"
+            if depth and not self.backend.exists(key):
+                self.backend.write_bytes(
+                    key, json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}).encode()
+                )
+        document = {"zarr_format": 3, "node_type": "group", "attributes": attributes}
+        self.backend.write_bytes(f"{path}/zarr.json" if path else "zarr.json", json.dumps(document).encode("utf-8"))
+
     def ensure_entry(self, ref: EntryRef, outputs: list[OutputSpec], attrs: dict[str, Any]) -> Entry:
         """Create the entry group and its stacked arrays if missing; never touches what is already written."""
         self._require_writable()
         if not self.backend.exists(f"{ref.path}/zarr.json"):
-            group = zarr.open_group(store=self._zstore, path=ref.path, mode="a", zarr_format=3)
-            group.attrs["mer"] = {**attrs, "outputs": {o.name: o.to_json() for o in outputs}}
+            self._write_group(ref.path, {"mer": {**attrs, "outputs": {o.name: o.to_json() for o in outputs}}})
         for out in outputs:
             if out.stacked and not self.backend.exists(f"{ref.path}/{out.name}/zarr.json"):
                 n = len(attrs["clip_ids"])
