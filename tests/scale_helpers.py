@@ -57,7 +57,7 @@ def store_files(store: Path, stages: list[str] | None = None) -> dict[str, bytes
     out = {}
     for path in store.rglob("*"):
         rel = path.relative_to(store)
-        if not path.is_file() or path.name == "zarr.json" or path.name.startswith("."):
+        if not path.is_file() or path.name == "zarr.json" or _is_leftover(path):
             continue
         if _IGNORED_PARTS & set(rel.parts):
             continue
@@ -67,9 +67,14 @@ def store_files(store: Path, stages: list[str] | None = None) -> dict[str, bytes
     return out
 
 
-def hidden_leftovers(store: Path) -> list[str]:
-    """Hidden temporary files (interrupted atomic writes) left in the store."""
-    return sorted(str(p.relative_to(store)) for p in store.rglob(".*") if p.is_file())
+def _is_leftover(path: Path) -> bool:
+    """A temporary file of an atomic write that was interrupted: ours are hidden, zarr's end in ``.partial``."""
+    return path.name.startswith(".") or path.name.endswith(".partial")
+
+
+def leftovers(store: Path) -> list[str]:
+    """Temporary files of interrupted atomic writes left in the store (garbage, never read)."""
+    return sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.is_file() and _is_leftover(p))
 
 
 def done_markers(store: Path) -> list[Path]:

@@ -28,7 +28,7 @@ from scale_helpers import (
     cli_env,
     committed_mismatches,
     done_markers,
-    hidden_leftovers,
+    leftovers,
     plan_for,
     preprocess_cmd,
     run_cli,
@@ -235,7 +235,7 @@ def test_sigkill_at_random_moments_never_leaves_a_wrong_commit(synth_dir, refere
     assert store_files(store) == store_files(ref)
     assert claim_files(store) == []
     counts = {p: phases.count(p) for p in sorted(set(phases))}
-    print(f"\nSIGKILL loop: {loop_seconds:.1f} s, {counts}, hidden leftovers {len(hidden_leftovers(store))}")
+    print(f"\nSIGKILL loop: {loop_seconds:.1f} s, {counts}, temporary leftovers {len(leftovers(store))}")
     assert counts.get("no new commit", 0) >= 3 and len(phases) - counts.get("finished", 0) >= 15, counts
 
 

@@ -76,14 +76,23 @@ class LocalBackend:
         return True
 
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        """Hold an exclusive lock on the (hidden) lock file ``key``; the kernel drops it if this process dies."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def lock(self, folder: str) -> Iterator[None]:
+        """Hold an exclusive lock on ``folder``; the kernel drops it if this process dies.
+
+        The folder itself is locked, so that nothing is left behind; where a folder cannot be locked (NFS emulates
+        ``flock`` with byte-range locks, which need a file open for writing) a hidden ``.lock`` file in it is.
+        """
+        path = self._path(folder)
+        path.mkdir(parents=True, exist_ok=True)
         with _THREAD_LOCK:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDONLY)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:
+                    os.close(fd)
+                    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
             finally:
                 os.close(fd)
@@ -137,7 +146,7 @@ class FsspecBackend:
         return True
 
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, folder: str) -> Iterator[None]:
         """No cross-process lock on object storage (claims are always granted there)."""
         yield
 

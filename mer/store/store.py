@@ -450,7 +450,7 @@ class FeatureStore:
         if holder is not None and not _claim_is_stale(holder):
             return holder["host"] == record["host"] and holder["pid"] == record["pid"]
         # Stale: several processes may find it so at once; only the first through the lock replaces it.
-        with self.backend.lock(f"{entry.ref.path}/_claims/.takeover.lock"):
+        with self.backend.lock(f"{entry.ref.path}/_claims"):
             if self.backend.read_bytes(key) is None:
                 return self.backend.create_exclusive(key, data)  # released meanwhile
             holder = self._claim_holder(key)
