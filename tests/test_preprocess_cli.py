@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from scale_helpers import store_files
 from typer.testing import CliRunner
 
 from mer.cli import app
@@ -46,12 +47,8 @@ def _preprocess_args(root: Path, store: Path) -> list[str]:
 
 
 def _array_files(store: Path) -> dict[str, bytes]:
-    """Every chunk and commit marker (metadata with times and run reports aside)."""
-    return {
-        str(p.relative_to(store)): p.read_bytes()
-        for p in store.rglob("*")
-        if p.is_file() and p.name != "zarr.json" and "_runs" not in p.parts
-    }
+    """Every chunk and commit marker (metadata with times, run reports, claims and killed writes' temp files aside)."""
+    return store_files(store)
 
 
 def _done_markers(store: Path, stage: str) -> int:
