@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -70,6 +71,30 @@ COLUMN_MAP = typer.Option(None, help="other sheet headers onto ours: 'Sub=subjec
 CORRECTIONS = typer.Option(None, help="corrections table (TOML) keyed by subject and clip, instead of the built-in")
 
 
+def load_dataset(
+    dataset: str,
+    root: Path,
+    labels: str,
+    annotations: Path | None,
+    column_map: str | None,
+    corrections: Path | None,
+    name: str | None = None,
+) -> Any:
+    """Run the adapter with the CLI's options; a bad option or missing file is a one-line error."""
+    from mer.datasets import load
+
+    with user_errors():
+        return load(
+            dataset,
+            root,
+            labels=labels,
+            annotations=annotations,
+            column_map=parse_column_map(column_map),
+            corrections=corrections,
+            dataset_name=name or dataset,
+        )
+
+
 def _print_problems(problems: list) -> int:
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
@@ -97,17 +122,7 @@ def check_dataset(
     corrections: Path | None = CORRECTIONS,
 ) -> None:
     """Validate a dataset's layout and annotations without writing anything; exit 1 on errors."""
-    from mer.datasets import load
-
-    with user_errors():
-        result = load(
-            dataset,
-            root,
-            labels=labels,
-            annotations=annotations,
-            column_map=parse_column_map(column_map),
-            corrections=corrections,
-        )
+    result = load_dataset(dataset, root, labels, annotations, column_map, corrections)
     n_errors = _print_problems(result.problems)
     console.print(
         f"{dataset}: {len(result.manifest)} usable clips, {n_errors} error(s), "
@@ -137,18 +152,7 @@ def preprocess(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars; log lines only"),
 ) -> None:
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
-    from mer.datasets import load
-
-    with user_errors():
-        result = load(
-            dataset,
-            root,
-            labels=labels,
-            annotations=annotations,
-            column_map=parse_column_map(column_map),
-            corrections=corrections,
-            dataset_name=name or dataset,
-        )
+    result = load_dataset(dataset, root, labels, annotations, column_map, corrections, name)
     n_errors = _print_problems(result.problems)
     st = open_store(store, "a")
     ds_name = name or result.adapter
