@@ -145,13 +145,13 @@ def process_clip(
     for planned in plan:
         name = planned.stage.name
         entry = entries[name]
-        if store.backend.exists(f"{entry.ref.path}/_done/{index:06d}.json"):
+        if store.is_done(entry, index):
             continue
         if not store.try_claim(entry, index):
             outcome.deferred = True
             break
         try:
-            if store.backend.exists(f"{entry.ref.path}/_done/{index:06d}.json"):
+            if store.is_done(entry, index):
                 continue  # finished by another process between our check and our claim
             t0 = time.perf_counter()
             arrays = planned.stage.compute(ctx, planned.params)

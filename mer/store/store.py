@@ -10,6 +10,7 @@ inputs, outputs, provenance) holding per-clip arrays under ``clips/<subject>/<cl
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -131,10 +132,14 @@ class Entry:
     def primary(self) -> str:
         return self.attrs["primary"]
 
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {clip: i for i, clip in enumerate(self.attrs["clip_ids"])}
+
     def index_of(self, clip_id: str) -> int:
         try:
-            return self.attrs["clip_ids"].index(clip_id)
-        except ValueError:
+            return self._index[clip_id]
+        except KeyError:
             raise EntryNotFoundError(f"clip {clip_id!r} is not in entry {self.ref}") from None
 
 
@@ -192,6 +197,7 @@ class FeatureStore:
         self.backend = make_backend(location)
         self.location = self.backend.location
         self.mode = mode
+        self._entries: dict[EntryRef, Entry] = {}
         root_meta = self.backend.read_bytes("zarr.json")
         if mode == "r" and root_meta is None:
             raise FileNotFoundError(f"no mer store at {self.location} (no zarr.json); create it with preprocess")
@@ -232,10 +238,16 @@ class FeatureStore:
         return attrs
 
     def entry(self, ref: EntryRef) -> Entry:
-        """Open an existing entry."""
-        attrs = self._attrs(ref)
-        outputs = {n: OutputSpec.from_json(n, d) for n, d in attrs["outputs"].items()}
-        return Entry(ref, attrs, outputs)
+        """Open an existing entry (cached: an entry's attributes never change once written, same key same content)."""
+        if ref not in self._entries:
+            attrs = self._attrs(ref)
+            outputs = {n: OutputSpec.from_json(n, d) for n, d in attrs["outputs"].items()}
+            self._entries[ref] = Entry(ref, attrs, outputs)
+        return self._entries[ref]
+
+    def is_done(self, entry: Entry, index: int) -> bool:
+        """Whether clip ``index`` of the entry is committed (its marker exists)."""
+        return self.backend.exists(f"{entry.ref.path}/_done/{_marker_name(index)}")
 
     def done_indices(self, ref: EntryRef) -> set[int]:
         """Clip indices whose commit marker exists."""
@@ -507,8 +519,8 @@ class FeatureStore:
         if name not in entry.outputs:
             raise EntryNotFoundError(f"{entry.ref} has no output {name!r}; outputs: {', '.join(entry.outputs)}")
         spec = entry.outputs[name]
-        done = self.done_indices(entry.ref)
         if clip is None:
+            done = self.done_indices(entry.ref)
             if not spec.stacked:
                 raise StoreError(f"{entry.ref}/{name} is stored per clip; pass clip= (one of {len(entry.clip_ids)})")
             missing = [c for i, c in enumerate(entry.clip_ids) if i not in done]
@@ -519,7 +531,7 @@ class FeatureStore:
                 )
             return zarr.open_array(store=self._zstore, path=f"{entry.ref.path}/{name}", mode="r")[...]
         index = entry.index_of(clip)
-        if index not in done:
+        if not self.is_done(entry, index):
             raise IncompleteEntryError(f"clip {clip} is not completely written in {entry.ref}")
         if spec.stacked:
             return zarr.open_array(store=self._zstore, path=f"{entry.ref.path}/{name}", mode="r")[index]
