@@ -11,11 +11,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mer.pipeline.context import ClipContext
-from mer.pipeline.face.align import align_clip
-from mer.pipeline.face.chain import FaceParams, as_rgb_clip, smooth_kwargs
-from mer.pipeline.face.detect import FaceDetection, detect_face
+from mer.pipeline.face.chain import FaceParams, align_step, as_rgb_clip, detect_step, track_step
+from mer.pipeline.face.detect import FaceDetection
 from mer.pipeline.face.equalize import equalize_frames
-from mer.pipeline.face.landmarks import track_landmarks
 from mer.pipeline.stage import Output, Stage, register
 
 # One source for the defaults: the kernels' FaceParams.
@@ -88,16 +86,7 @@ def _clip(ctx: ClipContext) -> np.ndarray:
 
 def compute_detect(ctx: ClipContext, p: DetectParams) -> dict[str, np.ndarray]:
     """Find the face by detector score on the onset frame (retrying upsampled and on the next frames)."""
-    clip = _clip(ctx)
-    det = detect_face(
-        clip,
-        detector=p.detector,
-        start=p.onset,
-        max_frames=p.detect_frames,
-        max_upsample=p.max_upsample,
-        min_score=p.min_score,
-        min_size_frac=p.min_face_frac,
-    )
+    det = detect_step(_clip(ctx), p)
     return {
         "box": np.asarray(det.box, dtype=np.float32),
         "detection": np.array([det.score, det.frame_index, det.upsample], dtype=np.float32),
@@ -109,31 +98,13 @@ def compute_landmarks(ctx: ClipContext, p: LandmarkParams) -> dict[str, np.ndarr
     box = ctx.input("detect", "box")
     score, frame_index, upsample = ctx.input("detect", "detection")
     detection = FaceDetection(tuple(float(v) for v in box), float(score), int(frame_index), int(upsample))
-    face = FaceParams(**asdict(p))
-    track = track_landmarks(
-        _clip(ctx),
-        detection,
-        smoothing=p.smoothing,
-        n_inits=p.n_inits,
-        max_outside=p.max_outside,
-        **smooth_kwargs(face),
-    )
+    track = track_step(_clip(ctx), detection, p)
     return {"landmarks": track.landmarks, "quality": track.quality.astype(np.float32), "landmarks_raw": track.raw}
 
 
 def compute_align(ctx: ClipContext, p: AlignParams) -> dict[str, np.ndarray]:
     """Warp every frame with the eye-geometry similarity transform (from the onset frame by default)."""
-    aligned = align_clip(
-        _clip(ctx),
-        ctx.input("landmarks", "landmarks"),
-        size=p.size,
-        reference=p.reference,
-        mode=p.align_mode,
-        ref_frame=0,
-        eye_y=p.eye_y,
-        eye_distance=p.eye_distance,
-        border=p.border,
-    )
+    aligned = align_step(_clip(ctx), ctx.input("landmarks", "landmarks"), p, ref_frame=0)
     return {
         "frames": aligned.frames,
         "transforms": aligned.transforms.astype(np.float32),

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from mer.pipeline.face.align import ALIGN_MODES, BORDERS, REFERENCES, align_clip
-from mer.pipeline.face.detect import DETECTORS, detect_face
+from mer.pipeline.face.align import ALIGN_MODES, BORDERS, REFERENCES, AlignedClip, align_clip
+from mer.pipeline.face.detect import DETECTORS, FaceDetection, detect_face
 from mer.pipeline.face.equalize import EQUALIZERS, equalize_frames
-from mer.pipeline.face.landmarks import track_landmarks
+from mer.pipeline.face.landmarks import LandmarkTrack, track_landmarks
 from mer.pipeline.face.smoothing import SMOOTHERS
 
 
@@ -133,45 +134,16 @@ def as_rgb_clip(frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return clip
 
 
-def process_clip(
-    frames: np.ndarray | Sequence[np.ndarray], params: FaceParams | None = None
-) -> dict[str, np.ndarray]:
+def process_clip(frames: np.ndarray | Sequence[np.ndarray], params: FaceParams | None = None) -> dict[str, np.ndarray]:
     """Run detect → track landmarks → align → equalise on one decoded clip; returns named arrays."""
     p = FaceParams() if params is None else params
     clip = as_rgb_clip(frames)
     if p.onset >= clip.shape[0]:
         raise ValueError(f"onset frame {p.onset} is outside the clip of {clip.shape[0]} frames")
-    det = detect_face(
-        clip,
-        detector=p.detector,
-        start=p.onset,
-        max_frames=p.detect_frames,
-        max_upsample=p.max_upsample,
-        min_score=p.min_score,
-        min_size_frac=p.min_face_frac,
-    )
-    track = track_landmarks(
-        clip,
-        det,
-        smoothing=p.smoothing,
-        n_inits=p.n_inits,
-        max_outside=p.max_outside,
-        **smooth_kwargs(p),
-    )
-    al = align_clip(
-        clip,
-        track.landmarks,
-        size=p.size,
-        reference=p.reference,
-        mode=p.align_mode,
-        ref_frame=p.onset,
-        eye_y=p.eye_y,
-        eye_distance=p.eye_distance,
-        border=p.border,
-    )
-    aligned = equalize_frames(
-        al.frames, p.equalize, clip_limit=p.clahe_clip, tile_grid=(p.clahe_tiles, p.clahe_tiles)
-    )
+    det = detect_step(clip, p)
+    track = track_step(clip, det, p)
+    al = align_step(clip, track.landmarks, p, ref_frame=p.onset)
+    aligned = equalize_frames(al.frames, p.equalize, clip_limit=p.clahe_clip, tile_grid=(p.clahe_tiles, p.clahe_tiles))
     return {
         "landmarks": track.landmarks,
         "landmarks_raw": track.raw,
@@ -185,7 +157,42 @@ def process_clip(
     }
 
 
-def smooth_kwargs(p: FaceParams) -> dict[str, float | int | bool]:
+def detect_step(clip: np.ndarray, p: Any) -> FaceDetection:
+    """Detection with the detect fields of ``p`` (FaceParams, or the ``detect`` stage's params: same names)."""
+    return detect_face(
+        clip,
+        detector=p.detector,
+        start=p.onset,
+        max_frames=p.detect_frames,
+        max_upsample=p.max_upsample,
+        min_score=p.min_score,
+        min_size_frac=p.min_face_frac,
+    )
+
+
+def track_step(clip: np.ndarray, detection: FaceDetection, p: Any) -> LandmarkTrack:
+    """Landmark tracking and smoothing with the landmark fields of ``p`` (FaceParams or the stage's params)."""
+    return track_landmarks(
+        clip, detection, smoothing=p.smoothing, n_inits=p.n_inits, max_outside=p.max_outside, **smooth_kwargs(p)
+    )
+
+
+def align_step(clip: np.ndarray, landmarks: np.ndarray, p: Any, ref_frame: int = 0) -> AlignedClip:
+    """Alignment with the align fields of ``p`` (FaceParams or the stage's params), from frame ``ref_frame``."""
+    return align_clip(
+        clip,
+        landmarks,
+        size=p.size,
+        reference=p.reference,
+        mode=p.align_mode,
+        ref_frame=ref_frame,
+        eye_y=p.eye_y,
+        eye_distance=p.eye_distance,
+        border=p.border,
+    )
+
+
+def smooth_kwargs(p: Any) -> dict[str, float | int | bool]:
     """The smoothing keyword arguments that ``track_landmarks`` takes for the chosen method."""
     if p.smoothing == "one-euro":
         return {
