@@ -56,23 +56,11 @@ _STRING_COLUMNS = (
     "source_file",
     "au_details",
 )
-HASH_COLUMNS = (
-    "dataset",
-    "subject",
-    "clip",
-    "clip_id",
-    "onset",
-    "apex",
-    "offset",
-    "n_frames",
-    "frame_numbers",
-    "action_units",
-    "au_vector",
-    "emotion",
-    "label",
-    "label_name",
-    "source_row",
-)
+# The hash covers the content, not where the files are (paths, sheet location) nor what is derived from
+# `action_units` (AU details and numbers), so the same dataset mounted elsewhere keeps its keys.
+_LOCATION_COLUMNS = ("frame_paths", "source_file")
+_DERIVED_COLUMNS = ("au_details", "au_numbers")
+HASH_COLUMNS = tuple(c for c in MANIFEST_COLUMNS if c not in _LOCATION_COLUMNS + _DERIVED_COLUMNS)
 
 
 @dataclass
