@@ -34,10 +34,12 @@ def _register_builtin() -> None:
     from mer.models.baselines import TIMM_NAMES, build_timm
     from mer.models.flow_nets import build_off_apexnet, build_ststnet
     from mer.models.meganet import build_meganet
+    from mer.models.stag import build_stag
 
     register("meganet", build_meganet)
     register("ststnet", build_ststnet)
     register("off_apexnet", build_off_apexnet)
+    register("stag", build_stag)
     for name in TIMM_NAMES:
         register(name, partial(build_timm, name))
 
