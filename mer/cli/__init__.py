@@ -9,6 +9,7 @@ import typer
 from mer.cli.build_cmds import build_di, build_flow, build_input, build_mesti
 from mer.cli.preprocess_cmds import check_dataset, preprocess, synth
 from mer.cli.show_cmds import show_face, show_mesti
+from mer.cli.stag_cmds import show_stag
 from mer.cli.store_cmds import store_app
 from mer.cli.train_cmds import report, train
 
@@ -26,6 +27,7 @@ app.command("build-input")(build_input)
 app.command("build-flow")(build_flow)
 app.command("show-face")(show_face)
 app.command("show-mesti")(show_mesti)
+app.command("show-stag")(show_stag)
 app.command("train")(train)
 app.command("report")(report)
 app.add_typer(store_app, name="store")
