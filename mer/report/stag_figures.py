@@ -58,24 +58,19 @@ def importance_table(
     return pd.DataFrame(rows, columns=["class", "n", *roi_names])
 
 
-def _face_panel(ax, face: np.ndarray, boxes: dict[str, Box], roi_names, importance: np.ndarray) -> None:
-    ax.imshow(face if face.ndim == 3 else face, cmap=None if face.ndim == 3 else "gray")
-    top = float(importance.max()) or 1.0
+def _face_panel(ax, face: np.ndarray, boxes: dict[str, Box], roi_names, importance: np.ndarray, top: float) -> None:
+    ax.imshow(face, cmap=None if face.ndim == 3 else "gray")
     cmap = plt.get_cmap("inferno")
     for name, value in zip(roi_names, importance, strict=True):
         x0, y0, x1, y1 = boxes[name]
         level = float(value) / top
+        colour = cmap(0.15 + 0.85 * level)
         ax.add_patch(
             Rectangle(
-                (x0 - 0.5, y0 - 0.5),
-                x1 - x0,
-                y1 - y0,
-                facecolor=cmap(level),
-                alpha=0.25 + 0.45 * level,
-                edgecolor=cmap(level),
-                linewidth=1.2,
+                (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, facecolor=colour, alpha=0.15 + 0.5 * level, edgecolor=colour
             )
         )
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2, f"{100 * value:.0f}", ha="center", va="center", fontsize=6, color="w")
     ax.set_axis_off()
 
 
@@ -88,10 +83,11 @@ def explanation_figure(
 ) -> plt.Figure:
     """One row per :class:`Explanation`: the face with importance-filled ROI boxes, and the adjacency map."""
     r = len(roi_names)
-    fig, axes = plt.subplots(len(rows), 2, figsize=(4.0 + 0.28 * r, 3.4 * len(rows)), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(len(rows), 2, figsize=(6.5 + 0.2 * r, 3.6 * len(rows)), dpi=100, squeeze=False)
+    top = max(float(np.max(row.importance)) for row in rows) or 1.0  # one colour scale for every row
     for (ax_face, ax_adj), row in zip(axes, rows, strict=True):
-        _face_panel(ax_face, face, boxes, roi_names, np.asarray(row.importance, dtype=np.float64))
-        ax_face.set_title(f"{row.title}: ROI importance", fontsize=9)
+        _face_panel(ax_face, face, boxes, roi_names, np.asarray(row.importance, dtype=np.float64), top)
+        ax_face.set_title(f"{row.title}\nROI importance (%)", fontsize=9)
         im = ax_adj.imshow(np.asarray(row.adjacency), cmap="viridis", vmin=0)
         ax_adj.set_xticks(range(r), roi_names, rotation=90, fontsize=6)
         ax_adj.set_yticks(range(r), roi_names, fontsize=6)
