@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=255)
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--roi-set", default="stag14")
-    ap.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up epoch)")
+    ap.add_argument("--epochs", type=int, default=1, help="timed epochs (after one warm-up epoch)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--variants", default=",".join(VARIANTS))

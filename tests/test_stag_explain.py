@@ -132,4 +132,4 @@ def test_show_stag_errors_are_one_line(stag_run, tmp_path):
     assert result.exit_code == 2 and "built for roi_set=stag14" in result.output and "roi_set=stag6" in result.output
     shutil.rmtree(broken / "checkpoints")
     result = CliRunner().invoke(app, ["show-stag", str(broken), clip, "--out", str(tmp_path / "z.png")])
-    assert result.exit_code == 2 and "--save-checkpoints" in result.output
+    assert result.exit_code == 2 and "--checkpoints" in result.output

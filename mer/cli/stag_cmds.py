@@ -8,7 +8,7 @@ import typer
 
 
 def show_stag(
-    run: Path = typer.Argument(..., help="a finished STAG run folder (trained with --save-checkpoints)"),
+    run: Path = typer.Argument(..., help="a finished STAG run folder (trained with --checkpoints)"),
     clip: str = typer.Argument(..., help="clip id (subject/clip), or DATASET:CLIP in a composite run"),
     out: Path = typer.Option(Path("stag.png"), "--out", help="PNG to write (plus <name>_importance.csv)"),
     store: str | None = typer.Option(None, "--store", help="store path or URL (default: the run's store)"),

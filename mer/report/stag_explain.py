@@ -1,6 +1,6 @@
 """Explain a finished STAG run: per clip and per class, the learned adjacency and the ROI importance.
 
-Reads a run folder written by the trainer with checkpoints (``--save-checkpoints``):
+Reads a run folder written by the trainer with checkpoints (``mer-cli train --checkpoints``):
 
 * ``config.json``: ``model`` (``stag``), ``model_options``, ``num_classes``, ``class_names``;
 * ``provenance.json``: ``store`` and, per dataset, the ``roi-flow`` entry it trained on (``entries``);
@@ -87,7 +87,7 @@ class StagRun:
         if fold_index not in self._models:
             path = self.run_dir / "checkpoints" / f"fold{fold_index:03d}.pt"
             if not path.is_file():
-                raise RunExplainError(f"{path} is missing: train with --save-checkpoints to explain a run")
+                raise RunExplainError(f"{path} is missing: train with --checkpoints to explain a run")
             net = create("stag", num_classes=int(self.config["num_classes"]), **self.config.get("model_options", {}))
             net.load_state_dict(_checkpoint_state(path))
             self._models[fold_index] = net.eval()
