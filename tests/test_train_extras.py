@@ -197,3 +197,68 @@ def test_stag_preset_is_data():
     assert p["train"]["optimizer"] == "adamw" and p["train"]["epochs"] == 200
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         load_preset("nope")
+
+
+def test_recipe_hooks_follow_the_options():
+    from mer.models.stag import STAG
+    from mer.train.recipe import (
+        RecipeOptions,
+        SwaTracker,
+        augment_named,
+        epoch_rows,
+        make_recipe_loss,
+        make_recipe_scheduler,
+        predict_probs,
+        roi_permutation_for,
+        split_train_options,
+    )
+
+    rest, opts = split_train_options(load_preset("stag")["train"])
+    assert rest["optimizer"] == "adamw" and rest["epochs"] == 200 and "mixup_alpha" not in rest
+    assert opts.class_weights == "effective" and opts.tta == "flip" and opts.swa_start == 0.75
+    assert RecipeOptions.from_dict(opts.to_dict()) == opts
+    with pytest.raises(ValueError, match="unknown training option.*mixup"):
+        RecipeOptions.from_dict({"mixup": 0.2})
+    y = np.array([0] * 8 + [1] * 2)
+    rows = epoch_rows(np.arange(10), y, opts, np.random.default_rng(0))
+    assert np.bincount(y[rows]).tolist() == [8, 8]
+    loss = make_recipe_loss(opts, y, 2)
+    assert loss.alpha.tolist() == pytest.approx(effective_number_weights(y, 2, 0.999))
+    model = torch.nn.Linear(2, 2)
+    sgd = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = make_recipe_scheduler(sgd, 200, opts)
+    lrs = []
+    for _ in range(200):
+        lrs.append(sgd.param_groups[0]["lr"])
+        sgd.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1 / 11) and lrs[10] == 1.0 and lrs[150:] == pytest.approx([0.2] * 50)
+    swa = SwaTracker(opts, 200)
+    for e in range(200):
+        with torch.no_grad():
+            model.weight.fill_(float(e))
+        swa.after_epoch(model, e)
+    assert swa.count == 50 and swa.finish(model)
+    assert float(model.weight[0, 0]) == pytest.approx(np.mean(np.arange(150, 200)))
+    stag = STAG(
+        2,
+        "stag6",
+        embed_dim=8,
+        hidden_dim=8,
+        graph_layers=1,
+        heads=2,
+        graph_dim=8,
+        transformer_dim=8,
+        transformer_layers=1,
+        transformer_heads=2,
+        fusion_dim=8,
+        au_dim=4,
+    ).eval()
+    perm = roi_permutation_for(stag)
+    assert perm.tolist() == [1, 0, 3, 2, 4, 5] and roi_permutation_for(model) is None
+    batch = {"roi_flow": torch.randn(4, 5, 6, 2), "au": torch.zeros(4, 21)}
+    aug, soft = augment_named(batch, torch.tensor([0, 1, 0, 1]), 2, opts, torch.Generator().manual_seed(0), perm)
+    assert soft.shape == (4, 2) and aug["roi_flow"].shape == batch["roi_flow"].shape
+    torch.testing.assert_close(predict_probs(stag, batch, opts, perm), flip_tta_probs(stag, batch, perm))
+    plain = RecipeOptions()
+    torch.testing.assert_close(predict_probs(stag, batch, plain, perm), torch.softmax(stag(batch), 1))
