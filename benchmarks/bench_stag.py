@@ -55,7 +55,7 @@ def epoch_seconds(model, data, y, device, epochs: int, batch_size: int, roi_set:
             batch = {k: v[idx] for k, v in data.items() if k in model.input_names}
             batch["roi_flow"] = random_flip(batch["roi_flow"], perm_rois, 0.5, gen)
             batch, soft = mix_batch(batch, y[idx], 3, mix, gen)
-            loss = loss_fn(model(batch), soft)
+            loss = loss_fn(model(**batch), soft)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

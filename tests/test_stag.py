@@ -80,9 +80,9 @@ def test_padded_frames_do_not_change_the_prediction():
     mask[:, :8] = True
     padded["roi_flow_mask"] = mask
     with torch.no_grad():
-        ref = model(x)
-        out = model(padded)
-        other = model({**padded, "roi_flow_mask": torch.ones(2, 12, dtype=torch.bool)})
+        ref = model(**x)
+        out = model(**padded)
+        other = model(**{**padded, "roi_flow_mask": torch.ones(2, 12, dtype=torch.bool)})
     # learned positions cover frames 0..7 identically, so masking the tail gives the unpadded logits
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(other, ref, atol=1e-3)
@@ -91,14 +91,14 @@ def test_padded_frames_do_not_change_the_prediction():
 def test_a_model_for_stag14_rejects_an_stag6_input_and_entry():
     model = STAG(3, "stag14", **SMALL)
     with pytest.raises(StagInputError, match=r"roi_set=stag14 \(14 ROIs\).*6 ROIs \(the stag6 set\)"):
-        model(_batch(r=6))
+        model(**_batch(r=6))
     with pytest.raises(StagInputError, match="roi-flow entry has roi_set=stag6"):
         model.check_entry({"roi_set": "stag6", "length": 32})
     model.check_entry({"roi_set": "stag14"})
     with pytest.raises(StagInputError, match="needs input 'au'"):
-        model(_batch(au=False))
+        model(**_batch(au=False))
     with pytest.raises(StagInputError, match=r"B×T×R×2"):
-        model({"roi_flow": torch.zeros(2, 10, 14), "au": torch.zeros(2, 21)})
+        model(roi_flow=torch.zeros(2, 10, 14), au=torch.zeros(2, 21))
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ def test_ablations_build_train_a_step_and_declare_their_inputs(options, inputs):
     model = create("stag", num_classes=4, roi_set="stag18", **SMALL, **options)
     assert model.input_names == inputs
     batch = _batch(r=18, au="au" in inputs)
-    logits = model(batch)
+    logits = model(**batch)
     assert logits.shape == (3, 4)
     logits.sum().backward()
     named = dict(model.named_parameters())
@@ -142,14 +142,28 @@ def test_au_vector_changes_the_adjacency_only_with_au_guidance():
         STAG(3, graph=False, temporal=False)
 
 
-def test_flow_scale_divides_the_input():
+def test_input_scale_is_the_rms_of_the_training_batches_and_frozen_in_eval():
     torch.manual_seed(0)
-    model = STAG(3, "stag6", au=False, **SMALL).eval()
-    x = torch.randn(2, 5, 6, 2)
-    model.set_flow_scale(x * 3)
-    assert float(model.flow_scale) == pytest.approx(float((3 * x).pow(2).mean().sqrt()), rel=1e-6)
+    model = STAG(3, "stag6", au=False, **SMALL)
+    g = torch.Generator().manual_seed(3)
+    a, b = 0.1 * torch.randn(4, 5, 6, 2, generator=g), 0.3 * torch.randn(2, 5, 6, 2, generator=g)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[:, 3:] = False
+    model.train()
+    model(roi_flow=a)
+    model(roi_flow=b, roi_flow_mask=mask)  # padded frames do not count
+    expected = torch.cat([a.flatten(), b[:, :3].flatten()]).double().pow(2).mean().sqrt()
+    assert float(model.flow_scale) == pytest.approx(float(expected), rel=1e-6)
+    model.eval()
     with torch.no_grad():
-        a = model({"roi_flow": x})
-        model.flow_scale.fill_(1.0)
-        b = model({"roi_flow": x / float((3 * x).pow(2).mean().sqrt())})
-    torch.testing.assert_close(a, b)
+        model(roi_flow=10 * a)
+    assert float(model.flow_scale) == pytest.approx(float(expected), rel=1e-6)
+    # the scale makes the model invariant to the unit of the flow
+    twin = STAG(3, "stag6", au=False, **SMALL).eval()
+    twin.load_state_dict(model.state_dict())
+    twin.set_flow_scale(7 * a)
+    model.set_flow_scale(a)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(roi_flow=7 * b), model(roi_flow=b), rtol=1e-4, atol=1e-5)
+    state = model.state_dict()
+    assert "flow_sq_sum" in state and "flow_sq_count" in state  # saved in checkpoints

@@ -179,12 +179,12 @@ def test_flip_tta_averages_a_batch_and_its_mirror():
     assert flipped["au"] is batch["au"]
     torch.testing.assert_close(flip_batch(flipped, perm)["roi_flow"], batch["roi_flow"])
 
-    def model(b):  # a "model" that only looks at the left brow's u
-        return torch.stack([b["roi_flow"][:, :, 0, 0].mean(1), torch.zeros(len(b["roi_flow"]))], 1)
+    def model(roi_flow, au=None, roi_flow_mask=None):  # a "model" that only looks at the left brow's u
+        return torch.stack([roi_flow[:, :, 0, 0].mean(1), torch.zeros(len(roi_flow))], 1)
 
     p = flip_tta_probs(model, batch, perm)
     right = -batch["roi_flow"][:, :, 1, 0].mean(1)
-    expected = (torch.softmax(model(batch), 1) + torch.softmax(torch.stack([right, torch.zeros(8)], 1), 1)) / 2
+    expected = (torch.softmax(model(**batch), 1) + torch.softmax(torch.stack([right, torch.zeros(8)], 1), 1)) / 2
     torch.testing.assert_close(p, expected)
     with pytest.raises(ValueError, match="no mirror is defined for input 'apex'"):
         flip_batch({"apex": torch.zeros(1, 3, 4, 4)}, perm)
@@ -261,4 +261,4 @@ def test_recipe_hooks_follow_the_options():
     assert soft.shape == (4, 2) and aug["roi_flow"].shape == batch["roi_flow"].shape
     torch.testing.assert_close(predict_probs(stag, batch, opts, perm), flip_tta_probs(stag, batch, perm))
     plain = RecipeOptions()
-    torch.testing.assert_close(predict_probs(stag, batch, plain, perm), torch.softmax(stag(batch), 1))
+    torch.testing.assert_close(predict_probs(stag, batch, plain, perm), torch.softmax(stag(**batch), 1))

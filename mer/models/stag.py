@@ -29,8 +29,13 @@ Parts (each switchable for the paper's ablations):
    AU-guided dynamic connectivity: which ROIs attend to which depends on the coded muscle activations).
 7. Classifier: dropout + linear layer on the concatenation.
 
-``forward(batch)`` returns logits B×K; ``forward(batch, details=True)`` also returns the explanation
-tensors (adjacency per layer and frame, gate values, frame weights, ROI importance).
+``model(roi_flow=…, au=…)`` (the trainer calls ``model(**batch)`` with the names in ``input_names``) returns
+logits B×K; with ``details=True`` also the explanation tensors (adjacency per layer and frame, gate values,
+frame weights, ROI importance); :meth:`STAG.explain` takes a batch dict.
+
+Input scale: the model normalises ``roi_flow`` itself by the root mean square of the training sequences,
+a buffer accumulated over every training batch (a cumulative average, like BatchNorm with momentum None)
+and frozen in eval mode; :meth:`STAG.set_flow_scale` sets it from given rows instead.
 
 The paper's layer sizes were lost in extraction; the defaults here (embedding 32, 3 E-GAT layers × 4 heads,
 5 transformer layers of width 64) follow its ablation table's best depths and keep the model small.
@@ -184,7 +189,8 @@ class STAG(nn.Module):
         self.max_frames, self.init_frames, self.temperature = max_frames, init_frames, temperature
         self.au_size = au_size
         self.input_names: tuple[str, ...] = ("roi_flow", "au") if au else ("roi_flow",)
-        self.register_buffer("flow_scale", torch.ones(()))
+        self.register_buffer("flow_sq_sum", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("flow_sq_count", torch.zeros((), dtype=torch.float64))
 
         self.embed = nn.Sequential(nn.Linear(2, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, embed_dim))
         self.roi_identity = nn.Parameter(torch.randn(r, embed_dim) * 0.02)
@@ -227,15 +233,35 @@ class STAG(nn.Module):
         self.classifier = nn.Linear(feat, num_classes)  # the last nn.Linear: the trainer reads K from it
 
     # ----------------------------------------------------------------------------------------------------
-    def set_flow_scale(self, roi_flow: torch.Tensor) -> None:
-        """Divide inputs by the RMS of ``roi_flow`` (the training rows' sequences), kept as a buffer."""
-        rms = roi_flow.detach().float().pow(2).mean().sqrt().clamp_min(1e-6)
-        self.flow_scale.copy_(rms.to(self.flow_scale.device))
+    @property
+    def flow_scale(self) -> torch.Tensor:
+        """The RMS the inputs are divided by (1 before any training batch)."""
+        if float(self.flow_sq_count) == 0:
+            return torch.ones((), device=self.flow_sq_sum.device)
+        return (self.flow_sq_sum / self.flow_sq_count).sqrt().clamp_min(1e-6).float()
 
-    def check_inputs(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    @torch.no_grad()
+    def set_flow_scale(self, roi_flow: torch.Tensor) -> None:
+        """Set the input scale to the RMS of ``roi_flow`` (e.g. all training rows); training batches add to it."""
+        x = roi_flow.detach().double()
+        self.flow_sq_sum.copy_(x.pow(2).sum())
+        self.flow_sq_count.copy_(torch.tensor(float(x.numel()), dtype=torch.float64))
+
+    @torch.no_grad()
+    def _track_scale(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
+        sq = x.detach().double().pow(2)
+        if mask is not None:
+            sq = sq * mask[:, :, None, None]
+            n = mask.sum() * x.shape[2] * x.shape[3]
+        else:
+            n = torch.tensor(float(sq.numel()), dtype=torch.float64, device=x.device)
+        self.flow_sq_sum += sq.sum()
+        self.flow_sq_count += n
+
+    def check_inputs(self, batch: Mapping[str, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validate the batch; return ``roi_flow`` (B×T×R×2) and the frame mask (B×T bool or None)."""
-        if "roi_flow" not in batch:
-            raise StagInputError(f"STAG reads input 'roi_flow'; the batch has {sorted(batch)}")
+        if batch.get("roi_flow") is None:
+            raise StagInputError("STAG reads input 'roi_flow' (B×T×R×2)")
         x = batch["roi_flow"]
         if x.ndim != 4 or x.shape[-1] != 2:
             raise StagInputError(f"roi_flow must be B×T×R×2 (u, v), got shape {tuple(x.shape)}")
@@ -288,14 +314,22 @@ class STAG(nn.Module):
         unit = F.normalize(mean, dim=-1)
         return torch.softmax(unit @ unit.transpose(-1, -2) / self.temperature, dim=-1)
 
-    def forward(self, batch: Mapping[str, torch.Tensor], details: bool = False):
+    def forward(
+        self,
+        roi_flow: torch.Tensor,
+        au: torch.Tensor | None = None,
+        roi_flow_mask: torch.Tensor | None = None,
+        details: bool = False,
+    ):
         """Logits B×K (and, with ``details``, a dict of explanation tensors; see :meth:`explain`)."""
-        x, mask = self.check_inputs(batch)
+        x, mask = self.check_inputs({"roi_flow": roi_flow, "au": au, "roi_flow_mask": roi_flow_mask})
         b, t, r, _ = x.shape
+        if self.training:
+            self._track_scale(x, mask)
         h0 = self.embed(x.float() / self.flow_scale) + self.roi_identity  # B×T×R×D
         feats: list[torch.Tensor] = []
         info: dict[str, torch.Tensor] = {}
-        au_emb = self.au_mlp(batch["au"].float()) if self.use_au else None
+        au_emb = self.au_mlp(au.float()) if self.use_au else None
         if self.use_graph:
             au_bias = self.au_to_bias(au_emb).view(b, r, r) if au_emb is not None else None
             h = h0
@@ -355,7 +389,7 @@ class STAG(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            logits, info = self(batch, details=True)
+            logits, info = self(**batch, details=True)
         finally:
             self.train(was_training)
         return {"probs": torch.softmax(logits.float(), dim=1), **info}

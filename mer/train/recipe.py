@@ -185,7 +185,7 @@ def predict_probs(
         if roi_permutation is None:
             raise ValueError("tta=flip needs a model that reads roi_flow (the mirror of other inputs is not defined)")
         return flip_tta_probs(model, batch, roi_permutation)
-    return torch.softmax(model(batch).float(), dim=1)
+    return torch.softmax(model(**batch).float(), dim=1)
 
 
 def split_train_options(values: Mapping) -> tuple[dict, RecipeOptions]:

@@ -35,11 +35,11 @@ def flip_batch(
 
 @torch.no_grad()
 def flip_tta_probs(
-    model: Callable[[Mapping[str, torch.Tensor]], torch.Tensor],
+    model: Callable[..., torch.Tensor],
     batch: Mapping[str, torch.Tensor],
     roi_permutation: np.ndarray | torch.Tensor,
 ) -> torch.Tensor:
-    """Mean of ``softmax(model(batch))`` and ``softmax(model(mirror of batch))`` (float32 B×K)."""
-    p = torch.softmax(model(batch).float(), dim=1)
-    q = torch.softmax(model(flip_batch(batch, roi_permutation)).float(), dim=1)
+    """Mean of ``softmax(model(**batch))`` and ``softmax(model(**mirror of batch))`` (float32 B×K)."""
+    p = torch.softmax(model(**batch).float(), dim=1)
+    q = torch.softmax(model(**flip_batch(batch, roi_permutation)).float(), dim=1)
     return (p + q) / 2
