@@ -398,3 +398,10 @@ class STAG(nn.Module):
 def build_stag(num_classes: int, in_channels: int = 2, image_size: int = 0, **options) -> STAG:
     """Registry builder: ``in_channels``/``image_size`` are ignored (STAG reads ROI sequences)."""
     return STAG(num_classes=num_classes, **options)
+
+
+def stag_inputs(options: Mapping) -> dict[str, str]:
+    """Default store sources of STAG's named inputs: the ``roi-flow`` sequences and the manifest's AU vector."""
+    au = options.get("au", True)
+    au = au if isinstance(au, bool) else str(au).lower() not in ("false", "0", "no")
+    return {"roi_flow": "roi-flow", "au": "manifest:au_vector"} if au else {"roi_flow": "roi-flow"}
