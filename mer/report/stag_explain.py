@@ -3,7 +3,8 @@
 Reads a run folder written by the trainer with checkpoints (``mer-cli train --checkpoints``):
 
 * ``config.json``: ``model`` (``stag``), ``model_options``, ``num_classes``, ``class_names``;
-* ``provenance.json``: ``store`` and, per dataset, the ``roi-flow`` entry it trained on (``entries``);
+* ``provenance.json``: ``store`` and, per dataset, the ``roi-flow`` entry it trained on
+  (``entries[dataset]["roi_flow"]["entry"]``, or ``entries[dataset]["entry"]`` for a single input);
 * ``predictions.csv``: ``dataset``, ``clip``, ``fold_index``, ``y_true`` of every test clip;
 * ``checkpoints/fold<NNN>.pt``: the fold's weights (loaded with ``weights_only=True``).
 
@@ -96,6 +97,7 @@ class StagRun:
     def _entry(self, dataset: str):
         if dataset not in self._entries:
             record = (self.provenance.get("entries") or {}).get(dataset, {})
+            record = record.get("roi_flow", record)  # entries[dataset][input name] for a multi-input run
             ref = str(record.get("entry", ""))
             parts = ref.split("/")
             key = parts[2] if len(parts) == 3 and parts[1] == INPUT_STAGE else None
