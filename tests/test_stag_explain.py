@@ -75,7 +75,7 @@ def stag_run(face_store, tmp_path_factory):
         json.dumps({"model": "stag", "model_options": OPTIONS, "num_classes": 3, "class_names": names})
     )
     (run / "provenance.json").write_text(
-        json.dumps({"store": str(store), "input": "roi-flow", "entries": {dataset: {"entry": str(entry.ref)}}})
+        json.dumps({"store": str(store), "entries": {dataset: {"roi_flow": {"entry": str(entry.ref)}, "au": {}}}})
     )
     for fold in range(len(subjects)):
         torch.manual_seed(fold)
