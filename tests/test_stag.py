@@ -167,3 +167,20 @@ def test_input_scale_is_the_rms_of_the_training_batches_and_frozen_in_eval():
         torch.testing.assert_close(twin(roi_flow=7 * b), model(roi_flow=b), rtol=1e-4, atol=1e-5)
     state = model.state_dict()
     assert "flow_sq_sum" in state and "flow_sq_count" in state  # saved in checkpoints
+
+
+def test_roi_set_comes_from_the_stored_entries_and_a_given_one_must_match():
+    from mer.models.stag import roi_set_option
+
+    entries = {
+        "casme2": {"roi_flow": {"params": {"roi_set": "stag14"}}, "au": {}},
+        "samm": {"roi_flow": {"params": {"roi_set": "stag14"}}},
+    }
+    assert roi_set_option({"au": False}, entries) == {"au": False, "roi_set": "stag14"}
+    assert roi_set_option({"roi_set": "stag14"}, entries)["roi_set"] == "stag14"
+    with pytest.raises(StagInputError, match="roi_set=stag6 but the roi-flow entry was built with roi_set=stag14"):
+        roi_set_option({"roi_set": "stag6"}, entries)
+    mixed = {**entries, "smic": {"roi_flow": {"params": {"roi_set": "stag18"}}}}
+    with pytest.raises(StagInputError, match="different ROI sets: stag14, stag18"):
+        roi_set_option({}, mixed)
+    assert roi_set_option({"x": 1}, {"ds": {"entry": "ds/mesti/k", "params": {}}}) == {"x": 1}

@@ -405,3 +405,29 @@ def stag_inputs(options: Mapping) -> dict[str, str]:
     au = options.get("au", True)
     au = au if isinstance(au, bool) else str(au).lower() not in ("false", "0", "no")
     return {"roi_flow": "roi-flow", "au": "manifest:au_vector"} if au else {"roi_flow": "roi-flow"}
+
+
+def roi_set_of_entries(entries: Mapping) -> str | None:
+    """The ROI set of the ``roi_flow`` input in a run's provenance ``entries`` (one per dataset; they must agree)."""
+    sets = set()
+    for records in entries.values():
+        record = records.get("roi_flow", records) if isinstance(records, Mapping) else {}
+        roi_set = (record.get("params") or {}).get("roi_set")
+        if roi_set is not None:
+            sets.add(str(roi_set))
+    if len(sets) > 1:
+        raise StagInputError(f"the datasets' roi-flow entries use different ROI sets: {', '.join(sorted(sets))}")
+    return next(iter(sets), None)
+
+
+def roi_set_option(options: Mapping, entries: Mapping) -> dict:
+    """Model options with ``roi_set`` taken from the stored ``roi_flow`` entries; a given one must match them."""
+    stored = roi_set_of_entries(entries)
+    out = dict(options)
+    if stored is None:
+        return out
+    given = out.get("roi_set")
+    if given is not None and str(given) != stored:
+        raise StagInputError(f"--option roi_set={given} but the roi-flow entry was built with roi_set={stored}")
+    out["roi_set"] = stored
+    return out

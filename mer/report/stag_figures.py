@@ -88,7 +88,7 @@ def explanation_figure(
     for (ax_face, ax_adj), row in zip(axes, rows, strict=True):
         _face_panel(ax_face, face, boxes, roi_names, np.asarray(row.importance, dtype=np.float64), top)
         ax_face.set_title(f"{row.title}\nROI importance (%)", fontsize=9)
-        im = ax_adj.imshow(np.asarray(row.adjacency), cmap="viridis", vmin=0)
+        im = ax_adj.imshow(np.asarray(row.adjacency), cmap="viridis")  # own range: small contrasts show
         ax_adj.set_xticks(range(r), roi_names, rotation=90, fontsize=6)
         ax_adj.set_yticks(range(r), roi_names, fontsize=6)
         ax_adj.set_title("adjacency (row attends to column)", fontsize=9)
