@@ -133,3 +133,19 @@ def test_show_stag_errors_are_one_line(stag_run, tmp_path):
     shutil.rmtree(broken / "checkpoints")
     result = CliRunner().invoke(app, ["show-stag", str(broken), clip, "--out", str(tmp_path / "z.png")])
     assert result.exit_code == 2 and "--checkpoints" in result.output
+
+
+def test_report_table_of_a_stag_run(stag_run, tmp_path):
+    from mer.report.stag_explain import stag_importance_report
+
+    run, _, _, preds = stag_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    table = stag_importance_report(copy)
+    assert list(table["class"]) == sorted(set(table["class"]), key=["negative", "positive", "surprise"].index)
+    assert table["n"].sum() == len(preds)
+    assert pd.read_csv(copy / "roi_importance.csv").shape == table.shape
+    shutil.rmtree(copy / "checkpoints")
+    assert stag_importance_report(copy) is None
+    (copy / "config.json").write_text(json.dumps({"model": "meganet"}))
+    assert stag_importance_report(copy) is None

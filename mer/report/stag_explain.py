@@ -180,3 +180,20 @@ def show_stag(run_dir: str | os.PathLike, clip: str, out: str | os.PathLike, sto
     table = roi_importance_per_class(run, everything)
     table.to_csv(path.with_name(f"{path.stem}_importance.csv"), index=False, float_format="%.6g")
     return path
+
+
+def stag_importance_report(run_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """Mean ROI importance per class of a STAG run with checkpoints (written to ``roi_importance.csv`` in the
+    run folder), or None for another model or a run without checkpoints."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file() or str(read_json(config_path).get("model", "")).lower() != "stag":
+        return None
+    if not (run_dir / "checkpoints").is_dir():
+        return None
+    run = StagRun(run_dir)
+    if not run.model(int(run.predictions["fold_index"].iloc[0])).use_graph:
+        return None  # no adjacency without the graph branch
+    table = roi_importance_per_class(run)
+    table.to_csv(run_dir / "roi_importance.csv", index=False, float_format="%.6g")
+    return table
