@@ -199,15 +199,15 @@ def test_stag_preset_is_data():
         load_preset("nope")
 
 
-def test_recipe_hooks_follow_the_options():
+def test_extras_hooks_follow_the_options():
     from mer.models.stag import STAG
-    from mer.train.recipe import (
-        RecipeOptions,
+    from mer.train.extras import (
         SwaTracker,
+        TrainingExtras,
         augment_named,
         epoch_rows,
-        make_recipe_loss,
-        make_recipe_scheduler,
+        make_extras_loss,
+        make_extras_scheduler,
         predict_probs,
         roi_permutation_for,
         split_train_options,
@@ -216,17 +216,17 @@ def test_recipe_hooks_follow_the_options():
     rest, opts = split_train_options(load_preset("stag")["train"])
     assert rest["optimizer"] == "adamw" and rest["epochs"] == 200 and "mixup_alpha" not in rest
     assert opts.class_weights == "effective" and opts.tta == "flip" and opts.swa_start == 0.75
-    assert RecipeOptions.from_dict(opts.to_dict()) == opts
+    assert TrainingExtras.from_dict(opts.to_dict()) == opts
     with pytest.raises(ValueError, match="unknown training option.*mixup"):
-        RecipeOptions.from_dict({"mixup": 0.2})
+        TrainingExtras.from_dict({"mixup": 0.2})
     y = np.array([0] * 8 + [1] * 2)
     rows = epoch_rows(np.arange(10), y, opts, np.random.default_rng(0))
     assert np.bincount(y[rows]).tolist() == [8, 8]
-    loss = make_recipe_loss(opts, y, 2)
+    loss = make_extras_loss(opts, y, 2)
     assert loss.alpha.tolist() == pytest.approx(effective_number_weights(y, 2, 0.999))
     model = torch.nn.Linear(2, 2)
     sgd = torch.optim.SGD(model.parameters(), lr=1.0)
-    sched = make_recipe_scheduler(sgd, 200, opts)
+    sched = make_extras_scheduler(sgd, 200, opts)
     lrs = []
     for _ in range(200):
         lrs.append(sgd.param_groups[0]["lr"])
@@ -260,5 +260,5 @@ def test_recipe_hooks_follow_the_options():
     aug, soft = augment_named(batch, torch.tensor([0, 1, 0, 1]), 2, opts, torch.Generator().manual_seed(0), perm)
     assert soft.shape == (4, 2) and aug["roi_flow"].shape == batch["roi_flow"].shape
     torch.testing.assert_close(predict_probs(stag, batch, opts, perm), flip_tta_probs(stag, batch, perm))
-    plain = RecipeOptions()
+    plain = TrainingExtras()
     torch.testing.assert_close(predict_probs(stag, batch, plain, perm), torch.softmax(stag(**batch), 1))

@@ -1,12 +1,12 @@
-"""The training extras as one set of options and the few calls a trainer makes (reusable by every model).
+"""Training extras (reusable by every model): one set of values and the few calls a trainer makes.
 
-:class:`RecipeOptions` holds every extra's value (all JSON-able, written to ``config.json``); the trainer calls:
+:class:`TrainingExtras` holds every extra's value (all JSON-able, written to ``config.json``); the trainer calls:
 
 =====================================  ==========================================================================
 when                                   call
 =====================================  ==========================================================================
-before the epochs                      ``loss = make_recipe_loss(opts, fit_labels, num_classes)``
-                                       ``sched = make_recipe_scheduler(optimizer, epochs, opts)``
+before the epochs                      ``loss = make_extras_loss(opts, fit_labels, num_classes)``
+                                       ``sched = make_extras_scheduler(optimizer, epochs, opts)``
                                        ``swa = SwaTracker(opts, epochs)``
                                        ``perm = roi_permutation_for(model)`` (None when no ``roi_flow`` input)
 each epoch, the rows to visit          ``rows = epoch_rows(fit_rows, fit_labels, opts, rng)`` (then shuffled)
@@ -40,7 +40,7 @@ from mer.train.tta import flip_tta_probs
 
 
 @dataclass
-class RecipeOptions:
+class TrainingExtras:
     """Values of the training extras (defaults: all off, i.e. plain training).
 
     ``loss`` ``focal`` | ``ce`` with ``gamma`` and ``label_smoothing``; ``class_weights`` ``none`` |
@@ -88,7 +88,7 @@ class RecipeOptions:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> RecipeOptions:
+    def from_dict(cls, d: Mapping) -> TrainingExtras:
         """Inverse of :meth:`to_dict`; unknown keys are rejected by name."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
@@ -101,14 +101,14 @@ class RecipeOptions:
         return MixConfig(self.mixup_alpha, self.cutmix_alpha, self.cutmix_prob, self.mix_prob)
 
 
-def make_recipe_loss(opts: RecipeOptions, fit_labels, num_classes: int) -> nn.Module:
+def make_extras_loss(opts: TrainingExtras, fit_labels, num_classes: int) -> nn.Module:
     """The loss with class weights from the fit rows' labels (accepts index or probability targets)."""
     alpha = class_weights(opts.class_weights, fit_labels, num_classes, opts.class_weights_beta)
     gamma = opts.gamma if opts.loss == "focal" else 0.0
     return FocalLoss(gamma=gamma, alpha=alpha, label_smoothing=opts.label_smoothing)
 
 
-def make_recipe_scheduler(optimizer: torch.optim.Optimizer, epochs: int, opts: RecipeOptions):
+def make_extras_scheduler(optimizer: torch.optim.Optimizer, epochs: int, opts: TrainingExtras):
     """Per-epoch ``LambdaLR``: the schedule, then the constant SWA rate from the SWA start epoch on."""
     start = swa_start_epoch(epochs, opts.swa_start)
     return make_scheduler(
@@ -122,7 +122,7 @@ def make_recipe_scheduler(optimizer: torch.optim.Optimizer, epochs: int, opts: R
     )
 
 
-def epoch_rows(fit_rows: np.ndarray, fit_labels: np.ndarray, opts: RecipeOptions, rng: np.random.Generator):
+def epoch_rows(fit_rows: np.ndarray, fit_labels: np.ndarray, opts: TrainingExtras, rng: np.random.Generator):
     """The training rows of one epoch (oversampled when ``opts.oversample > 0``), not yet shuffled."""
     return oversample_rows(fit_rows, fit_labels, opts.oversample, rng)
 
@@ -138,7 +138,7 @@ def augment_named(
     batch: Mapping[str, torch.Tensor],
     y: torch.Tensor,
     num_classes: int,
-    opts: RecipeOptions,
+    opts: TrainingExtras,
     generator: torch.Generator | None,
     roi_permutation: np.ndarray | None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -152,7 +152,7 @@ def augment_named(
 class SwaTracker:
     """Averages the weights after every epoch from the SWA start on; ``finish`` loads the average."""
 
-    def __init__(self, opts: RecipeOptions, epochs: int) -> None:
+    def __init__(self, opts: TrainingExtras, epochs: int) -> None:
         self.start = swa_start_epoch(epochs, opts.swa_start)
         self.average = WeightAverage()
 
@@ -178,7 +178,7 @@ class SwaTracker:
 
 @torch.no_grad()
 def predict_probs(
-    model: nn.Module, batch: Mapping[str, torch.Tensor], opts: RecipeOptions, roi_permutation: np.ndarray | None
+    model: nn.Module, batch: Mapping[str, torch.Tensor], opts: TrainingExtras, roi_permutation: np.ndarray | None
 ) -> torch.Tensor:
     """Class probabilities B×K, averaged with the mirrored batch when ``opts.tta == "flip"``."""
     if opts.tta == "flip":
@@ -188,8 +188,8 @@ def predict_probs(
     return torch.softmax(model(**batch).float(), dim=1)
 
 
-def split_train_options(values: Mapping) -> tuple[dict, RecipeOptions]:
-    """Split a preset's ``[train]`` table into the trainer's own options and the :class:`RecipeOptions`."""
-    recipe_keys = {f.name for f in fields(RecipeOptions)}
-    recipe = RecipeOptions.from_dict({k: v for k, v in values.items() if k in recipe_keys})
-    return {k: v for k, v in values.items() if k not in recipe_keys}, recipe
+def split_train_options(values: Mapping) -> tuple[dict, TrainingExtras]:
+    """Split a preset's ``[train]`` table into the trainer's own options and the :class:`TrainingExtras`."""
+    extra_keys = {f.name for f in fields(TrainingExtras)}
+    extras = TrainingExtras.from_dict({k: v for k, v in values.items() if k in extra_keys})
+    return {k: v for k, v in values.items() if k not in extra_keys}, extras
