@@ -236,9 +236,8 @@ class STAG(nn.Module):
     @property
     def flow_scale(self) -> torch.Tensor:
         """The RMS the inputs are divided by (1 before any training batch)."""
-        if float(self.flow_sq_count) == 0:
-            return torch.ones((), device=self.flow_sq_sum.device)
-        return (self.flow_sq_sum / self.flow_sq_count).sqrt().clamp_min(1e-6).float()
+        rms = (self.flow_sq_sum / self.flow_sq_count.clamp_min(1.0)).sqrt().clamp_min(1e-6)
+        return torch.where(self.flow_sq_count > 0, rms, torch.ones_like(rms)).float()  # no host sync on a GPU
 
     @torch.no_grad()
     def set_flow_scale(self, roi_flow: torch.Tensor) -> None:
