@@ -150,23 +150,39 @@ def preprocess(
         None, help="Dask scheduler tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS); workers write to --store"
     ),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars; log lines only"),
+    update: bool = typer.Option(
+        False, "--update", help="store a changed clips table as a new version (the earlier one stays readable)"
+    ),
+    rehash: bool = typer.Option(False, "--rehash", help="hash every frame file again (not only those whose size or "
+                                "modification time changed)"),
 ) -> None:
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
     result = load_dataset(dataset, root, labels, annotations, column_map, corrections, name)
     n_errors = _print_problems(result.problems)
-    st = open_store(store, "a")
+    with user_errors():
+        st = open_store(store, "a")
     ds_name = name or result.adapter
     label_set = result.label_set.to_dict() if result.label_set is not None else None
-    digest = write_dataset_manifest(
-        st,
-        ds_name,
-        result.manifest,
-        root,
-        result.adapter,
-        label_set,
-        {"corrections": getattr(result, "corrections", None)},
+    with user_errors():
+        outcome = write_dataset_manifest(
+            st,
+            ds_name,
+            result.manifest,
+            root,
+            result.adapter,
+            label_set,
+            {"corrections": getattr(result, "corrections", None)},
+            update=update,
+            rehash=rehash,
+        )
+    state = "new version" if outcome.changed else ("unchanged" if outcome.previous else "new")
+    console.print(
+        f"manifest {ds_name}: {outcome.n_clips} clips, version {outcome.hash[:16]} ({state}; "
+        f"{outcome.hashed_files} frame file(s) hashed)",
+        markup=False,
     )
-    console.print(f"manifest {ds_name}: {len(result.manifest)} clips (hash {digest[:16]})")
+    for line in outcome.diff.summary():
+        err_console.print(f"  {line}", markup=False)
     with user_errors():
         plan = build_plan(st, ds_name, expand_stages(stages))
     report = run_with_progress(st, ds_name, plan, workers, quiet, f"preprocess {ds_name}", scheduler)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 
 import typer
+from rich.markup import escape
 
 from mer.cli.console import clip_progress, console, err_console, failure_table
 from mer.pipeline.graph import PlannedStage
 from mer.pipeline.runner import ClipOutcome, RunReport, run_plan
+from mer.store.commit import claim_timeout
 from mer.store.store import FeatureStore
 
 
@@ -50,20 +53,55 @@ def run_with_progress(
                     state["failed"][name] += 1  # not computed: its input failed
                 progress.update(state["tasks"][name], advance=1, failed=state["failed"][name], fps=fps)
 
+        def on_wait(holders: list[dict]) -> None:
+            line = claim_wait_line(holders)
+            if line and line != state.get("waiting"):
+                err_console.print(escape(line))
+                state["waiting"] = line
+
         report = run_plan(
-            store, dataset, plan, workers=workers, on_outcome=on_outcome, on_start=on_start, scheduler=scheduler
+            store,
+            dataset,
+            plan,
+            workers=workers,
+            on_outcome=on_outcome,
+            on_start=on_start,
+            scheduler=scheduler,
+            on_wait=on_wait,
         )
     return report
 
 
+def claim_wait_line(holders: list[dict]) -> str:
+    """"waiting for 3 clip(s) held by host h pid 12 since 10:04:05 UTC; …" for the claims a run waits on."""
+    if not holders:
+        return ""
+    timeout = claim_timeout()
+    by_holder: dict[tuple, set[str]] = {}
+    for h in holders:
+        by_holder.setdefault((h.get("host"), h.get("pid"), h.get("time", 0)), set()).add(h["clip"])
+    parts = []
+    for (host, pid, since), clips in sorted(by_holder.items(), key=lambda kv: kv[0][2]):
+        when = datetime.datetime.fromtimestamp(float(since), datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        left = max(0.0, float(since) + timeout - time.time())
+        parts.append(
+            f"{len(clips)} clip(s) held by host {host} pid {pid} since {when} (taken over in {left:.0f} s unless "
+            "released or that process ends)"
+        )
+    return "waiting for " + "; ".join(parts) + f"; MER_CLAIM_TIMEOUT={timeout:.0f} s"
+
+
 def print_report(report: RunReport, plan: list[PlannedStage]) -> None:
     """Summary line per stage (key, clips computed) and the failure table."""
-    computed = report.computed
+    computed, reused = report.computed, report.reused
     for planned in plan:
-        console.print(f"  {planned.stage.name:<10} key {planned.key}  computed {computed[planned.stage.name]} clip(s)")
+        name = planned.stage.name
+        extra = f", reused {reused[name]} unchanged" if reused.get(name) else ""
+        console.print(f"  {name:<10} key {planned.key}  computed {computed[name]} clip(s){extra}", markup=False)
     console.print(
         f"{report.dataset}: {report.n_clips} clips, {report.skipped} already complete, "
-        f"{len(report.failures)} failed, {report.seconds:.1f} s"
+        f"{len(report.failures)} failed, {report.seconds:.1f} s",
+        markup=False,
     )
     if report.failures:
         rows = [(o.clip_id, o.failed_stage or "", o.error or "") for o in report.failures]

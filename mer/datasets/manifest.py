@@ -458,7 +458,8 @@ def build_manifest(
 
 def manifest_hash(df: pd.DataFrame) -> str:
     """sha256 over canonical JSON of the content columns (frame file names and sheet file name, not the
-    absolute paths), so the same dataset at another location hashes the same."""
+    absolute paths, and the frames' content digests when the table has them), so the same dataset at another
+    location hashes the same and changed frames give a new version."""
 
     def plain(v: object) -> object:
         if v is None or v is pd.NA:
@@ -475,6 +476,8 @@ def manifest_hash(df: pd.DataFrame) -> str:
         item = {c: plain(d[c]) for c in HASH_COLUMNS}
         item["frame_names"] = [Path(p).name for p in d["frame_paths"]]
         item["source_name"] = Path(d["source_file"]).name if d["source_file"] else ""
+        if "content_sha256" in d:
+            item["content_sha256"] = d["content_sha256"]
         records.append(item)
     text = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=int)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

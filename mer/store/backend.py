@@ -13,7 +13,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 _THREAD_LOCK = threading.Lock()  # flock does not exclude threads sharing one open file
 
@@ -21,6 +21,34 @@ _THREAD_LOCK = threading.Lock()  # flock does not exclude threads sharing one op
 def is_url(location: str) -> bool:
     """True for fsspec URLs such as ``s3://bucket/x`` or ``memory://x`` (not for plain paths)."""
     return "://" in location and not location.startswith("file://")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the store needs of a location. ``write_bytes`` replaces a key atomically (a reader sees the old or the
+    new bytes, never a mix); ``create_exclusive`` creates a key only when absent, with the same durability."""
+
+    location: str
+
+    def read_bytes(self, key: str) -> bytes | None: ...
+
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def create_exclusive(self, key: str, data: bytes) -> bool: ...
+
+    def lock(self, folder: str) -> contextlib.AbstractContextManager[None]: ...
+
+    def list_dir(self, prefix: str) -> list[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def writable(self) -> bool: ...
+
+    def remove_tree(self, prefix: str) -> None: ...
+
+    def zarr_store(self, read_only: bool) -> Any: ...
 
 
 class LocalBackend:
@@ -68,6 +96,8 @@ class LocalBackend:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
             os.link(tmp, path)
         except FileExistsError:
             return False
@@ -106,6 +136,19 @@ class LocalBackend:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def remove_tree(self, prefix: str) -> None:
+        """Delete a folder and everything under it (no error when missing)."""
+        import shutil
+
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
+
+    def writable(self) -> bool:
+        """Whether this process may create files in the store folder (or, before it exists, its parent)."""
+        target = self.root
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        return os.access(target, os.W_OK | os.X_OK)
 
     def zarr_store(self, read_only: bool) -> Any:
         from zarr.storage import LocalStore
@@ -161,13 +204,22 @@ class FsspecBackend:
         if self.fs.exists(self._path(key)):
             self.fs.rm_file(self._path(key))
 
+    def remove_tree(self, prefix: str) -> None:
+        """Delete every object under a prefix (no error when missing)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self._path(prefix), recursive=True)
+
+    def writable(self) -> bool:
+        """Object stores tell write permission only on a write: assume yes, and let the write say otherwise."""
+        return True
+
     def zarr_store(self, read_only: bool) -> Any:
         from zarr.storage import FsspecStore
 
         return FsspecStore.from_url(self.location, read_only=read_only)
 
 
-def make_backend(location: str | Path) -> LocalBackend | FsspecBackend:
+def make_backend(location: str | Path) -> Backend:
     """Pick the backend for a local path or an fsspec URL."""
     location = str(location)
     if is_url(location):
