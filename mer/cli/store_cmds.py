@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from mer.cli.console import console, err_console
+from mer.cli.console import console, err_console, user_errors
 from mer.config import canonical_json
 from mer.store import StoreError, open_store
 from mer.store.export import export_entry_h5
@@ -44,10 +45,13 @@ def ls_command(
     for col in ("dataset", "stage", "key", "status", "parameters"):
         table.add_column(col, overflow="fold")
     for ds in [dataset] if dataset else st.datasets():
+        current = st.current_manifest_hash(ds)
         n = len(st.manifest_meta(ds)["rows"])
-        table.add_row(ds, "manifest", st.manifest_meta(ds)["hash"][:16], f"{n} clips", "")
+        versions = len(st.manifest_versions(ds))
+        table.add_row(Text(ds), "manifest", current[:16], f"{n} clips", f"{versions} version(s)")
         for info in st.ls(ds):
-            table.add_row(info.dataset, info.stage, info.key, info.status, canonical_json(info.params))
+            status = info.status if info.manifest_hash == current else f"{info.status} (table {info.manifest_hash[:8]})"
+            table.add_row(Text(info.dataset), Text(info.stage), info.key, status, Text(canonical_json(info.params)))
     console.print(table)
 
 
@@ -80,18 +84,41 @@ def info_command(
 
 
 @store_app.command("verify")
-def verify_command(store: str) -> None:
-    """Re-read every committed chunk against its stored checksum; exit 1 when something is missing or altered."""
-    st = open_store(store, "r")
-    issues = st.verify()
-    n_entries = len(st.ls())
-    if not issues:
-        console.print(f"[green]ok[/green]: every committed chunk of {n_entries} entries matches its checksum")
+def verify_command(
+    store: str,
+    repair: bool = typer.Option(
+        False, "--repair", help="restore damaged metadata from its intact copy and withdraw what cannot be restored, "
+        "so that the same preprocess/build command recomputes exactly that",
+    ),
+) -> None:
+    """Check every committed chunk, array and group metadata, clips table and commit marker; exit 1 on problems."""
+    with user_errors():
+        st = open_store(store, "a" if repair else "r", damaged_ok=True)
+        report = st.verify_report()
+    for line in report.partial:
+        err_console.print(f"partial: {line}", markup=False)
+    for line in report.claims:
+        err_console.print(f"claim: {line}", markup=False)
+    if report.ok:
+        console.print(
+            f"ok: {report.entries} entries, {report.clips} committed clips, their metadata and the clips tables "
+            "match their checksums",
+            markup=False,
+        )
+        if repair:
+            for line in st.repair(report):
+                console.print(line, markup=False)
         return
-    for issue in issues:
-        err_console.print(f"[red]{issue.problem}[/red] {issue.entry} clip {issue.clip}: {issue.chunk}")
-    err_console.print(f"{len(issues)} problem(s) in {st.location}")
-    raise typer.Exit(1)
+    for issue in report.issues:
+        err_console.print(f"{issue.problem}: {issue.entry} clip {issue.clip}: {issue.chunk}", markup=False)
+    err_console.print(f"{len(report.issues)} problem(s) in {st.location}", markup=False)
+    if not repair:
+        err_console.print("run `mer-cli store verify --repair`, then the same preprocess/build command", markup=False)
+        raise typer.Exit(1)
+    for line in st.repair(report):
+        console.print(line, markup=False)
+    console.print("repaired: run the same preprocess/build command again to recompute what was withdrawn",
+                  markup=False)
 
 
 @store_app.command("export")

@@ -44,7 +44,8 @@ class ManifestDiff:
             items = [f"{c} ({', '.join(f)})" for c, f in self.changed.items()]
             lines.append(f"{len(self.changed)} clip(s) changed: {some(items)}")
         if self.content_changed:
-            lines.append(f"{len(self.content_changed)} clip(s) with changed frame content: {some(self.content_changed)}")
+            n = len(self.content_changed)
+            lines.append(f"{n} clip(s) with changed frame content: {some(self.content_changed)}")
         return lines
 
 

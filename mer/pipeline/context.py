@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from mer.config import stable_hash
-
 from mer.content_digest import clip_content_digest
 from mer.pipeline.frames_io import read_clip
 

@@ -32,7 +32,7 @@ __all__ = ["Entry", "EntryInfo", "EntryRef", "FeatureStore", "OutputSpec", "Veri
 class FeatureStore(Catalogue, ManifestShelf, Committer, Reader, Verifier):
     """A feature store at a local path or fsspec URL, opened read-only (``"r"``) or for appending (``"a"``)."""
 
-    def __init__(self, location: str, mode: str = "r"):
+    def __init__(self, location: str, mode: str = "r", damaged_ok: bool = False):
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
         self.backend = make_backend(location)
@@ -67,6 +67,8 @@ class FeatureStore(Catalogue, ManifestShelf, Committer, Reader, Verifier):
         try:
             fmt = json.loads(root_meta).get("attributes", {}).get("mer_store", {}).get("format")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            if damaged_ok:  # opened by verify, which reports (and repair rewrites) the damaged root
+                return
             raise StoreError(
                 f"{self.location}/zarr.json is damaged (not valid JSON); `mer-cli store verify --repair` rewrites it"
             ) from None
@@ -84,6 +86,8 @@ class FeatureStore(Catalogue, ManifestShelf, Committer, Reader, Verifier):
             raise StoreError(f"store {self.location} is read-only for this user; open it for reading only")
 
 
-def open_store(location: str, mode: str = "r") -> FeatureStore:
-    """Open a feature store at a local folder or fsspec URL (``mode="a"`` creates it when missing)."""
-    return FeatureStore(str(location), mode)
+def open_store(location: str, mode: str = "r", damaged_ok: bool = False) -> FeatureStore:
+    """Open a feature store at a local folder or fsspec URL (``mode="a"`` creates it when missing).
+
+    ``damaged_ok`` opens a store whose root metadata is damaged, for ``verify``/``repair`` only."""
+    return FeatureStore(str(location), mode, damaged_ok)
