@@ -207,6 +207,49 @@ class Committer:
             compressors=compressors_for(dtype, len(shape)),
         )
 
+    def reuse_clip(self, entry: Entry, index: int, fingerprint: str) -> bool:
+        """Commit clip ``index`` by copying its chunks, byte for byte, from an entry of the same recipe where the clip
+        is unchanged (see ``reusable_source``); False when there is none or its bytes do not match their checksums."""
+        self._require_writable()
+        clip_id = entry.clip_ids[index]
+        found = self.reusable_source(entry, clip_id, fingerprint)
+        if found is None:
+            return False
+        source, marker = found
+        src_index = marker["index"]
+        writes: dict[str, bytes] = {}
+        checksums: dict[str, str] = {}
+        for key, digest in marker["chunks"].items():
+            data = self.backend.read_bytes(f"{source.ref.path}/{key}")
+            if data is None or sha256(data) != digest:
+                return False  # damaged there: compute instead (never copy damage)
+            name, sep, rest = key.partition("/c/")
+            if sep and name in entry.outputs and entry.outputs[name].stacked:
+                key = f"{name}/c/{index}" + rest.removeprefix(str(src_index))
+            writes[key], checksums[key] = data, digest
+        meta: dict[str, str] = {}
+        for key, digest in marker.get("meta", {}).items():
+            if key.startswith("clips/"):
+                data = self.backend.read_bytes(f"{source.ref.path}/{key}")
+                if data is None or sha256(data) != digest:
+                    return False
+                writes[key], meta[key] = data, digest
+            else:
+                meta[key] = self._meta_digest(f"{entry.ref.path}/{key}")
+        for key, data in writes.items():
+            self.backend.write_bytes(f"{entry.ref.path}/{key}", data)
+        record = {
+            "clip": clip_id,
+            "index": index,
+            "shapes": marker["shapes"],
+            "chunks": dict(sorted(checksums.items())),
+            "meta": meta,
+            "fingerprint": fingerprint,
+        }
+        self.backend.write_bytes(f"{entry.ref.path}/_done/{marker_name(index)}", sealed(record))
+        self.backend.delete(f"{entry.ref.path}/_failed/{marker_name(index)}")
+        return True
+
     def withdraw_clip(self, entry: Entry, index: int) -> None:
         """Remove a clip's commit marker: the clip is no longer complete, and the next run recomputes it."""
         self._require_writable()

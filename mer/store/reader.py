@@ -79,20 +79,17 @@ class Reader:
                 return False
         return True
 
-    def reusable_arrays(self, entry: Entry, clip_id: str, fingerprint: str) -> dict[str, np.ndarray] | None:
-        """The outputs of ``clip_id`` from an entry of the same recipe built from another version of the clips
-        table, when that clip's fingerprint there equals ``fingerprint`` (the clip itself did not change)."""
+    def reusable_source(self, entry: Entry, clip_id: str, fingerprint: str) -> tuple[Entry, dict[str, Any]] | None:
+        """An entry of the same recipe, built from another version of the clips table, that holds ``clip_id`` intact
+        with the same fingerprint (the clip itself did not change), and that clip's commit marker there."""
         if not fingerprint:
             return None
         for other in self.siblings(entry):
             if not other.has_clip(clip_id):
                 continue
-            index = other.index_of(clip_id)
-            marker = self.marker(other, index)
-            if marker is None or marker.get("fingerprint") != fingerprint or not self._chunks_intact(other, marker):
+            marker = self.marker(other, other.index_of(clip_id))
+            if marker is None or marker.get("fingerprint") != fingerprint:
                 continue
-            try:
-                return {name: np.asarray(self.read_entry(other, clip=clip_id, name=name)) for name in other.outputs}
-            except (StoreError, ValueError, OSError):
-                continue
+            if set(other.outputs) == set(entry.outputs):
+                return other, marker
         return None
