@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import typer
+from rich.markup import escape
 
 from mer.cli.console import clip_progress, console, err_console, failure_table
 from mer.pipeline.graph import PlannedStage
@@ -38,7 +39,9 @@ def run_with_progress(
             state["frames"] += outcome.frames
             if progress is None:
                 if outcome.error:
-                    err_console.print(f"failed {outcome.clip_id} at {outcome.failed_stage}: {outcome.error}")
+                    err_console.print(
+                        escape(f"failed {outcome.clip_id} at {outcome.failed_stage}: {outcome.error}"), soft_wrap=True
+                    )
                 return
             fps = state["frames"] / max(time.perf_counter() - state["t0"], 1e-9)
             reached = True
@@ -60,10 +63,14 @@ def print_report(report: RunReport, plan: list[PlannedStage]) -> None:
     """Summary line per stage (key, clips computed) and the failure table."""
     computed = report.computed
     for planned in plan:
-        console.print(f"  {planned.stage.name:<10} key {planned.key}  computed {computed[planned.stage.name]} clip(s)")
+        console.print(
+            escape(f"  {planned.stage.name:<10} key {planned.key}  computed {computed[planned.stage.name]} clip(s)")
+        )
     console.print(
-        f"{report.dataset}: {report.n_clips} clips, {report.skipped} already complete, "
-        f"{len(report.failures)} failed, {report.seconds:.1f} s"
+        escape(
+            f"{report.dataset}: {report.n_clips} clips, {report.skipped} already complete, "
+            f"{len(report.failures)} failed, {report.seconds:.1f} s"
+        )
     )
     if report.failures:
         rows = [(o.clip_id, o.failed_stage or "", o.error or "") for o in report.failures]

@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mer.cli.console import console, err_console
+from mer.cli.store_open import open_cli_store
 from mer.config import canonical_json
-from mer.store import StoreError, open_store
+from mer.names import validate_component
+from mer.store import StoreError
 from mer.store.export import export_entry_h5
 from mer.store.store import EntryRef, FeatureStore
 
@@ -39,15 +43,18 @@ def ls_command(
     dataset: str | None = typer.Option(None, help="only this dataset"),
 ) -> None:
     """List entries: dataset, stage, key, parameters and status."""
-    st = open_store(store, "r")
-    table = Table(title=f"{st.location}")
+    if dataset is not None:
+        validate_component("dataset", dataset)
+    st = open_cli_store(store, "r")
+    table = Table(title=escape(st.location))
     for col in ("dataset", "stage", "key", "status", "parameters"):
         table.add_column(col, overflow="fold")
     for ds in [dataset] if dataset else st.datasets():
         n = len(st.manifest_meta(ds)["rows"])
-        table.add_row(ds, "manifest", st.manifest_meta(ds)["hash"][:16], f"{n} clips", "")
+        table.add_row(*(Text(c) for c in (ds, "manifest", st.manifest_meta(ds)["hash"][:16], f"{n} clips", "")))
         for info in st.ls(ds):
-            table.add_row(info.dataset, info.stage, info.key, info.status, canonical_json(info.params))
+            cells = (info.dataset, info.stage, info.key, info.status, canonical_json(info.params))
+            table.add_row(*(Text(c) for c in cells))
     console.print(table)
 
 
@@ -58,7 +65,7 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Show an entry's parameters, inputs, outputs, provenance and failures."""
-    st = open_store(store, "r")
+    st = open_cli_store(store, "r")
     ref = parse_entry(st, entry)
     info = st.info_of(ref)
     attrs = dict(st.entry(ref).attrs)
@@ -76,32 +83,35 @@ def info_command(
         return
     for key, value in record.items():
         text = value if isinstance(value, str | int) else json.dumps(value, indent=1)
-        console.print(f"[bold]{key}[/bold]: {text}")
+        console.print(f"[bold]{escape(key)}[/bold]: {escape(str(text))}")
 
 
 @store_app.command("verify")
 def verify_command(store: str) -> None:
     """Re-read every committed chunk against its stored checksum; exit 1 when something is missing or altered."""
-    st = open_store(store, "r")
+    st = open_cli_store(store, "r")
     issues = st.verify()
     n_entries = len(st.ls())
     if not issues:
         console.print(f"[green]ok[/green]: every committed chunk of {n_entries} entries matches its checksum")
         return
     for issue in issues:
-        err_console.print(f"[red]{issue.problem}[/red] {issue.entry} clip {issue.clip}: {issue.chunk}")
-    err_console.print(f"{len(issues)} problem(s) in {st.location}")
+        err_console.print(
+            f"[red]{escape(issue.problem)}[/red] {escape(f'{issue.entry} clip {issue.clip}: {issue.chunk}')}",
+            soft_wrap=True,
+        )
+    err_console.print(escape(f"{len(issues)} problem(s) in {st.location}"))
     raise typer.Exit(1)
 
 
 @store_app.command("export")
 def export_command(store: str, entry: str, to: Path = typer.Option(..., "--to", help="target .h5 file")) -> None:
     """Write one entry's arrays and attributes to an HDF5 file."""
-    st = open_store(store, "r")
+    st = open_cli_store(store, "r")
     ref = parse_entry(st, entry)
     try:
         n = export_entry_h5(st, st.entry(ref), to)
     except StoreError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        err_console.print(f"[red]error[/red]: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
-    console.print(f"wrote {n} clips of {ref} to {to}")
+    console.print(escape(f"wrote {n} clips of {ref} to {to}"))

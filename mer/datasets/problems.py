@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from mer.names import shown
+
 Severity = Literal["error", "warning"]
+
+
+def _cut(name: str, limit: int = 40) -> str:
+    return name if len(name) <= limit else f"{name[: limit - 4]}…{name[-3:]}"
 
 
 @dataclass(frozen=True)
@@ -34,10 +40,10 @@ class Problem:
             where.append(f"column {self.column!r}")
         text = f"{self.severity}: {', '.join(where)}"
         if self.value != "":
-            text += f" = {self.value!r}"
+            text += f" = {shown(self.value, 80)}"
         text += f": {self.message}"
         if self.subject is not None or self.clip is not None:
-            text += f" [{self.subject or '?'}/{self.clip or '?'}]"
+            text += f" [{_cut(self.subject or '?')}/{_cut(self.clip or '?')}]"
         return text
 
     def to_dict(self) -> dict:
