@@ -40,6 +40,12 @@ def shown(value: object, limit: int = 60) -> str:
     return text
 
 
+def printable(text: str, limit: int = 40) -> str:
+    """``text`` with control characters written as ``\\xNN`` (other characters kept), cut to ``limit``."""
+    out = "".join(f"\\x{ord(ch):02x}" if ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in text)
+    return out if len(out) <= limit else f"{out[: limit - 4]}…{out[-3:]}"
+
+
 def component_problem(value: object) -> str | None:
     """Why ``value`` cannot be one path component, or None when it is safe."""
     if not isinstance(value, str):

@@ -11,7 +11,7 @@ from rich.markup import escape
 from mer.cli.console import console, err_console, failure_table, user_errors
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
 from mer.cli.store_open import open_cli_store
-from mer.names import validate_component
+from mer.names import printable, validate_component
 from mer.pipeline.graph import build_plan
 from mer.pipeline.manifest_store import write_dataset_manifest
 from mer.pipeline.stages import expand_stages
@@ -108,7 +108,7 @@ def _print_problems(problems: list) -> int:
     if errors:
         rows = [
             (
-                "/".join(x for x in (p.subject, p.clip) if x) or "-",
+                "/".join(printable(x) for x in (p.subject, p.clip) if x) or "-",
                 f"{p.file}" + (f" row {p.row}" if p.row else ""),
                 str(p),
             )

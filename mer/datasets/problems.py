@@ -9,13 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from mer.names import shown
+from mer.names import printable, shown
 
 Severity = Literal["error", "warning"]
 
-
-def _cut(name: str, limit: int = 40) -> str:
-    return name if len(name) <= limit else f"{name[: limit - 4]}…{name[-3:]}"
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,7 @@ class Problem:
             text += f" = {shown(self.value, 80)}"
         text += f": {self.message}"
         if self.subject is not None or self.clip is not None:
-            text += f" [{_cut(self.subject or '?')}/{_cut(self.clip or '?')}]"
+            text += f" [{printable(self.subject or '?')}/{printable(self.clip or '?')}]"
         return text
 
     def to_dict(self) -> dict:
