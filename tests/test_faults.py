@@ -503,3 +503,11 @@ def test_folds_that_cannot_give_metrics(folds, labels, subjects, protocol, named
 
 def test_loso_folds_of_two_subjects_pass():
     check_folds(_folds(([2, 3], [0, 1]), ([0, 1], [2, 3])), LABELS, SUBJECTS, "loso", class_names=["neg", "pos"])
+
+
+def test_store_path_with_a_300_character_name(tmp_path):
+    root = make_dataset(tmp_path / "data", [])
+    before = listing(tmp_path)
+    result = run_cli(*ingest_args(root, tmp_path / ("s" * 300)))
+    assert_one_line_error(result, 2, "File name too long", "sss", "shorten the name")
+    assert listing(tmp_path) == before
