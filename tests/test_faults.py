@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_datasets import make_folder
+from fake_datasets import make_casme2, make_folder
 from scale_helpers import store_files
 from typer.testing import CliRunner
 
@@ -171,6 +171,19 @@ def test_bad_name_in_sheet_preprocess(case: RowCase, tmp_path, reference):
     assert store_files(store) == reference  # the good clips' bytes are those of an undamaged run
     after = listing(tmp_path)
     assert {k: v for k, v in after.items() if not k.startswith("store")} == before  # nothing else written
+
+
+@pytest.mark.parametrize(
+    ("clip", "shown"), [("[/x]", "'[/x]'"), ("E" * 300, "300 bytes"), ("..", "'..'"), ("_claims", "reserved")]
+)
+def test_bad_clip_in_an_official_sheet(clip, shown, tmp_path):
+    """The same per-row rule in a dataset's own adapter (CASME II, xlsx): row 7 is the appended bad row."""
+    root = make_casme2(tmp_path / "casme2", extra_rows=[[1, clip, None, 1, 2, 3, None, "1", "happiness"]])
+    result = run_cli("check-dataset", "--dataset", "casme2", "--root", root)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = next(line for line in result.output.splitlines() if "row 7, column 'Filename'" in line)
+    assert "CASME2-coding-20140508.xlsx" in line and shown in line
+    assert "casme2: 5 usable clips, 1 error(s)" in result.output
 
 
 def test_markup_in_an_au_cell_is_shown_and_the_clip_kept(tmp_path, reference):

@@ -108,7 +108,7 @@ def _print_problems(problems: list) -> int:
     if errors:
         rows = [
             (
-                "/".join(printable(x) for x in (p.subject, p.clip) if x) or "-",
+                "/".join(printable(x, 130) for x in (p.subject, p.clip) if x) or "-",
                 f"{p.file}" + (f" row {p.row}" if p.row else ""),
                 str(p),
             )

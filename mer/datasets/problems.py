@@ -37,10 +37,10 @@ class Problem:
             where.append(f"column {self.column!r}")
         text = f"{self.severity}: {', '.join(where)}"
         if self.value != "":
-            text += f" = {shown(self.value, 80)}"
+            text += f" = {shown(self.value, 240)}"
         text += f": {self.message}"
         if self.subject is not None or self.clip is not None:
-            text += f" [{printable(self.subject or '?')}/{printable(self.clip or '?')}]"
+            text += f" [{printable(self.subject or '?', 130)}/{printable(self.clip or '?', 130)}]"
         return text
 
     def to_dict(self) -> dict:
