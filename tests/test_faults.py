@@ -524,3 +524,23 @@ def test_store_path_with_a_300_character_name(tmp_path):
     result = run_cli(*ingest_args(root, tmp_path / ("s" * 300)))
     assert_one_line_error(result, 2, "File name too long", "sss", "shorten the name")
     assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["synth", "--out", "{tmp}/synth", "--classes", "4"], "--classes must be 3 or 5, got 4"),
+        (["synth", "--out", "{tmp}/synth", "--size", "big"], "size 'big'"),
+        (["build-input", "--store", "{tmp}/store", "--dataset", "fault", "--kind", "sideways"], "--kind 'sideways'"),
+        (["build-flow", "--store", "{tmp}/store", "--dataset", "fault", "--roi", "7"], "--roi 7"),
+        (["store", "info", "{tmp}/store", "fault/nosuchstage"], "entry 'fault/nosuchstage' matches 0 entries"),
+    ],
+    ids=["synth-classes", "synth-size", "build-input-kind", "build-flow-roi", "store-info-entry"],
+)
+def test_bad_option_found_inside_a_command(args, named, tmp_path):
+    make_dataset(tmp_path / "data", [])
+    assert run_cli(*ingest_args(tmp_path / "data", tmp_path / "store")).exit_code == 0
+    before = listing(tmp_path)
+    result = run_cli(*(a.format(tmp=tmp_path) for a in args))
+    assert_one_line_error(result, 2, named)
+    assert listing(tmp_path) == before

@@ -64,14 +64,21 @@ def _os_message(exc: OSError) -> str:
     return f"{text} ({hint})" if hint else text
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """click's UsageError or BadParameter, from click itself or from the copy of click that typer ships."""
+    if isinstance(exc, click.UsageError | typer.BadParameter):
+        return True
+    return any(c.__name__ == "UsageError" for c in type(exc).__mro__) and callable(getattr(exc, "format_message", None))
+
+
 def user_error_message(exc: BaseException) -> str | None:
     """The one-line message for a user error, or None when ``exc`` is not one (a bug: show it as unexpected)."""
     from mer.store import StoreError
 
     if isinstance(exc, _EXITS):
         return None
-    if isinstance(exc, click.UsageError):  # typer.BadParameter raised inside a command
-        return one_line(exc.format_message())
+    if _is_usage_error(exc):  # typer.BadParameter raised inside a command
+        return one_line(exc.format_message())  # type: ignore[attr-defined]
     if isinstance(exc, json.JSONDecodeError):
         return one_line(
             f"damaged JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): a metadata file was cut short or "
