@@ -33,7 +33,9 @@ def to_jsonable(obj: Any) -> Any:
 
 def canonical_json(obj: Any) -> str:
     """Serialise to JSON with sorted keys and no whitespace, so equal values give equal text."""
-    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        to_jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:

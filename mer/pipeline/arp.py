@@ -40,7 +40,9 @@ def check_apex(apex: int | None, n_frames: int) -> int:
         raise ValueError(f"apex must be an integer frame position, got {apex!r} (n_frames={n_frames})")
     a = int(apex)
     if not 0 <= a < n_frames:
-        raise ValueError(f"apex={a} is outside the clip: valid positions are 0..{n_frames - 1} (n_frames={n_frames})")
+        raise ValueError(
+            f"apex={a} is outside the clip: valid positions are 0..{n_frames - 1} (n_frames={n_frames})"
+        )
     return a
 
 

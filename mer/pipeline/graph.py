@@ -26,7 +26,9 @@ class PlannedStage:
 
 def stage_key(stage: Stage, params: Any, inputs: dict[str, str]) -> str:
     """Hash of canonical parameters, input keys and the stage's code version: same key ⇒ same bytes."""
-    return stable_hash({"stage": stage.name, "version": stage.version, "params": to_jsonable(params), "inputs": inputs})
+    return stable_hash(
+        {"stage": stage.name, "version": stage.version, "params": to_jsonable(params), "inputs": inputs}
+    )
 
 
 def dependency_order(targets: list[str]) -> list[str]:

@@ -42,9 +42,8 @@ class Stage:
 
     def output_specs(self, params: Any) -> list[OutputSpec]:
         return [
-            OutputSpec(
-                o.name, o.dtype_for(params), o.row_shape is not None, tuple(o.row_shape(params)) if o.row_shape else ()
-            )
+            OutputSpec(o.name, o.dtype_for(params), o.row_shape is not None,
+                       tuple(o.row_shape(params)) if o.row_shape else ())
             for o in self.outputs
         ]
 

@@ -70,11 +70,14 @@ def detect_candidates(frame: np.ndarray, detector: str = "hog", upsample: int = 
     else:
         raise ValueError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
     return [
-        Candidate((float(r.left()), float(r.top()), float(r.right() + 1), float(r.bottom() + 1)), s) for r, s in pairs
+        Candidate((float(r.left()), float(r.top()), float(r.right() + 1), float(r.bottom() + 1)), s)
+        for r, s in pairs
     ]
 
 
-def is_plausible(box: Box, frame_shape: Sequence[int], min_size_frac: float = 0.08, min_inside: float = 0.75) -> bool:
+def is_plausible(
+    box: Box, frame_shape: Sequence[int], min_size_frac: float = 0.08, min_inside: float = 0.75
+) -> bool:
     """True when the box is at least ``min_size_frac`` of the frame's shorter side (and ≥ 16 px) and at
     least ``min_inside`` of its area lies inside the frame."""
     h, w = int(frame_shape[0]), int(frame_shape[1])
@@ -95,7 +98,9 @@ def select_face(
 ) -> Candidate | None:
     """Pick the plausible candidate with the highest score (ties broken by box, not by list order)."""
     ok = [
-        c for c in candidates if c.score >= min_score and is_plausible(c.box, frame_shape, min_size_frac=min_size_frac)
+        c
+        for c in candidates
+        if c.score >= min_score and is_plausible(c.box, frame_shape, min_size_frac=min_size_frac)
     ]
     if not ok:
         return None

@@ -138,7 +138,9 @@ def predict_landmark_ensemble(
     return out.astype(np.float32)
 
 
-def predict_landmarks(frame: np.ndarray, box: Box, *, n_inits: int = 5, predictor: object | None = None) -> np.ndarray:
+def predict_landmarks(
+    frame: np.ndarray, box: Box, *, n_inits: int = 5, predictor: object | None = None
+) -> np.ndarray:
     """68 landmarks (68×2 float32, x/y pixels) on one frame from ``box``: the mean of an init ensemble."""
     return predict_landmark_ensemble(frame, box, n_inits=n_inits, predictor=predictor).mean(axis=0)
 
