@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mer.cli.build_cmds import build_di, build_flow, build_input, build_mesti
+from mer.cli.errors import guard_commands, set_debug
 from mer.cli.preprocess_cmds import check_dataset, preprocess, synth
 from mer.cli.show_cmds import show_face, show_mesti
 from mer.cli.store_cmds import store_app
@@ -17,6 +18,16 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error (as MER_DEBUG=1 does)"),
+) -> None:
+    """mer: micro-expression recognition toolkit. Errors are one line: exit 2 for bad input, 1 for failed clips."""
+    set_debug(debug)
+
+
 app.command("synth")(synth)
 app.command("check-dataset")(check_dataset)
 app.command("preprocess")(preprocess)
@@ -41,5 +52,7 @@ def demo(
 
     run_demo(out, fresh=fresh)
 
+
+guard_commands(app)  # last: every command above, and any added to store_app, reports errors as one line
 
 __all__ = ["app"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from mer.cli.console import console, user_errors
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
+from mer.cli.store_open import open_cli_store
+from mer.names import validate_component
 from mer.pipeline.graph import build_plan
-from mer.store import open_store
 
 STORE = typer.Option(..., "--store", help="store path or URL")
 DATASET = typer.Option(..., "--dataset", help="dataset name in the store")
@@ -31,14 +33,15 @@ def build_stages(
     scheduler: str | None = None,
 ) -> None:
     """Compute the named stages (and whatever they lack upstream) for every clip; report and exit like preprocess."""
-    st = open_store(store, "a")
+    validate_component("dataset", dataset)
+    st = open_cli_store(store, "a")
     with user_errors():
         plan = build_plan(st, dataset, list(params), params)
     report = run_with_progress(st, dataset, plan, workers, quiet, f"{','.join(params)} {dataset}", scheduler)
     print_report(report, plan)
     for planned in plan[-len(params) :]:
         console.print(
-            f"read with: open_store({store!r}).read({dataset!r}, {planned.stage.name!r}, key={planned.key!r})"
+            escape(f"read with: open_store({store!r}).read({dataset!r}, {planned.stage.name!r}, key={planned.key!r})")
         )
     exit_on_failures(report)
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
 import time
 
 import typer
 from rich.markup import escape
 
 from mer.cli.console import clip_progress, console, err_console, failure_table
+from mer.pipeline.claim_wait import ClaimWaitNotice
 from mer.pipeline.graph import PlannedStage
 from mer.pipeline.runner import ClipOutcome, RunReport, run_plan
-from mer.store.commit import claim_timeout
 from mer.store.store import FeatureStore
 
 
@@ -41,7 +40,9 @@ def run_with_progress(
             state["frames"] += outcome.frames
             if progress is None:
                 if outcome.error:
-                    err_console.print(f"failed {outcome.clip_id} at {outcome.failed_stage}: {outcome.error}")
+                    err_console.print(
+                        escape(f"failed {outcome.clip_id} at {outcome.failed_stage}: {outcome.error}"), soft_wrap=True
+                    )
                 return
             fps = state["frames"] / max(time.perf_counter() - state["t0"], 1e-9)
             reached = True
@@ -53,11 +54,12 @@ def run_with_progress(
                     state["failed"][name] += 1  # not computed: its input failed
                 progress.update(state["tasks"][name], advance=1, failed=state["failed"][name], fps=fps)
 
+        notice = ClaimWaitNotice()
+
         def on_wait(holders: list[dict]) -> None:
-            line = claim_wait_line(holders)
-            if line and line != state.get("waiting"):
+            line = notice.due(holders)
+            if line:
                 err_console.print(escape(line))
-                state["waiting"] = line
 
         report = run_plan(
             store,
@@ -70,25 +72,6 @@ def run_with_progress(
             on_wait=on_wait,
         )
     return report
-
-
-def claim_wait_line(holders: list[dict]) -> str:
-    """"waiting for 3 clip(s) held by host h pid 12 since 10:04:05 UTC; …" for the claims a run waits on."""
-    if not holders:
-        return ""
-    timeout = claim_timeout()
-    by_holder: dict[tuple, set[str]] = {}
-    for h in holders:
-        by_holder.setdefault((h.get("host"), h.get("pid"), h.get("time", 0)), set()).add(h["clip"])
-    parts = []
-    for (host, pid, since), clips in sorted(by_holder.items(), key=lambda kv: kv[0][2]):
-        when = datetime.datetime.fromtimestamp(float(since), datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        left = max(0.0, float(since) + timeout - time.time())
-        parts.append(
-            f"{len(clips)} clip(s) held by host {host} pid {pid} since {when} (taken over in {left:.0f} s unless "
-            "released or that process ends)"
-        )
-    return "waiting for " + "; ".join(parts) + f"; MER_CLAIM_TIMEOUT={timeout:.0f} s"
 
 
 def print_report(report: RunReport, plan: list[PlannedStage]) -> None:

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from mer.cli.console import console, err_console, user_errors
+from mer.cli.store_open import open_cli_store
 from mer.config import canonical_json
+from mer.names import validate_component
 from mer.store import StoreError, open_store
 from mer.store.export import export_entry_h5
 from mer.store.store import EntryRef, FeatureStore
@@ -40,8 +43,10 @@ def ls_command(
     dataset: str | None = typer.Option(None, help="only this dataset"),
 ) -> None:
     """List entries: dataset, stage, key, parameters and status."""
-    st = open_store(store, "r")
-    table = Table(title=f"{st.location}")
+    if dataset is not None:
+        validate_component("dataset", dataset)
+    st = open_cli_store(store, "r")
+    table = Table(title=escape(st.location))
     for col in ("dataset", "stage", "key", "status", "parameters"):
         table.add_column(col, overflow="fold")
     for ds in [dataset] if dataset else st.datasets():
@@ -62,7 +67,7 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Show an entry's parameters, inputs, outputs, provenance and failures."""
-    st = open_store(store, "r")
+    st = open_cli_store(store, "r")
     ref = parse_entry(st, entry)
     info = st.info_of(ref)
     attrs = dict(st.entry(ref).attrs)
@@ -80,7 +85,7 @@ def info_command(
         return
     for key, value in record.items():
         text = value if isinstance(value, str | int) else json.dumps(value, indent=1)
-        console.print(f"[bold]{key}[/bold]: {text}")
+        console.print(f"[bold]{escape(key)}[/bold]: {escape(str(text))}")
 
 
 @store_app.command("verify")
@@ -93,7 +98,7 @@ def verify_command(
 ) -> None:
     """Check every committed chunk, array and group metadata, clips table and commit marker; exit 1 on problems."""
     with user_errors():
-        st = open_store(store, "a" if repair else "r", damaged_ok=True)
+        st = open_store(store, "a" if repair else "r", damaged_ok=True)  # a damaged root is what verify reports
         report = st.verify_report()
     for line in report.partial:
         err_console.print(f"partial: {line}", markup=False)
@@ -124,11 +129,11 @@ def verify_command(
 @store_app.command("export")
 def export_command(store: str, entry: str, to: Path = typer.Option(..., "--to", help="target .h5 file")) -> None:
     """Write one entry's arrays and attributes to an HDF5 file."""
-    st = open_store(store, "r")
+    st = open_cli_store(store, "r")
     ref = parse_entry(st, entry)
     try:
         n = export_entry_h5(st, st.entry(ref), to)
     except StoreError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        err_console.print(f"[red]error[/red]: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
-    console.print(f"wrote {n} clips of {ref} to {to}")
+    console.print(escape(f"wrote {n} clips of {ref} to {to}"))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mer.names import component_problem
+
 from .aus import AU_LIST, au_vector, parse_aus
 from .corrections import CorrectionTable
 from .frames import FrameListing, compress_ranges, natural_key, scan_frames
@@ -114,18 +116,8 @@ class LoadResult:
 
 
 def bad_name(name: str) -> str | None:
-    """Why a subject/clip name cannot be used as one path component, or None when it is fine."""
-    if name == "":
-        return "empty name"
-    if "/" in name or "\\" in name:
-        return "contains a path separator"
-    if ".." in name:
-        return "contains '..'"
-    if name in {"."} or name != name.strip():
-        return "not a plain folder name"
-    if any(ord(ch) < 32 for ch in name):
-        return "contains a control character"
-    return None
+    """Why a subject/clip name cannot be used as one path component, or None when it is fine (`mer.names`)."""
+    return component_problem(name)
 
 
 def parse_frame_number(value: object) -> tuple[int | None, bool]:

@@ -21,12 +21,17 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str, num_classes: int, in_channels: int = 3, image_size: int = 224, **options) -> nn.Module:
-    """Build model ``name`` for ``num_classes`` classes; ``options`` are model-specific (see each builder)."""
+def get_builder(name: str) -> Builder:
+    """The builder registered under ``name`` (KeyError naming the known models when there is none)."""
     try:
-        builder = _REGISTRY[name.lower()]
+        return _REGISTRY[name.lower()]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}") from None
+
+
+def create(name: str, num_classes: int, in_channels: int = 3, image_size: int = 224, **options) -> nn.Module:
+    """Build model ``name`` for ``num_classes`` classes; ``options`` are model-specific (see each builder)."""
+    builder = get_builder(name)
     return builder(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **options)
 
 

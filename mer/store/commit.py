@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from mer.names import validate_clip_id, validate_component
 from mer.store.backend import Backend
 from mer.store.documents import EMPTY_GROUP, chunk_keys, group_document, marker_name, seal_attrs, sealed, sha256
 from mer.store.entries import Entry, EntryRef, OutputSpec
@@ -97,6 +98,8 @@ class Committer:
 
         A copy of every metadata document is kept under ``_meta/`` so that ``verify --repair`` can restore one."""
         self._require_writable()
+        for kind, name in (("dataset", ref.dataset), ("stage", ref.stage), ("key", ref.key)):
+            validate_component(kind, name)  # no store path is ever built from unvalidated text
         if not self.backend.exists(f"{ref.path}/zarr.json"):
             sealed_attrs = seal_attrs({**attrs, "outputs": {o.name: o.to_json() for o in outputs}})
             self._write_group(ref.path, {"mer": sealed_attrs})
@@ -134,7 +137,7 @@ class Committer:
     ) -> None:
         """Write one clip's outputs, then its commit marker (the clip becomes visible only then)."""
         self._require_writable()
-        clip_id = entry.clip_ids[index]
+        clip_id = validate_clip_id(entry.clip_ids[index])
         missing = set(entry.outputs) - set(arrays)
         if missing:
             raise StoreError(f"stage {entry.ref.stage} returned no {', '.join(sorted(missing))} for clip {clip_id}")

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from mer.config import canonical_json
+from mer.names import validate_component
 from mer.store.backend import Backend
 from mer.store.documents import EMPTY_GROUP, group_document, sha256
 from mer.store.errors import EntryNotFoundError, StoreError
@@ -38,6 +39,7 @@ class ManifestShelf:
         """Store a clips table as the dataset's current version (``meta["hash"]`` names the version); earlier
         versions are kept. Rows are stored as JSON; column dtypes are recorded and restored on reading."""
         self._require_writable()
+        validate_component("dataset", dataset)
         if "hash" not in meta:
             raise StoreError("a manifest needs a 'hash' naming its version")
         table = json.loads(manifest.to_json(orient="split", index=False, date_format="iso"))
