@@ -22,7 +22,7 @@ from mer.report.qc_scores import MEASURES, QC_THRESHOLD  # noqa: E402
 THUMB_HEIGHT = 96
 """Height in pixels of every thumbnail (faces strip, image input)."""
 
-_GAP = 6
+_GAP = 12
 
 
 def _scale_affine(m: np.ndarray, pre: float, post: float) -> np.ndarray:
@@ -90,7 +90,7 @@ def strip(panels: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def image_thumbnail(image: np.ndarray, height: int = THUMB_HEIGHT) -> np.ndarray:
-    """A stored image input (C×H×W, uint8 or float) as an RGB uint8 thumbnail, min-max scaled when not uint8."""
+    """A stored image input (C×H×W, uint8 or float) as an RGB uint8 thumbnail, contrast-stretched for display."""
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[0] in (1, 2, 3) and img.shape[2] not in (1, 3):
         img = np.moveaxis(img, 0, -1)
@@ -98,8 +98,10 @@ def image_thumbnail(image: np.ndarray, height: int = THUMB_HEIGHT) -> np.ndarray
         img = img[:, :, None]
     if img.shape[2] == 2:  # e.g. a two-channel flow image: show magnitude-free (u, v, 0)
         img = np.concatenate([img, np.zeros_like(img[:, :, :1])], axis=2)
-    if img.dtype != np.uint8:
-        img = minmax_uint8(img)
+    # Contrast stretched between the 1st and 99th percentile for display: a MESTI or difference image is mostly
+    # flat grey with the motion in a few pixels.
+    lo, hi = np.percentile(img, [1, 99])
+    img = minmax_uint8(np.clip(img.astype(np.float64), lo, hi)) if hi > lo else minmax_uint8(img)
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     return _resize(img[:, :, :3], height)[0]
