@@ -260,3 +260,16 @@ def test_cli_writes_the_gallery_and_reports_bad_input(qc_store, tmp_path):
     result = runner.invoke(app, ["qc", str(qc_store), "synth", "--out", str(tmp_path / "h"), "--key", "oops"])
     assert result.exit_code == 2 and "STAGE=KEY" in result.output
     shutil.rmtree(tmp_path / "g")
+
+
+def test_preprocess_summary_line_names_the_flagged_count(qc_store, capsys):
+    from mer.cli.qc_cmds import print_quality_summary
+    from mer.pipeline.graph import build_plan
+    from mer.pipeline.stages import expand_stages
+
+    store = open_store(str(qc_store))
+    print_quality_summary(store, "synth", build_plan(store, "synth", expand_stages("ingest,face")))
+    out = capsys.readouterr().out
+    assert "1 of 4 scored clips below the QC threshold 0.5" in out and BAD_CLIP in out
+    print_quality_summary(store, "nosuch")
+    assert capsys.readouterr().out == ""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 
 from mer.cli.console import console, err_console, user_errors
 from mer.report.qc_scores import QC_THRESHOLD
+from mer.store import FeatureStore
 
 
 def _parse_keys(items: list[str] | None) -> dict[str, str]:
@@ -57,10 +60,12 @@ def qc(
     console.print(f"wrote {escape(str(report.page))}, {escape(str(report.csv))}, {escape(str(report.overview))}")
 
 
-def print_quality_summary(store: object, dataset: str) -> None:
-    """Print how many clips fall below the QC threshold (nothing when the dataset has no face stages yet)."""
-    from mer.report.qc_scores import summarize_quality
+def print_quality_summary(store: FeatureStore, dataset: str, plan: Sequence[Any] | None = None) -> None:
+    """Print how many clips fall below the QC threshold after a preprocess run (nothing when the dataset has no
+    face stages). ``plan`` (the run's planned stages) picks the entries this run wrote when a stage has several."""
+    from mer.report.qc_scores import FACE_CHAIN, summarize_quality
 
-    line = summarize_quality(store, dataset)  # type: ignore[arg-type]
+    keys = {p.stage.name: p.key for p in plan or [] if p.stage.name in FACE_CHAIN}
+    line = summarize_quality(store, dataset, keys=keys or None)
     if line:
         console.print(escape(line))

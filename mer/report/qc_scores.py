@@ -347,11 +347,16 @@ def write_qc_csv(table: pd.DataFrame, path: Any) -> None:
     table.to_csv(path, index=False, float_format="%.4f", lineterminator="\n")
 
 
-def summarize_quality(store: FeatureStore, dataset: str, threshold: float = QC_THRESHOLD) -> str | None:
+def summarize_quality(
+    store: FeatureStore,
+    dataset: str,
+    threshold: float = QC_THRESHOLD,
+    keys: Mapping[str, str] | None = None,
+) -> str | None:
     """One line for the end of a preprocess run: how many clips fall below the QC threshold (None when the
-    dataset has no face stages to score)."""
+    dataset has no face stages to score, or when they are ambiguous and ``keys`` does not pick them)."""
     try:
-        table = qc_table(store, dataset, threshold=threshold, image="none")
+        table = qc_table(store, dataset, threshold=threshold, keys=keys, image="none")
     except (EntryNotFoundError, StoreError):
         return None
     flagged = table[table.status == "flagged"]
