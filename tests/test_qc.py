@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -44,7 +43,7 @@ def _shift_second_half(clip_dir: Path) -> None:
         cv2.imwrite(str(f), cv2.warpAffine(im, m, (im.shape[1], im.shape[0]), borderMode=cv2.BORDER_REPLICATE))
 
 
-def _preprocess(store, name: str, data: Path, stages: str) -> None:
+def _preprocess(store, name: str, data: Path, stages: str, run: bool = True) -> None:
     from mer.datasets import load
     from mer.pipeline.graph import build_plan
     from mer.pipeline.manifest_store import write_dataset_manifest
@@ -53,13 +52,19 @@ def _preprocess(store, name: str, data: Path, stages: str) -> None:
 
     result = load("folder", data, labels="3class", dataset_name=name)
     write_dataset_manifest(store, name, result.manifest, data, result.adapter, result.label_set.to_dict())
-    run_plan(store, name, build_plan(store, name, expand_stages(stages)), workers=1)
+    plan = build_plan(store, name, expand_stages(stages))
+    if run:
+        run_plan(store, name, plan, workers=1)
+    else:  # the entries exist, no clip is computed yet (an interrupted or planned run)
+        from mer.pipeline.runner import prepare_entries
+
+        prepare_entries(store, name, plan)
 
 
 @pytest.fixture(scope="module")
 def qc_store(tmp_path_factory) -> Path:
     """Store with ``synth`` (2 subjects × 2 clips, 320×240; BAD_CLIP shifted mid-clip; face stages + MESTI) and
-    ``broken`` (one clip of blank frames: face detection fails)."""
+    ``broken`` (one clip of blank frames: face detection fails) and ``pending`` (the same clip, not processed)."""
     from mer.datasets.synthetic import generate_synthetic
 
     base = tmp_path_factory.mktemp("qc_store")
@@ -76,6 +81,7 @@ def qc_store(tmp_path_factory) -> Path:
     store = open_store(str(base / "store"), "a")
     _preprocess(store, "synth", data, "ingest,face,mesti")
     _preprocess(store, "broken", blank, "ingest,face")
+    _preprocess(store, "pending", blank, "ingest,face", run=False)
     return base / "store"
 
 
@@ -149,6 +155,12 @@ def test_failed_clip_is_listed_with_its_stage_and_error(qc_store, tmp_path):
     page = report.page.read_text()
     assert "st-failed" in page and first_line.split(":")[0] in page
     assert np.isnan(row.score)
+
+
+def test_unprocessed_clip_is_missing_not_scored(qc_store):
+    table = qc_table(open_store(str(qc_store)), "pending")
+    assert list(table.status) == ["missing"] and table.failed_stage.iloc[0] == "detect"
+    assert np.isnan(table.score.iloc[0]) and flagged_clips(table) == []
 
 
 def test_csv_has_the_table_worst_first(gallery):
@@ -249,7 +261,7 @@ def test_page_in_headless_chromium(gallery, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def test_cli_writes_the_gallery_and_reports_bad_input(qc_store, tmp_path):
+def test_cli_writes_the_same_gallery_and_reports_bad_input(qc_store, gallery, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["qc", str(qc_store), "synth", "--out", str(tmp_path / "g"), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -259,7 +271,9 @@ def test_cli_writes_the_gallery_and_reports_bad_input(qc_store, tmp_path):
     assert result.exit_code == 2 and "nosuch" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["qc", str(qc_store), "synth", "--out", str(tmp_path / "h"), "--key", "oops"])
     assert result.exit_code == 2 and "STAGE=KEY" in result.output
-    shutil.rmtree(tmp_path / "g")
+    for path in sorted((tmp_path / "g").rglob("*")):  # same store, same gallery bytes
+        if path.is_file():
+            assert path.read_bytes() == (gallery.page.parent / path.relative_to(tmp_path / "g")).read_bytes(), path
 
 
 def test_preprocess_summary_line_names_the_flagged_count(qc_store, capsys):
