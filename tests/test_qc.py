@@ -155,6 +155,8 @@ def test_failed_clip_is_listed_with_its_stage_and_error(qc_store, tmp_path):
     page = report.page.read_text()
     assert "st-failed" in page and first_line.split(":")[0] in page
     assert np.isnan(row.score)
+    onset = cv2.imread(str(tmp_path / "thumbs" / "000000_faces.jpg"))  # the onset frame as it is: plain grey
+    assert onset.shape[0] == 96 and abs(onset.mean() - 128) < 2
 
 
 def test_unprocessed_clip_is_missing_not_scored(qc_store):

@@ -107,6 +107,11 @@ def image_thumbnail(image: np.ndarray, height: int = THUMB_HEIGHT) -> np.ndarray
     return _resize(img[:, :, :3], height)[0]
 
 
+def frame_thumbnail(frame: np.ndarray, height: int = THUMB_HEIGHT) -> np.ndarray:
+    """A video frame (H×W×3 uint8 RGB) scaled to ``height``, colours unchanged."""
+    return _resize(frame, height)[0]
+
+
 def save_jpeg(image: np.ndarray, path: str | os.PathLike, quality: int = 85) -> None:
     """Write an RGB uint8 image as JPEG (raises OSError naming the path when it cannot be written)."""
     ok = cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])

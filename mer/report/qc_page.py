@@ -23,7 +23,15 @@ import numpy as np
 import pandas as pd
 
 from mer.pipeline.frames_io import FrameError, read_frame
-from mer.report.qc_figures import THUMB_HEIGHT, face_panel, image_thumbnail, overview_figure, save_jpeg, strip
+from mer.report.qc_figures import (
+    THUMB_HEIGHT,
+    face_panel,
+    frame_thumbnail,
+    image_thumbnail,
+    overview_figure,
+    save_jpeg,
+    strip,
+)
 from mer.report.qc_scores import MEASURES, QC_THRESHOLD, QCEntries, qc_table, resolve_entries, write_qc_csv
 from mer.store import FeatureStore
 
@@ -161,7 +169,7 @@ def clip_pictures(
         faces = strip(panels)
     else:
         frame = _source_frame(row, 0)
-        faces = None if frame is None else image_thumbnail(frame)
+        faces = None if frame is None else frame_thumbnail(frame)
         pics.positions = (0,)
     if faces is not None:
         pics.faces = f"{THUMBS}/{stem}_faces.jpg"
