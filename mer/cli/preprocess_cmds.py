@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from mer.cli.console import console, err_console, failure_table, user_errors
+from mer.cli.qc_cmds import print_quality_summary
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
 from mer.cli.store_open import open_cli_store
 from mer.names import printable, validate_component
@@ -195,4 +196,5 @@ def preprocess(
         plan = build_plan(st, ds_name, expand_stages(stages))
     report = run_with_progress(st, ds_name, plan, workers, quiet, f"preprocess {ds_name}", scheduler)
     print_report(report, plan)
+    print_quality_summary(st, ds_name, plan)
     exit_on_failures(report, n_errors)
