@@ -7,7 +7,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from mer.cli.console import console, user_errors
+from mer.cli.console import console
+from mer.cli.errors import user_errors
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
 from mer.cli.store_open import open_cli_store
 from mer.names import validate_component

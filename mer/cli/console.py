@@ -57,20 +57,3 @@ def failure_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
 def print_error(message: str) -> None:
     """``error: message`` on stderr as one line (the message escaped, never wrapped)."""
     err_console.print(f"[red]error[/red]: {escape(message)}", soft_wrap=True, highlight=False)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Show a bad option value or a missing store entry as one line and exit 2, not as a traceback."""
-    import typer
-
-    from mer.cli.errors import user_error_message
-
-    try:
-        yield
-    except Exception as exc:
-        message = user_error_message(exc)
-        if message is None:
-            raise
-        print_error(message)
-        raise typer.Exit(2) from None

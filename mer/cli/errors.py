@@ -14,11 +14,14 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
 import typer
+
+from mer.cli.console import print_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEBUG_ENV = "MER_DEBUG"
@@ -93,8 +96,6 @@ def user_error_message(exc: BaseException) -> str | None:
 
 def report_exception(exc: BaseException) -> int:
     """Print ``exc`` as one line (the traceback first when debugging) and return the exit code: 2 user, 1 other."""
-    from mer.cli.console import print_error
-
     if debug_enabled():
         sys.stderr.write("".join(traceback.format_exception(exc)))
     message = user_error_message(exc)
@@ -134,3 +135,16 @@ def guard_commands(app: typer.Typer) -> None:
     for group in app.registered_groups:
         if group.typer_instance is not None:
             guard_commands(group.typer_instance)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Show a bad option value or a missing store entry as one line and exit 2, not as a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        message = user_error_message(exc)
+        if message is None:
+            raise
+        print_error(message)
+        raise typer.Exit(2) from None

@@ -8,7 +8,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from mer.cli.console import console, err_console, failure_table, user_errors
+from mer.cli.console import console, err_console, failure_table
+from mer.cli.errors import user_errors
 from mer.cli.qc_cmds import print_quality_summary
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
 from mer.cli.store_open import open_cli_store

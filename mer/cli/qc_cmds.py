@@ -9,7 +9,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from mer.cli.console import console, err_console, user_errors
+from mer.cli.console import console, err_console
+from mer.cli.errors import user_errors
 from mer.report.qc_scores import QC_THRESHOLD
 from mer.store import FeatureStore
 

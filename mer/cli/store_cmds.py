@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from mer.cli.console import console, err_console, user_errors
+from mer.cli.console import console, err_console
+from mer.cli.errors import user_errors
 from mer.cli.store_open import open_cli_store
 from mer.config import canonical_json
 from mer.names import validate_component

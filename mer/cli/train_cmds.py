@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from mer.cli.console import console, err_console, user_errors
+from mer.cli.console import console, err_console
+from mer.cli.errors import user_errors
 
 
 def _model_options(items: list[str]) -> dict:
