@@ -197,7 +197,8 @@ def test_markup_in_an_au_cell_is_shown_and_the_clip_kept(tmp_path, reference):
     assert result.exit_code == 0, result.output
     assert open_store(str(tmp_path / "store")).clips("fault") == [*GOOD_IDS, "s3/c1"]
     files = without_keys(store_files(tmp_path / "store"))  # another clips table: another entry key
-    assert {k: v for k, v in files.items() if k in without_keys(reference)} == without_keys(reference)
+    chunks = {k: v for k, v in without_keys(reference).items() if "/_done/" not in k}  # markers cover the
+    assert {k: v for k, v in files.items() if k in chunks} == chunks  # dataset arrays' metadata, whose N differs
 
 
 def test_bracketed_names_survive_every_message(tmp_path):
@@ -331,7 +332,11 @@ def test_unusable_store(make, command, tmp_path):
             expected = "holds other files and no mer store"
     else:
         result = run_cli("store", command, store)
-    assert_one_line_error(result, 2, str(store), expected)
+    if command == "verify" and make is _corrupt_root:  # damage in a store is what verify reports, not a usage error
+        assert result.exit_code == 1 and "damaged store metadata" in result.output and "--repair" in result.output
+        assert "Traceback" not in result.output
+    else:
+        assert_one_line_error(result, 2, str(store), expected)
     assert listing(tmp_path) == before  # the folder, file or store is left exactly as it was
 
 
@@ -342,7 +347,7 @@ def test_corrupt_entry_metadata_is_one_line(tmp_path):
     meta = next((store / "fault" / "ingest").glob("*/zarr.json"))
     meta.write_bytes(meta.read_bytes()[:25])
     result = run_cli("store", "ls", store)
-    assert_one_line_error(result, 2, "damaged JSON", "store verify")
+    assert_one_line_error(result, 2, str(meta), "damaged", "store verify --repair")
 
 
 def _failing_writes(monkeypatch, code: int) -> None:
@@ -369,7 +374,7 @@ def test_store_that_cannot_be_written(code, hint, tmp_path, monkeypatch, referen
     _failing_writes(monkeypatch, code)
     result = run_cli(*ingest_args(tmp_path / "data", store))
     line = assert_one_line_error(result, 2, os.strerror(code), str(store), hint)
-    assert "manifest" in line  # the file it could not write
+    assert str(store / "_runs") in line  # the file it could not write (an unchanged table is not rewritten)
     assert listing(store) == before and store_files(store) == reference
 
 
@@ -422,7 +427,7 @@ def test_real_process_prints_one_line_without_traceback(tmp_path):
     assert "'[/x]'" in checked.stderr and "3 usable clips" in checked.stdout
     listed = subprocess.run([*MER_CLI, "store", "ls", str(root)], capture_output=True, text=True, env=env)
     assert listed.returncode == 2 and listed.stderr.strip().splitlines() == [
-        f"error: no mer store at {root} (no zarr.json); create it with preprocess"
+        f"error: no mer store at {root} (no zarr.json); create it with `mer-cli preprocess`"
     ]
 
 
