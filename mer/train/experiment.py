@@ -22,7 +22,7 @@ from torch import nn
 from mer.models import create
 from mer.train.channels import declared_channels
 from mer.train.metrics import compute_metrics
-from mer.train.protocols import Fold, Protocol, parse_protocol, subject_keys, test_subjects_in_training
+from mer.train.protocols import Fold, Protocol, overlapping_subjects, parse_protocol, subject_keys
 from mer.train.results import (
     CONFIG_FILE,
     HISTORY_FILE,
@@ -185,8 +185,8 @@ def run_experiment(
         "model_options": model_options,
         "input": input_name if input_name is not None else (provenance or {}).get("input"),
         "protocol": proto.to_dict(),
-        "subject_independent": test_subjects_in_training(meta, folds) == 0,  # measured on the folds
-        "test_subjects_in_training": test_subjects_in_training(meta, folds),
+        "subject_independent": overlapping_subjects(meta, folds) == 0,  # measured on the folds
+        "test_subjects_in_training": overlapping_subjects(meta, folds),
         "precision": "bfloat16 autocast" if (config.amp and device.type == "cuda") else "float32",
         "train": config.to_dict(),
         "class_names": names,

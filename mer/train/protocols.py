@@ -17,7 +17,7 @@ Protocol strings accepted by :func:`parse_protocol`:
 Subject independence: ``loso``, ``megc2019``, ``cross`` and the ``grouped`` forms never put a test subject in
 training; plain ``holdout`` and ``kfold`` split clips, so one person's clips land on both sides (measured on
 CASME II: 16 of 26 test subjects of a 90/10 split are also in training). :attr:`Protocol.subject_independent`
-says which, and :func:`test_subjects_in_training` measures it on the actual folds (written to config.json).
+says which, and :func:`overlapping_subjects` measures it on the actual folds (written to config.json).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def kfold(meta: pd.DataFrame, k: int = 5, seed: int = 0, grouped: bool = False) 
         yield Fold(f"fold{f}", np.flatnonzero(~test), np.flatnonzero(test))
 
 
-def test_subjects_in_training(meta: pd.DataFrame, folds: Sequence[Fold]) -> int:
+def overlapping_subjects(meta: pd.DataFrame, folds: Sequence[Fold]) -> int:
     """How many (fold, test subject) pairs have clips of that subject in the fold's training rows (0 = independent)."""
     keys = subject_keys(meta)
     return sum(len(np.intersect1d(keys[f.test_idx], keys[f.train_idx])) for f in folds)
