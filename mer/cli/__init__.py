@@ -8,6 +8,7 @@ import typer
 
 from mer.cli.build_cmds import build_di, build_flow, build_input, build_mesti
 from mer.cli.preprocess_cmds import check_dataset, preprocess, synth
+from mer.cli.reproduce_cmds import reproduce
 from mer.cli.show_cmds import show_face, show_mesti
 from mer.cli.store_cmds import store_app
 from mer.cli.train_cmds import report, train
@@ -28,6 +29,7 @@ app.command("show-face")(show_face)
 app.command("show-mesti")(show_mesti)
 app.command("train")(train)
 app.command("report")(report)
+app.command("reproduce")(reproduce)
 app.add_typer(store_app, name="store")
 
 
