@@ -63,3 +63,39 @@ def test_meganet_documented_parameter_counts():
         assert _n(create("meganet", num_classes=3, in_channels=3, image_size=224, **options)) == expected, name
     # the three no-residual shortcuts were 64->64, 64->128, 128->256 projections with BatchNorm
     assert sum(a * b + 2 * b for a, b in ((64, 64), (64, 128), (128, 256))) == 1_338_130 - 1_292_178
+
+
+def test_timm_global_pooling_is_a_deterministic_mean_with_the_same_output():
+    from torch import nn
+
+    from mer.models.baselines import GlobalMeanPool
+
+    torch.manual_seed(0)
+    net = create("resnet50", num_classes=3, in_channels=3, image_size=64).eval()
+    assert not any(isinstance(m, nn.AdaptiveAvgPool2d) for m in net.modules())
+    assert isinstance(net.global_pool.pool, GlobalMeanPool)
+    x = torch.randn(2, 3, 64, 64)
+    feats = net.forward_features(x)
+    torch.testing.assert_close(net.global_pool.pool(feats), nn.AdaptiveAvgPool2d(1)(feats))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_two_gpu_runs_with_one_seed_give_identical_metrics(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from mer.train.experiment import run_experiment
+    from mer.train.trainer import TrainConfig
+
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame(
+        [{"dataset": "d", "subject": f"s{i % 4}", "clip_id": str(i), "label": i % 3} for i in range(24)]
+    )
+    X = rng.normal(size=(24, 3, 32, 32)).astype(np.float32)
+    cfg = TrainConfig(epochs=3, batch_size=8, device="cuda")
+    runs = [
+        run_experiment(X, meta, "loso", model, opts, cfg, None, class_names=["a", "b", "c"])
+        for model, opts in (("meganet", {}), ("meganet", {}), ("resnet50", {}), ("resnet50", {}))
+    ]
+    scores = [r.predictions.filter(like="score_").to_numpy() for r in runs]
+    assert np.array_equal(scores[0], scores[1]) and np.array_equal(scores[2], scores[3])
