@@ -44,8 +44,13 @@ def reproduce(
         subject_independent=subject_independent,
     )
     sizes = QuickSizes(tiny_networks=not real_networks) if quick else None
+    from mer.models.baselines import PretrainedWeightsUnavailableError
+
     with user_errors():
-        result = run(name, open_store(store, "a"), out, options, sizes, log=lambda m: err_console.print(escape(m)))
+        try:
+            result = run(name, open_store(store, "a"), out, options, sizes, log=lambda m: err_console.print(escape(m)))
+        except PretrainedWeightsUnavailableError as exc:
+            raise ValueError(str(exc)) from None
     computed = sum(result.clips_computed.values())
     console.print(
         f"{name}: {result.runs_trained} run(s) trained, {result.runs_skipped} finished run(s) skipped, "
