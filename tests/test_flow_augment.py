@@ -118,6 +118,8 @@ def test_declared_channels_from_the_entries_provenance():
     assert declared_channels({"entries": entries}) == CHANNELS
     assert declared_channels({"entries": {"casme2": {"channels": None}}}) is None
     assert declared_channels(None) is None
+    legacy = {"input": "flow-image", "entries": {"casme2": {"params": {"pair": 0, "size": 28, "normalise": "minmax"}}}}
+    assert declared_channels(legacy) == ("u_minmax", "v_minmax", "strain")  # flow-image v1: no declaration stored
     with pytest.raises(ValueError, match="different channels"):
         declared_channels({"entries": entries | {"smic": {"channels": ["u_minmax", "v_minmax", "strain"]}}})
 
