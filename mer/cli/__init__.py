@@ -10,6 +10,7 @@ from mer.cli.build_cmds import build_di, build_flow, build_input, build_mesti
 from mer.cli.errors import guard_commands, set_debug
 from mer.cli.preprocess_cmds import check_dataset, preprocess, synth
 from mer.cli.qc_cmds import qc
+from mer.cli.reproduce_cmds import reproduce
 from mer.cli.show_cmds import show_face, show_mesti
 from mer.cli.store_cmds import store_app
 from mer.cli.train_cmds import report, train
@@ -41,6 +42,7 @@ app.command("show-mesti")(show_mesti)
 app.command("train")(train)
 app.command("report")(report)
 app.command("qc")(qc)
+app.command("reproduce")(reproduce)
 app.add_typer(store_app, name="store")
 
 

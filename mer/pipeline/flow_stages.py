@@ -28,6 +28,7 @@ from mer.pipeline.flow import (
     frame_pairs,
     to_grey,
 )
+from mer.pipeline.flow_image import NORMALISE_MODES, flow_image_channels
 from mer.pipeline.roi import load_roi_set, roi_sequence, top_k_frames
 from mer.pipeline.stage import Output, Stage, register
 from mer.pipeline.temporal_stages import clip_apex
@@ -84,19 +85,20 @@ def compute_flow_stage(ctx: ClipContext, p: FlowParams) -> dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class FlowImageParams:
-    """Which stored pair (0 = the first, e.g. onset→apex), output size, ``minmax`` (0..1 per channel) or ``none``."""
+    """Which stored pair (0 = the first, e.g. onset→apex), output size, and ``normalise``: ``maxabs`` (signed,
+    u and v over their largest vector length), ``minmax`` (0..1 per channel) or ``none`` (pixels)."""
 
     pair: int = 0
     size: int = 28
-    normalise: str = "minmax"
+    normalise: str = "maxabs"
 
     def __post_init__(self) -> None:
         if self.pair < 0:
             raise ValueError(f"pair={self.pair}; a stored pair index is >= 0")
         if self.size < 1:
             raise ValueError(f"size={self.size}; must be >= 1")
-        if self.normalise not in ("minmax", "none"):
-            raise ValueError(f"normalise={self.normalise!r}; choose minmax or none")
+        if self.normalise not in NORMALISE_MODES:
+            raise ValueError(f"normalise={self.normalise!r}; choose {', '.join(NORMALISE_MODES)}")
 
 
 def compute_flow_image(ctx: ClipContext, p: FlowImageParams) -> dict[str, np.ndarray]:
@@ -105,6 +107,16 @@ def compute_flow_image(ctx: ClipContext, p: FlowImageParams) -> dict[str, np.nda
     if not 0 <= p.pair < len(flows):
         raise ValueError(f"clip {ctx.clip_id}: pair {p.pair} asked for, the flow entry has {len(flows)}")
     return {"image": flow_image(decode_flow(flows[p.pair]), size=p.size, normalise=p.normalise)}
+
+
+def flow_image_attributes(p: FlowImageParams) -> dict[str, Any]:
+    """The entry's channel declaration (read by the trainer to flip and rotate the channels correctly)."""
+    scaling = {
+        "maxabs": "u, v divided by the image's largest |(u, v)|; strain by its maximum",
+        "minmax": "each channel mapped to 0..1 by its own min and max",
+        "none": "u, v in pixels of the size×size grid; strain unscaled",
+    }[p.normalise]
+    return {"channels": flow_image_channels(p.normalise), "scaling": {"normalise": p.normalise, "rule": scaling}}
 
 
 @dataclass(frozen=True)
@@ -157,12 +169,13 @@ FLOW = register(
 FLOW_IMAGE = register(
     Stage(
         "flow-image",
-        "1",
+        "2",
         FlowImageParams,
         ("flow",),
         (Output("image", "float32", lambda p: (3, p.size, p.size)),),
         compute_flow_image,
         "(u, v, strain) flow image N×3×S×S",
+        attributes=flow_image_attributes,
     )
 )
 ROI_FLOW = register(

@@ -222,6 +222,7 @@ def prepare_entries(store: FeatureStore, dataset: str, plan: list[PlannedStage])
             "manifest_hash": meta["hash"],
             "label_set": meta.get("label_set"),
             "provenance": provenance_record(),
+            **planned.stage.entry_attributes(planned.params),
         }
         entries.append(store.ensure_entry(planned.ref(dataset), planned.stage.output_specs(planned.params), attrs))
     return entries

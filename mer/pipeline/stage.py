@@ -35,6 +35,11 @@ class Stage:
     outputs: tuple[Output, ...]
     compute: Callable[[ClipContext, Any], dict[str, np.ndarray]]
     description: str = ""
+    attributes: Callable[[Any], dict[str, Any]] | None = None
+    """Extra entry attributes derived from the params (e.g. a flow image's channel declaration)."""
+
+    def entry_attributes(self, params: Any) -> dict[str, Any]:
+        return self.attributes(params) if self.attributes is not None else {}
 
     @property
     def primary(self) -> str:

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from mer.models import create
+from mer.train.channels import declared_channels
 from mer.train.metrics import compute_metrics
-from mer.train.protocols import Fold, Protocol, parse_protocol, subject_keys
+from mer.train.protocols import Fold, Protocol, overlapping_subjects, parse_protocol, subject_keys
 from mer.train.results import (
     CONFIG_FILE,
     HISTORY_FILE,
@@ -116,6 +117,8 @@ def run_experiment(
     folds, per fold and per dataset. ``provenance`` is written to ``provenance.json`` as given.
     """
     config = config or TrainConfig()
+    if config.channels is None:  # the stored input's channel declaration drives flip/rotation (mer.train.augment)
+        config = dataclasses.replace(config, channels=declared_channels(provenance))
     model_options = dict(model_options or {})
     proto = parse_protocol(protocol)
     meta = meta.reset_index(drop=True)
@@ -182,6 +185,9 @@ def run_experiment(
         "model_options": model_options,
         "input": input_name if input_name is not None else (provenance or {}).get("input"),
         "protocol": proto.to_dict(),
+        "subject_independent": overlapping_subjects(meta, folds) == 0,  # measured on the folds
+        "test_subjects_in_training": overlapping_subjects(meta, folds),
+        "precision": "bfloat16 autocast" if (config.amp and device.type == "cuda") else "float32",
         "train": config.to_dict(),
         "class_names": names,
         "num_classes": k,

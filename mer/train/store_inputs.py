@@ -90,6 +90,7 @@ def load_training_data(
             "entry": str(entry.ref),
             "params": entry.attrs["params"],
             "manifest_hash": entry.attrs["manifest_hash"],
+            "channels": entry.attrs.get("channels"),  # channel declaration (flow images), for augmentation
         }
     meta = pd.concat(metas, ignore_index=True)
     if meta.empty:

@@ -2,14 +2,17 @@
 
 ``fit`` trains for a fixed number of epochs (50 by default, the paper's schedule). Early stopping is
 optional and only ever looks at an inner validation split drawn from the *training* rows (by subject when
-``groups`` is given), never at a test fold. Mixed precision (bfloat16 autocast) is used on CUDA only.
-Runs are seeded; on CPU deterministic algorithms are enforced, so two runs with one seed match exactly.
+``groups`` is given), never at a test fold. float32 by default; mixed precision (bfloat16 autocast, CUDA only)
+is opt-in (``amp=True``) and recorded in config.json. Runs are seeded and use deterministic algorithms on CPU and
+CUDA by default (``deterministic=True``; on CUDA with ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` and cuDNN benchmarking
+off), so two runs with one seed on one device match exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -50,12 +53,13 @@ class TrainConfig:
     augment: bool = True
     flip_prob: float = 0.5
     rotation_angles: tuple[float, ...] = PAPER_ANGLES
-    flow_channels: tuple[int, int] | None = None
+    channels: tuple[str, ...] | None = None  # the input's channel declaration (mer.train.augment); None = intensity
     seed: int = 0
     val_fraction: float = 0.0
     early_stopping: bool = False
     patience: int = 10
-    amp: bool = True
+    amp: bool = False
+    deterministic: bool = True
     device: str = "auto"
     standardize: bool = True
     eval_batch_size: int = 256
@@ -65,7 +69,7 @@ class TrainConfig:
         """Plain JSON-able dict of the fields."""
         d = asdict(self)
         d["rotation_angles"] = list(self.rotation_angles)
-        d["flow_channels"] = list(self.flow_channels) if self.flow_channels else None
+        d["channels"] = list(self.channels) if self.channels else None
         return d
 
     @classmethod
@@ -74,8 +78,8 @@ class TrainConfig:
         d = dict(d)
         if "rotation_angles" in d:
             d["rotation_angles"] = tuple(d["rotation_angles"])
-        if d.get("flow_channels") is not None:
-            d["flow_channels"] = tuple(d["flow_channels"])
+        if d.get("channels") is not None:
+            d["channels"] = tuple(d["channels"])
         return cls(**d)
 
 
@@ -105,15 +109,22 @@ def as_float_batch(xb: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def deterministic_mode(enabled: bool):
-    """Temporarily enforce deterministic algorithms (restores the previous setting)."""
+    """Temporarily enforce deterministic algorithms, cuDNN included (restores the previous settings).
+
+    cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` for deterministic results; it is set to ``:4096:8`` unless given.
+    """
     prev = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev_cudnn
 
 
 def inner_split(
@@ -199,7 +210,7 @@ def fit(
     best_loss, best_state, waited = float("inf"), None, 0
     n = len(fit_t)
     bs = config.batch_size
-    with deterministic_mode(device.type == "cpu"):
+    with deterministic_mode(config.deterministic):
         for epoch in range(config.epochs):
             t0 = time.perf_counter()
             model.train()
@@ -217,7 +228,7 @@ def fit(
                 xb = as_float_batch(X[idx])
                 yb = y[idx]
                 if config.augment:
-                    xb = augment_batch(xb, gen, config.flip_prob, config.rotation_angles, config.flow_channels)
+                    xb = augment_batch(xb, gen, config.flip_prob, config.rotation_angles, config.channels)
                 if config.profile:
                     _sync(device)
                     data_time += time.perf_counter() - td
@@ -264,7 +275,7 @@ def predict(
     X: torch.Tensor,
     indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
     batch_size: int = 256,
-    amp: bool = True,
+    amp: bool = False,
 ) -> torch.Tensor:
     """Class probabilities (softmax of logits, float32, N x K) for rows ``indices`` of ``X`` (eval mode)."""
     model.eval()
