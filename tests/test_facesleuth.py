@@ -73,6 +73,12 @@ def test_theta_gets_gradients_stays_in_open_interval_and_is_logged_per_epoch():
     assert thetas[-1] == pytest.approx([math.degrees(b.theta) for b in model.soa_blocks()])
 
 
+def test_shared_theta_is_one_parameter():
+    model = tiny(orientation="soa", fpf=False, shared_theta=True)
+    assert len({id(b.theta_logit) for b in model.soa_blocks()}) == 1
+    assert sum(1 for n, _ in model.named_parameters() if "theta" in n) == 1
+
+
 def test_only_theta_gets_the_group_learning_rate():
     from mer.train.trainer import parameter_groups
 

@@ -20,7 +20,9 @@ channels change); output ``out · a_h`` (broadcast along W). SOA block: the feat
 ``θ − π/2`` (``grid_sample``, bilinear, zero fill) before the pooling and the profile attention is rotated
 back (border fill) before it multiplies ``out``; ``θ = π·sigmoid(φ)`` keeps θ in (0, π) and ``φ = 0``
 starts at the vertical, so an SOA block at θ = π/2 computes exactly what a CVA block with the same weights
-does. ``epoch_record`` reports every θ in degrees (the paper reports a drift to about 88°).
+does (the paper samples along lines with a straight-through mask; rotation + pooling is the public code's
+differentiable form). ``shared_theta=True`` gives the four blocks one angle (the paper's "SOA shared").
+``epoch_record`` reports every θ in degrees (the paper reports a drift to about 88°).
 """
 
 from __future__ import annotations
@@ -162,6 +164,7 @@ class FaceSleuth(nn.Module):
         window: int = FPF_WINDOW,
         hidden: Sequence[int] = (512, 128),
         drop_path: float = 0.1,
+        shared_theta: bool = False,
     ) -> None:
         super().__init__()
         if orientation not in ORIENTATIONS:
@@ -181,6 +184,10 @@ class FaceSleuth(nn.Module):
             return VerticalAttentionBlock(c_in, c_out, stride, prior, learn_angle=orientation == "soa")
 
         self.motion = MotionBranch(block, widths, MOTION_STRIDES, stem_channels)
+        if shared_theta and orientation == "soa":  # the paper's "SOA (shared θ)" variant: one angle
+            first = self.soa_blocks()[0].theta_logit
+            for b in self.soa_blocks()[1:]:
+                b.theta_logit = first
         grid = image_size // 16
         self.fpf = None
         if fpf:

@@ -126,6 +126,7 @@ def run_experiment(
     progress: FoldProgress | None = None,
     input_name: str | None = None,
     save_checkpoints: bool = False,
+    recipe: str | None = None,
 ) -> ExperimentResult:
     """Train and evaluate ``model_name`` on ``X`` (N x C x H x W) under ``protocol``; write to ``out_dir``.
 
@@ -135,7 +136,8 @@ def run_experiment(
 
     ``meta`` has one row per clip with columns ``dataset, subject, clip_id, label`` (label: int index into
     ``class_names`` or a class-name string). Metrics are computed on the pooled test predictions of all
-    folds, per fold and per dataset. ``provenance`` is written to ``provenance.json`` as given.
+    folds, per fold and per dataset. ``provenance`` is written to ``provenance.json`` as given; ``recipe``
+    (the preset the config came from, if any) is recorded in ``config.json`` beside every value.
     """
     config = config or TrainConfig()
     model_options = dict(model_options or {})
@@ -214,6 +216,7 @@ def run_experiment(
         "model_options": model_options,
         "input": input_name if input_name is not None else (provenance or {}).get("input"),
         "protocol": proto.to_dict(),
+        "recipe": recipe,
         "train": config.to_dict(),
         "class_names": names,
         "num_classes": k,
