@@ -8,7 +8,7 @@
 
 CPU-friendly defaults (seconds here); the issue's figure is ``--batch 32 --size 224``::
 
-    python benchmarks/bench_facesleuth.py                                  # counts + batch 4 at 224 + tiny epoch
+    python benchmarks/bench_facesleuth.py                                  # counts + batch 2 at 224 + tiny epoch
     python benchmarks/bench_facesleuth.py --batch 32 --repeats 1 --skip-epoch  # the issue's CPU figure
     python benchmarks/bench_facesleuth.py --batch 32 --clips 256 --epochs 3 --device cuda  # on a GPU
 """
@@ -104,9 +104,9 @@ def synthetic(clips: int, subjects: int, size: int, classes: int, seed: int = 0)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--clips", type=int, default=24, help="synthetic clips for the epoch profile")

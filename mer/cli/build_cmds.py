@@ -96,7 +96,7 @@ def build_input(
     params: dict[str, Any] = {"size": size}
     if not kind.endswith("-raw"):
         params["norm"] = norm
-    if kind != "onset":
+    if kind not in ("onset", "onset-raw"):
         params |= {"apex": apex, "apex_fallback": apex_fallback}
     build_stages(store, dataset, {kind: params}, workers, quiet, scheduler)
 

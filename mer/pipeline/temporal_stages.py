@@ -127,15 +127,24 @@ DIFF = _image_stage("diff", ApexImageParams, "apex − onset difference N×3×S�
 
 @dataclass(frozen=True)
 class RawFrameParams:
-    """A raw aligned frame at ``size`` (uint8 RGB, no equalisation or min-max); ``apex`` as for the apex image."""
+    """A raw aligned frame at ``size`` (uint8 RGB, no equalisation or min-max)."""
 
     size: int = 224
-    apex: str = "annotated"
-    apex_fallback: str | None = None
 
     def __post_init__(self) -> None:
         if self.size < 8:
             raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+
+
+@dataclass(frozen=True)
+class RawApexParams(RawFrameParams):
+    """The raw apex frame: ``apex`` chosen as for the apex image."""
+
+    apex: str = "annotated"
+    apex_fallback: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         _check("apex", self.apex, APEX_MODES)
         _check("apex_fallback", self.apex_fallback, (None, "middle", "detected"))
 
@@ -143,17 +152,21 @@ class RawFrameParams:
 def compute_raw_frame(which: str, ctx: ClipContext, params: RawFrameParams) -> dict[str, np.ndarray]:
     """The onset (first) or apex frame of the aligned crop, resized, uint8 RGB channels first."""
     frames = ctx.input("align", "frames")
-    position = 0 if which == "onset" else clip_apex(ctx, params.apex, params.apex_fallback, frames)
+    if which == "onset":
+        position = 0
+    else:
+        assert isinstance(params, RawApexParams)
+        position = clip_apex(ctx, params.apex, params.apex_fallback, frames)
     image = raw_frame(frames[position], params.size)
     return {"image": image, "apex": np.array([position, int(ctx.row["frame_numbers"][position])], dtype=np.int32)}
 
 
-def _raw_stage(which: str, description: str) -> Stage:
+def _raw_stage(which: str, params_type: type, description: str) -> Stage:
     return register(
         Stage(
             f"{which}-raw",
             "1",
-            RawFrameParams,
+            params_type,
             ("align",),
             (
                 Output("image", "uint8", lambda p: (3, p.size, p.size)),
@@ -167,8 +180,8 @@ def _raw_stage(which: str, description: str) -> Stage:
 
 # FaceSleuth / MMNet inputs: the pair comes from the same aligned crop (aligned once from the onset) and is
 # not equalised or min-max scaled per image, so apex - onset is the true change; the model normalises.
-ONSET_RAW = _raw_stage("onset", "raw aligned onset frame N×3×S×S uint8 RGB (position and frame number in apex)")
-APEX_RAW = _raw_stage("apex", "raw aligned apex frame N×3×S×S uint8 RGB and the apex used")
+ONSET_RAW = _raw_stage("onset", RawFrameParams, "raw aligned onset frame N×3×S×S uint8 RGB (and its position, frame)")
+APEX_RAW = _raw_stage("apex", RawApexParams, "raw aligned apex frame N×3×S×S uint8 RGB and the apex used")
 
 IMAGE_STAGES = ["mesti", "dynamic", "apex", "onset", "diff"]
 RAW_FRAME_STAGES = ["onset-raw", "apex-raw"]
