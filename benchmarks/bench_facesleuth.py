@@ -9,7 +9,7 @@
 CPU-friendly defaults (seconds here); the issue's figure is ``--batch 32 --size 224``::
 
     python benchmarks/bench_facesleuth.py                                  # counts + batch 2 at 224 + tiny epoch
-    python benchmarks/bench_facesleuth.py --batch 32 --repeats 1 --skip-epoch  # the issue's CPU figure
+    python benchmarks/bench_facesleuth.py --batch 32 --warmup 0 --skip-counts --skip-epoch  # the issue's CPU figure
     python benchmarks/bench_facesleuth.py --batch 32 --clips 256 --epochs 3 --device cuda  # on a GPU
 """
 
@@ -61,12 +61,12 @@ def parameter_table(classes: int = 3) -> str:
     return "\n".join(lines)
 
 
-def time_step(model, batch: dict, device: torch.device, bf16: bool, repeats: int) -> float:
-    """Median seconds of one forward + backward + AdamW step."""
+def time_step(model, batch: dict, device: torch.device, bf16: bool, repeats: int, warmup: int = 1) -> float:
+    """Median seconds of one forward + backward + AdamW step (after ``warmup`` untimed steps)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     y = torch.zeros(len(batch["onset"]), dtype=torch.long, device=device)
     times = []
-    for i in range(repeats + 1):
+    for i in range(warmup + repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -77,7 +77,7 @@ def time_step(model, batch: dict, device: torch.device, bf16: bool, repeats: int
         opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if i:  # the first step is a warm-up
+        if i >= warmup:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -107,6 +107,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps first (0: time the first, cold step)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--clips", type=int, default=24, help="synthetic clips for the epoch profile")
@@ -136,7 +137,7 @@ def main() -> None:
     }
     modes = [("float32", False)] + ([("bfloat16", True)] if device.type == "cuda" else [])
     for label, bf16 in modes:
-        s = time_step(model, batch, device, bf16, args.repeats)
+        s = time_step(model, batch, device, bf16, max(1, args.repeats), args.warmup)
         print(
             f"\nFaceSleuth forward+backward+step, batch {args.batch}, {args.size} px, {label}: "
             f"{s:.3f} s/step ({args.batch / s:.1f} samples/s)"
