@@ -258,3 +258,16 @@ def test_multi_input_model_rejects_missing_inputs():
     model = tiny(au=False)
     with pytest.raises(ValueError, match="takes inputs"):
         predict(model, {"onset": torch.zeros(2, 3, 32, 32)})
+
+
+def test_crop_shift_equals_padding_then_cropping():
+    from mer.train.augment import translate
+
+    x = torch.rand(3, 2, 7, 9)
+    shift = torch.tensor([[2, -1], [0, 0], [-3, 3]])  # (dx, dy)
+    out = translate(x, shift)
+    p = 3
+    padded = torch.nn.functional.pad(x, (p, p, p, p))
+    for i, (dx, dy) in enumerate(shift.tolist()):
+        expected = padded[i, :, p - dy : p - dy + 7, p - dx : p - dx + 9]
+        assert torch.equal(out[i], expected)
