@@ -57,6 +57,17 @@ def demo(
     run_demo(out, fresh=fresh)
 
 
+@app.command("demo-facesleuth")
+def demo_facesleuth(
+    out: Path = typer.Option(Path("demo-facesleuth"), "--out", help="folder for data, store and runs"),
+    fresh: bool = typer.Option(False, help="delete the folder first"),
+) -> None:
+    """Synthetic data → aligned faces → raw onset/apex frames → FaceSleuth under LOSO → table and θ curves."""
+    from mer.demo import run_facesleuth_demo
+
+    run_facesleuth_demo(out, fresh=fresh)
+
+
 guard_commands(app)  # last: every command above, and any added to store_app, reports errors as one line
 
 __all__ = ["app"]

@@ -81,7 +81,9 @@ def build_di(
 def build_input(
     store: str = STORE,
     dataset: str = DATASET,
-    kind: str = typer.Option(..., help="apex | onset | diff (apex − onset)"),
+    kind: str = typer.Option(
+        ..., help="apex | onset | diff (apex − onset) | onset-raw | apex-raw (aligned uint8 RGB, FaceSleuth/MMNet)"
+    ),
     apex: str = APEX,
     apex_fallback: str | None = FALLBACK,
     size: int = SIZE,
@@ -90,11 +92,15 @@ def build_input(
     quiet: bool = QUIET,
     scheduler: str | None = SCHEDULER,
 ) -> None:
-    """Other single-image inputs of the MESTI paper's comparison: apex frame, onset frame, apex − onset."""
-    if kind not in ("apex", "onset", "diff"):
-        raise typer.BadParameter(f"--kind {kind!r}: choose apex, onset or diff")
-    params: dict[str, Any] = {"size": size, "norm": norm}
-    if kind != "onset":
+    """Other single-image inputs: apex frame, onset frame, apex − onset (the MESTI paper's comparison), and the
+    raw aligned onset/apex frames (uint8 RGB, no equalisation or min-max; ``--norm`` does not apply)."""
+    kinds = ("apex", "onset", "diff", "onset-raw", "apex-raw")
+    if kind not in kinds:
+        raise typer.BadParameter(f"--kind {kind!r}: choose {', '.join(kinds)}")
+    params: dict[str, Any] = {"size": size}
+    if not kind.endswith("-raw"):
+        params["norm"] = norm
+    if kind not in ("onset", "onset-raw"):
         params |= {"apex": apex, "apex_fallback": apex_fallback}
     build_stages(store, dataset, {kind: params}, workers, quiet, scheduler)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from mer.cli.console import console, err_console, user_errors
+from mer.cli.console import console, err_console
+from mer.cli.errors import user_errors
 from mer.train.paper_grids import EXPERIMENTS
 
 
