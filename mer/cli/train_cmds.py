@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from mer.cli.console import console, err_console
 from mer.cli.errors import user_errors
-
-
-def _model_options(items: list[str]) -> dict:
-    options = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--option {item!r}: expected name=value, e.g. blocks=2")
-        try:
-            options[name] = json.loads(value)
-        except json.JSONDecodeError:
-            options[name] = value
-    return options
 
 
 def resolve_inputs(model: str, options: dict, spec: str | None, key: str | None) -> dict[str, str]:
@@ -106,9 +92,11 @@ def train(
     from rich.markup import escape
     from rich.progress import Progress
 
-    from mer.store import open_store
+    from mer.cli.store_open import open_cli_store
+    from mer.names import validate_component
+    from mer.train.checks import check_folds, check_train_options, parse_model_options
     from mer.train.experiment import run_experiment
-    from mer.train.protocols import parse_protocol
+    from mer.train.protocols import parse_protocol, subject_keys
     from mer.train.recipes import get_recipe
     from mer.train.store_inputs import load_training_inputs
     from mer.train.trainer import TrainConfig
@@ -134,21 +122,37 @@ def train(
         "device": device,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
-    model_options = _model_options(option)
-    with user_errors():
+    with user_errors():  # every option is checked before any data is read or any folder made
+        for part in dataset.split("+"):
+            validate_component("dataset", part)
+        model_options = parse_model_options(option, model)
         config = get_recipe(recipe).config(**overrides) if recipe else dataclasses.replace(TrainConfig(), **overrides)
         if config.early_stopping and config.val_fraction <= 0:
             raise typer.BadParameter("--early-stopping needs --val-fraction > 0 (an inner split of training subjects)")
+        check_train_options(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            val_fraction=config.val_fraction,
+            weight_decay=config.weight_decay,
+            label_smoothing=config.label_smoothing,
+            gamma=config.gamma,
+            early_stopping=config.early_stopping,
+            protocol=protocol,
+            out=out,
+        )
         inputs = resolve_inputs(model, model_options, input, key)
-        data = load_training_inputs(open_store(store, "r"), dataset, inputs, labels)
+        data = load_training_inputs(open_cli_store(store, "r"), dataset, inputs, labels)
         spec = parse_protocol(protocol)
+        folds = list(spec.folds(data.meta))
+        check_folds(folds, data.meta["label"].to_numpy(), subject_keys(data.meta), protocol, data.class_names)
     if data.excluded:
         err_console.print(
             f"{len(data.excluded)} clip(s) left out (not computed or no label), e.g. "
             f"{escape(data.excluded[0][0])}: {escape(data.excluded[0][1])}"
         )
     input_label = data.provenance["input"]
-    n_folds = len(list(spec.folds(data.meta)))
+    n_folds = len(folds)
     console.print(
         f"{escape(input_label)} → {escape(model)}: {len(data.meta)} clips, {data.meta['subject'].nunique()} subjects, "
         f"classes {escape(str(data.class_names))}, {escape(protocol)} ({n_folds} folds × {config.epochs} epochs)"

@@ -21,6 +21,7 @@ from torch import nn
 
 from mer.models import create
 from mer.train.channels import declared_channels
+from mer.train.checks import check_folds
 from mer.train.metrics import compute_metrics
 from mer.train.protocols import Fold, Protocol, overlapping_subjects, parse_protocol, subject_keys
 from mer.train.results import (
@@ -154,6 +155,7 @@ def run_experiment(
     k = len(names)
     keys = subject_keys(meta)
     folds: list[Fold] = proto.folds(meta)
+    check_folds(folds, y_np, keys, proto.name, class_names=names)  # no metrics from folds that cannot mean anything
     device = resolve_device(config.device)
 
     inputs = _to_device(arrays, device)
