@@ -181,6 +181,11 @@ def test_flow_params_resolve_the_device_and_reject_bad_ones():
     assert FlowParams(method="tvl1-torch", method_params={"device": "cpu", "warps": 3}).kernel_params().warps == 3
     with pytest.raises(ValueError, match="device='tpu'"):
         FlowParams(method="tvl1-torch", method_params={"device": "tpu"})
+    # an entry made on a GPU machine can still be named on a CPU-only one; only running it needs CUDA
+    assert FlowParams(method="tvl1-torch", method_params={"device": "cuda"}).device == "cuda"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            tvl1_torch(np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8), device="cuda")
     with pytest.raises(ValueError, match="device"):
         FlowParams(method="tvl1", method_params={"device": "cpu"})  # OpenCV's TV-L1 has no device
     with pytest.raises(ValueError, match="gamma=0.1"):

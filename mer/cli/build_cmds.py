@@ -117,6 +117,12 @@ def build_flow(
         raise typer.BadParameter(f"--roi {roi}: choose 6, 14 or 18")
     flow: dict[str, Any] = {"method": method, "pairs": pairs, "apex": apex, "apex_fallback": apex_fallback}
     if method == "tvl1-torch":
+        from mer.pipeline.tvl1_torch import resolve_device
+
+        try:
+            resolve_device(device)  # a missing CUDA device fails here, before any clip
+        except ValueError as exc:
+            raise typer.BadParameter(f"--device: {exc}") from None
         flow["method_params"] = {"device": device}
     elif device != "auto":
         raise typer.BadParameter(f"--device {device}: only --method tvl1-torch runs on a chosen device")

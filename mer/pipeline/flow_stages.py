@@ -82,9 +82,11 @@ class FlowParams:
 
 
 def _device(method_params: dict[str, Any]) -> str:
-    from mer.pipeline.tvl1_torch import resolve_device
+    """``auto`` → ``cuda`` or ``cpu`` (what this machine has); other names are checked, not resolved, so that an
+    entry computed on a GPU machine can be named (read, reused upstream) on a CPU-only one."""
+    from mer.pipeline.tvl1_torch import check_device
 
-    return str(resolve_device(str(method_params.get("device", "auto"))))
+    return check_device(str(method_params.get("device", "auto")))
 
 
 def compute_flow_stage(ctx: ClipContext, p: FlowParams) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ rounding, not bit for bit; the flow stage keeps the device kind in its key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -29,11 +30,21 @@ import torch.nn.functional as F
 from mer.pipeline.flow import TVL1Params
 from mer.pipeline.median_net import median_filter
 
-__all__ = ["DEVICES", "default_batch_size", "resolve_device", "tvl1_torch", "tvl1_torch_batch"]
+__all__ = ["DEVICES", "check_device", "default_batch_size", "resolve_device", "tvl1_torch", "tvl1_torch_batch"]
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 MIN_SIZE = 16
 """OpenCV stops the pyramid before a level narrower or lower than this."""
+
+
+def check_device(device: str) -> str:
+    """A device name as stored in a flow key: ``auto`` → ``cuda`` when available, else ``cpu``; ``cpu``,
+    ``cuda`` and ``cuda:N`` are kept (whether CUDA exists is checked when the kernel runs)."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device in ("cpu", "cuda") or re.fullmatch(r"cuda:\d+", device):
+        return device
+    raise ValueError(f"device={device!r}; choose one of {', '.join(DEVICES)}")
 
 
 def resolve_device(device: str) -> torch.device:
