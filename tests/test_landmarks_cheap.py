@@ -35,9 +35,14 @@ def test_one_blurred_start_jitters_less_than_five_sharp_ones_on_a_static_face(ph
     default = track_landmarks(frames, det)
     before = track_landmarks(frames, det, n_inits=5, blur=0.0)
     sharp_one = track_landmarks(frames, det, n_inits=1, blur=0.0)
-    assert FaceParams().n_inits == 1 and default.starts.tolist() == [1] * 12  # a steady face: no recheck
+    # a steady face: one start a frame, plus the sharp ensemble that calibrates the blur on 3 frames
+    assert FaceParams().n_inits == 1 and default.starts.tolist() == [1 + RECHECK_INITS] + [1] * 5 + [1 + RECHECK_INITS] + [1] * 4 + [1 + RECHECK_INITS]
     assert _jitter(default.landmarks, truth) < _jitter(before.landmarks, truth) < _jitter(sharp_one.landmarks, truth)
-    assert np.abs((default.landmarks - truth).mean(axis=0)).mean() < 2.5  # the blur does not pull it off the face
+    # the calibration keeps the sharp ensemble's positions: per-point mean errors agree to well under a pixel,
+    # (the blurred start alone moves the jaw and eye contours by 1–2 px)
+    bias = {k: (t.landmarks - truth).mean(axis=0) for k, t in (("default", default), ("before", before))}
+    print({k: float(np.linalg.norm(b, axis=-1).mean()) for k, b in bias.items()})
+    assert np.linalg.norm(bias["default"], axis=-1).mean() < np.linalg.norm(bias["before"], axis=-1).mean() + 0.5
 
 
 def test_the_full_ensemble_runs_where_the_box_jumps(photo, photo_landmarks):
@@ -45,8 +50,8 @@ def test_the_full_ensemble_runs_where_the_box_jumps(photo, photo_landmarks):
     shifts[6:] = [14.0, 0.0]  # a 14-px jump of a ≈ 110-px face at frame 6: box change ≈ 0.13 > 0.05
     frames, _ = make_clip(photo, photo_landmarks, 10, shifts=shifts, noise=1.0, seed=8)
     track = track_landmarks(frames, detect_face(frames))
-    assert track.starts[6] == RECHECK_INITS
-    assert np.all(np.delete(track.starts, 6) == 1)
+    assert track.starts[6] == RECHECK_INITS and track.starts[[0, 4, 9]].tolist() == [1 + RECHECK_INITS] * 3
+    assert np.all(np.delete(track.starts, [0, 4, 6, 9]) == 1)  # recheck at the jump; calibration frames
     assert track.consistency[6] > 0 and np.all(np.delete(track.consistency, 6) == 0)
 
 

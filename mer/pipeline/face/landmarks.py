@@ -37,6 +37,8 @@ from mer.pipeline.face.smoothing import smooth_track
 N_LANDMARKS = 68
 _INIT_OFFSETS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
 RECHECK_INITS = 5
+CALIBRATION_FRAMES = 3
+"""Frames (spread over the clip) on which the sharp ensemble calibrates the blurred start's offset."""
 """Starts of the full ensemble, run where the box jumped (``track_landmarks``'s ``recheck``)."""
 BOX_CHANGE_SCALE = 0.1
 CONSISTENCY_SCALE = 0.25
@@ -191,6 +193,12 @@ def _check_inside(landmarks: np.ndarray, shape: Sequence[int], t: int, max_outsi
         raise FaceLostError(f"the tracked face collapsed at frame {t} (landmark radius {r:.1f} px)")
 
 
+def _canvas_scale(box: Box, canvas: int = 200) -> float:
+    """Canvas pixels per frame pixel of the crop made for ``box`` (as in :func:`face_crop_transform`)."""
+    x0, y0, x1, y1 = box
+    return canvas / float(np.sqrt(max((x1 - x0) * (y1 - y0), 1e-6)))
+
+
 def _square(box: Box) -> Box:
     x0, y0, x1, y1 = box
     half = float(np.sqrt(max((x1 - x0) * (y1 - y0), 1e-6))) / 2
@@ -225,15 +233,20 @@ def track_landmarks(
     blurred by ``blur`` (σ in canvas pixels, 1/200 of the face box). Where the landmark box moved by more than
     ``recheck`` (box change, see ``_box_change``) from the start box, the other starts of the
     ``RECHECK_INITS``-start ensemble run too: tracking is in doubt there (a jump, a corrupted or lost frame).
-    The ensemble's spread is the consistency measure (0 where a single start ran). ``smooth_params`` go to
-    ``smooth_track``. Raises FaceLostError naming the frame when the face leaves the image.
+    The ensemble's spread is the consistency measure (0 where a single start ran). The blur moves some points
+    (the predictor was trained on sharp faces: the jaw and eye contours shift by 1–2 px): on
+    ``CALIBRATION_FRAMES`` frames spread over the clip the sharp 5-start ensemble runs too, and its mean
+    difference from the blurred answers, in canvas pixels (so it follows the face's size), is added to every
+    frame: the track keeps the sharp ensemble's positions with the blurred start's low noise.
+    ``smooth_params`` go to ``smooth_track``. Raises
+    FaceLostError naming the frame when the face leaves the image.
 
     Why one blurred start: the predictor's answer on a noisy frame moves with the sensor noise (its features
     are single-pixel differences); the mean of 5 sharp starts averaged that out at 5× the cost, a Gaussian of
     σ = 3.5 canvas pixels removes most of the noise before the predictor sees it. Measured on Grace Hopper
-    clips at 640×480 (``benchmarks/bench_face.py``, 4 noise seeds): static-face jitter 0.37 px RMS instead of
-    0.56, largest move of the aligned inner eye corners under drift and rotation 0.88 px instead of 1.01,
-    their RMS 0.32 instead of 0.28 px, at ≈ 3.6× less CPU per frame.
+    clips at 640×480 (``benchmarks/bench_face.py``'s clips, 4 noise seeds): static-face jitter 0.37 px RMS
+    instead of 0.56, largest move of the aligned inner eye corners under drift and rotation 0.91 px instead of
+    1.01, but their RMS 0.33 instead of 0.28 px, at 1 + 15/T predictor runs a frame instead of 5.
     """
     n = len(frames)
     k = int(detection.frame_index)
@@ -246,10 +259,12 @@ def track_landmarks(
     model: BoxModel | None = None
 
     starts = np.full(n, n_inits, dtype=np.int32)
+    start_boxes: list[Box] = [detection.box] * n
 
     def step(t: int, start_box: Box) -> None:
         nonlocal model
         img = as_detector_image(frames[t])
+        start_boxes[t] = start_box
         ens = predict_landmark_ensemble(img, start_box, n_inits=n_inits, blur=blur, predictor=sp)
         pts = ens.mean(axis=0)
         if model is not None and n_inits < RECHECK_INITS and _box_change(start_box, model.box(pts)) > recheck:
@@ -273,6 +288,17 @@ def track_landmarks(
         step(t, boxes[t - 1])
     for t in range(k - 1, -1, -1):
         step(t, boxes[t + 1])
+
+    if blur > 0:  # move the blurred answers to where the sharp ensemble puts the points (see the docstring)
+        calib = np.unique(np.linspace(0, n - 1, min(n, CALIBRATION_FRAMES)).round().astype(int))
+        offsets = []
+        for t in calib:
+            sharp = predict_landmark_ensemble(frames[t], start_boxes[t], n_inits=RECHECK_INITS, predictor=sp)
+            offsets.append((sharp.mean(axis=0) - raw[t]) * _canvas_scale(start_boxes[t]))
+            starts[t] += RECHECK_INITS
+        offset = np.mean(offsets, axis=0)  # canvas pixels: follows the face's size
+        for t in range(n):
+            raw[t] += (offset / _canvas_scale(start_boxes[t])).astype(np.float32)
 
     box_change = np.zeros(n, dtype=np.float32)
     for t in range(1, n):
