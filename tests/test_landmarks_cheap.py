@@ -35,11 +35,12 @@ def test_one_blurred_start_jitters_less_than_five_sharp_ones_on_a_static_face(ph
     default = track_landmarks(frames, det)
     before = track_landmarks(frames, det, n_inits=5, blur=0.0)
     sharp_one = track_landmarks(frames, det, n_inits=1, blur=0.0)
-    # a steady face: one start a frame, plus the sharp ensemble that calibrates the blur on 3 frames
-    assert FaceParams().n_inits == 1 and default.starts.tolist() == [1 + RECHECK_INITS] + [1] * 5 + [1 + RECHECK_INITS] + [1] * 4 + [1 + RECHECK_INITS]
+    # a steady face: one start a frame, plus the sharp ensemble calibrating the blur on the first and last frames
+    calibrated = [1 + RECHECK_INITS] + [1] * 10 + [1 + RECHECK_INITS]
+    assert FaceParams().n_inits == 1 and default.starts.tolist() == calibrated
     assert _jitter(default.landmarks, truth) < _jitter(before.landmarks, truth) < _jitter(sharp_one.landmarks, truth)
-    # the calibration keeps the sharp ensemble's positions: per-point mean errors agree to well under a pixel,
-    # (the blurred start alone moves the jaw and eye contours by 1–2 px)
+    # the calibration keeps the sharp ensemble's accuracy (the blurred start alone moves the jaw and eye contours
+    # by 1–2 px): mean per-point bias 1.94 px here against 1.76 with 5 sharp starts
     bias = {k: (t.landmarks - truth).mean(axis=0) for k, t in (("default", default), ("before", before))}
     print({k: float(np.linalg.norm(b, axis=-1).mean()) for k, b in bias.items()})
     assert np.linalg.norm(bias["default"], axis=-1).mean() < np.linalg.norm(bias["before"], axis=-1).mean() + 0.5
@@ -50,8 +51,8 @@ def test_the_full_ensemble_runs_where_the_box_jumps(photo, photo_landmarks):
     shifts[6:] = [14.0, 0.0]  # a 14-px jump of a ≈ 110-px face at frame 6: box change ≈ 0.13 > 0.05
     frames, _ = make_clip(photo, photo_landmarks, 10, shifts=shifts, noise=1.0, seed=8)
     track = track_landmarks(frames, detect_face(frames))
-    assert track.starts[6] == RECHECK_INITS and track.starts[[0, 4, 9]].tolist() == [1 + RECHECK_INITS] * 3
-    assert np.all(np.delete(track.starts, [0, 4, 6, 9]) == 1)  # recheck at the jump; calibration frames
+    assert track.starts[6] == RECHECK_INITS and track.starts[[0, 9]].tolist() == [1 + RECHECK_INITS] * 2
+    assert np.all(np.delete(track.starts, [0, 6, 9]) == 1)  # recheck at the jump; calibration frames
     assert track.consistency[6] > 0 and np.all(np.delete(track.consistency, 6) == 0)
 
 

@@ -37,7 +37,7 @@ from mer.pipeline.face.smoothing import smooth_track
 N_LANDMARKS = 68
 _INIT_OFFSETS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
 RECHECK_INITS = 5
-CALIBRATION_FRAMES = 3
+CALIBRATION_FRAMES = 2
 """Frames (spread over the clip) on which the sharp ensemble calibrates the blurred start's offset."""
 """Starts of the full ensemble, run where the box jumped (``track_landmarks``'s ``recheck``)."""
 BOX_CHANGE_SCALE = 0.1
@@ -116,12 +116,23 @@ def face_crop(frame: np.ndarray, box: Box, canvas: int = 200, blur: float = 0.0)
     import cv2
 
     img = as_detector_image(frame)
-    if img.ndim == 3:  # intensity first: one channel to resample instead of three
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     margin = int(round(0.35 * canvas))
     M = face_crop_transform(box, canvas, margin)
     size = canvas + 2 * margin
-    crop = cv2.warpAffine(img, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if img.ndim == 3:  # intensity first, of the source region only: one channel to resample, no full-frame pass
+        h, w = img.shape[:2]
+        s, tx, ty = M[0, 0], M[0, 2], M[1, 2]
+        x0, x1 = int(np.clip(np.floor(-tx / s) - 2, 0, w)), int(np.clip(np.ceil((size - tx) / s) + 3, 0, w))
+        y0, y1 = int(np.clip(np.floor(-ty / s) - 2, 0, h)), int(np.clip(np.ceil((size - ty) / s) + 3, 0, h))
+        if x1 - x0 < 2 or y1 - y0 < 2:  # the box lies outside the frame: convert it all (replicated border)
+            x0, x1, y0, y1 = 0, w, 0, h
+        img = cv2.cvtColor(np.ascontiguousarray(img[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+        from_region = M.copy()  # the same map, from the region's pixel coordinates
+        from_region[0, 2] += s * x0
+        from_region[1, 2] += s * y0
+    else:
+        from_region = M
+    crop = cv2.warpAffine(img, from_region, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if blur > 0:
         kernel = _gaussian_kernel(float(blur))
         crop = cv2.sepFilter2D(crop, -1, kernel, kernel)  # 4× faster than GaussianBlur's bit-exact uint8 path
@@ -244,9 +255,10 @@ def track_landmarks(
     Why one blurred start: the predictor's answer on a noisy frame moves with the sensor noise (its features
     are single-pixel differences); the mean of 5 sharp starts averaged that out at 5× the cost, a Gaussian of
     σ = 3.5 canvas pixels removes most of the noise before the predictor sees it. Measured on Grace Hopper
-    clips at 640×480 (``benchmarks/bench_face.py``'s clips, 4 noise seeds): static-face jitter 0.37 px RMS
-    instead of 0.56, largest move of the aligned inner eye corners under drift and rotation 0.91 px instead of
-    1.01, but their RMS 0.33 instead of 0.28 px, at 1 + 15/T predictor runs a frame instead of 5.
+    clips at 640×480 (``benchmarks/bench_face.py``'s clips, 4 noise seeds): static-face jitter 0.40 px RMS
+    instead of 0.56; the aligned inner eye corners under drift and rotation move a little more (RMS 0.31
+    instead of 0.27 px, largest move 1.02 instead of 0.87 px; these move by ±0.15 px with any change of
+    rounding in the crop), at 1 + 10/T predictor runs a frame instead of 5.
     """
     n = len(frames)
     k = int(detection.frame_index)
