@@ -255,10 +255,11 @@ def track_landmarks(
     Why one blurred start: the predictor's answer on a noisy frame moves with the sensor noise (its features
     are single-pixel differences); the mean of 5 sharp starts averaged that out at 5× the cost, a Gaussian of
     σ = 3.5 canvas pixels removes most of the noise before the predictor sees it. Measured on Grace Hopper
-    clips at 640×480 (``benchmarks/bench_face.py``'s clips, 4 noise seeds): static-face jitter 0.40 px RMS
-    instead of 0.56; the aligned inner eye corners under drift and rotation move a little more (RMS 0.31
-    instead of 0.27 px, largest move 1.02 instead of 0.87 px; these move by ±0.15 px with any change of
-    rounding in the crop), at 1 + 10/T predictor runs a frame instead of 5.
+    clips at 640×480 (``benchmarks/bench_face.py``, 60 frames): static-face jitter 0.39 px RMS instead of
+    0.49, CPU 5.9 instead of 20.2 ms a frame (1 + 10/T predictor runs instead of 5); but the aligned inner eye
+    corners under drift and rotation move more (RMS 0.29 instead of 0.21 px, largest move 1.41 instead of
+    0.86 px; these figures move by ±0.15 px with any change of rounding in the crop). ``n_inits=5, blur=0``
+    gives the former behaviour.
     """
     n = len(frames)
     k = int(detection.frame_index)
