@@ -41,8 +41,9 @@ preprocess: install
 	@test -n "$(DATA_ROOT)" || { echo "usage: make preprocess DATASET=samm DATA_ROOT=/path/to/SAMM STORE=store"; exit 2; }
 	$(BIN)/mer-cli preprocess --dataset $(DATASET) --root $(DATA_ROOT) --store $(STORE) --labels $(LABELS) --workers $(WORKERS)
 
+# Sizes chosen by the device: full (CASME II-sized) with CUDA, quick (minutes) on a CPU; printed per benchmark.
 bench: install
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -108,7 +108,7 @@ def build_input(
 def build_flow(
     store: str = STORE,
     dataset: str = DATASET,
-    method: str = typer.Option("farneback", help="farneback | tvl1"),
+    method: str = typer.Option("farneback", help="farneback | tvl1 (OpenCV) | tvl1-torch (batched, any device)"),
     pairs: str = typer.Option(
         "onset-apex,apex-offset", help="onset-apex,apex-offset | sequence | from-onset (comma-separated)"
     ),
@@ -117,6 +117,7 @@ def build_flow(
     length: int = typer.Option(32, help="ROI sequence length T"),
     apex: str = APEX,
     apex_fallback: str | None = typer.Option("middle", help="when the apex is missing"),
+    device: str = typer.Option("auto", help="tvl1-torch only: auto (CUDA when available) | cpu | cuda"),
     workers: int | None = WORKERS,
     quiet: bool = QUIET,
     scheduler: str | None = SCHEDULER,
@@ -124,10 +125,18 @@ def build_flow(
     """Optical flow on aligned faces: per-clip fields (int16), (u, v, strain) images and optional ROI sequences."""
     if roi not in (None, 6, 14, 18):
         raise typer.BadParameter(f"--roi {roi}: choose 6, 14 or 18")
-    params: dict[str, dict[str, Any]] = {
-        "flow": {"method": method, "pairs": pairs, "apex": apex, "apex_fallback": apex_fallback},
-        "flow-image": {"size": size},
-    }
+    flow: dict[str, Any] = {"method": method, "pairs": pairs, "apex": apex, "apex_fallback": apex_fallback}
+    if method == "tvl1-torch":
+        from mer.pipeline.tvl1_torch import resolve_device
+
+        try:
+            resolve_device(device)  # a missing CUDA device fails here, before any clip
+        except ValueError as exc:
+            raise typer.BadParameter(f"--device: {exc}") from None
+        flow["method_params"] = {"device": device}
+    elif device != "auto":
+        raise typer.BadParameter(f"--device {device}: only --method tvl1-torch runs on a chosen device")
+    params: dict[str, dict[str, Any]] = {"flow": flow, "flow-image": {"size": size}}
     if roi is not None:
         params["roi-flow"] = {"roi_set": f"stag{roi}", "length": length}
     build_stages(store, dataset, params, workers, quiet, scheduler)

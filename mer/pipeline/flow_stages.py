@@ -19,9 +19,10 @@ from mer.pipeline.flow import (
     FLOW_METHODS,
     FLOW_SCALE,
     PAIR_MODES,
+    TORCH_METHODS,
     FarnebackParams,
     TVL1Params,
-    compute_flow,
+    compute_flow_batch,
     decode_flow,
     encode_flow,
     flow_image,
@@ -38,7 +39,11 @@ _NEEDS_APEX = {"onset-apex", "apex-offset"}
 
 @dataclass(frozen=True)
 class FlowParams:
-    """Method (``farneback`` | ``tvl1``), comma-separated pair modes, apex choice, and kernel overrides."""
+    """Method (``farneback`` | ``tvl1`` | ``tvl1-torch``), comma-separated pair modes, apex choice, kernel overrides.
+
+    ``tvl1-torch`` takes TV-L1's overrides plus ``device`` (``auto`` | ``cpu`` | ``cuda``, default ``auto``) in
+    ``method_params``; ``auto`` is resolved here, so the key names the device the fields were computed on.
+    """
 
     method: str = "farneback"
     pairs: str = "onset-apex,apex-offset"
@@ -56,18 +61,33 @@ class FlowParams:
             raise ValueError(f"apex={self.apex!r}; choose one of {', '.join(APEX_MODES)}")
         if self.apex_fallback not in (None, "middle", "detected"):
             raise ValueError(f"apex_fallback={self.apex_fallback!r}; choose middle, detected or none")
+        if self.method in TORCH_METHODS:
+            object.__setattr__(self, "method_params", {**self.method_params, "device": _device(self.method_params)})
         self.kernel_params()  # unknown kernel options fail here, before any clip is computed
 
     @property
     def modes(self) -> list[str]:
         return [m.strip() for m in self.pairs.split(",") if m.strip()]
 
+    @property
+    def device(self) -> str:
+        return str(self.method_params.get("device", "cpu"))
+
     def kernel_params(self) -> FarnebackParams | TVL1Params:
         cls = FarnebackParams if self.method == "farneback" else TVL1Params
+        values = {k: v for k, v in self.method_params.items() if not (k == "device" and self.method in TORCH_METHODS)}
         try:
-            return cls(**self.method_params)
+            return cls(**values)
         except TypeError as exc:
             raise ValueError(f"method_params for {self.method}: {exc}") from None
+
+
+def _device(method_params: dict[str, Any]) -> str:
+    """``auto`` → ``cuda`` or ``cpu`` (what this machine has); other names are checked, not resolved, so that an
+    entry computed on a GPU machine can be named (read, reused upstream) on a CPU-only one."""
+    from mer.pipeline.tvl1_torch import check_device
+
+    return check_device(str(method_params.get("device", "auto")))
 
 
 def compute_flow_stage(ctx: ClipContext, p: FlowParams) -> dict[str, np.ndarray]:
@@ -78,8 +98,8 @@ def compute_flow_stage(ctx: ClipContext, p: FlowParams) -> dict[str, np.ndarray]
     if not pairs:
         raise ValueError(f"clip {ctx.clip_id}: {len(frames)} frame(s) give no frame pair for {p.pairs}")
     grey = {i: to_grey(frames[i]) for i in sorted({i for pair in pairs for i in pair})}
-    kernel = p.kernel_params()
-    flows = np.stack([encode_flow(compute_flow(grey[a], grey[b], p.method, kernel)) for a, b in pairs])
+    first, second = np.stack([grey[a] for a, _ in pairs]), np.stack([grey[b] for _, b in pairs])
+    flows = encode_flow(compute_flow_batch(first, second, p.method, p.kernel_params(), p.device))
     return {"flow": flows, "pairs": np.asarray(pairs, dtype=np.int32)}
 
 
