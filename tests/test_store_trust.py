@@ -210,3 +210,38 @@ def test_verify_names_damage_and_repair_restores_the_reference(tmp_path, referen
     _run(store, root, manifest)
     assert open_store(str(store), "r").verify() == []
     assert _files(store) == _files(reference)
+
+
+def test_changed_frame_recomputes_that_clips_mesti_only(tmp_path, face_store):
+    """The issue's case on real stages: one frame of one clip edited in place; the re-run recomputes that clip only,
+    its MESTI changes, and every other clip's MESTI bytes stay identical."""
+    from mer.datasets import load
+    from mer.pipeline.stages import expand_stages
+
+    base, dataset = face_store
+    shutil.copytree(base, tmp_path / "copy")
+    data, location = tmp_path / "copy" / "data", tmp_path / "copy" / "store"
+
+    def run():
+        result = load("folder", data, labels="3class", dataset_name=dataset)
+        st = open_store(str(location), "a")
+        outcome = write_dataset_manifest(st, dataset, result.manifest, data, result.adapter, result.label_set.to_dict())
+        plan = build_plan(st, dataset, expand_stages("ingest,face,mesti"))
+        return st, outcome, run_plan(st, dataset, plan, workers=1)
+
+    st, _, first = run()
+    assert first.computed["mesti"] == 6 and not first.failures
+    before = st.read(dataset, "mesti")
+    clip = st.clips(dataset)[4]
+    frame = Path(st.manifest(dataset).set_index("clip_id").loc[clip, "frame_paths"][-1])
+    image = cv2.imread(str(frame))
+    cv2.imwrite(str(frame), cv2.GaussianBlur(image, (0, 0), 3))  # same name, other content
+
+    st, outcome, second = run()
+    assert outcome.diff.content_changed == [clip] and not outcome.diff.table_changed
+    assert second.computed_clips == [clip] and not second.failures
+    assert set(second.reused.values()) == {5}
+    after = st.read(dataset, "mesti")
+    assert not np.array_equal(after[4], before[4])
+    for i in (0, 1, 2, 3, 5):
+        assert after[i].tobytes() == before[i].tobytes()

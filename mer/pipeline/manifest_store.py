@@ -56,6 +56,14 @@ class ManifestOutcome:
         return self.hash
 
 
+def _moved(stored: pd.DataFrame, table: pd.DataFrame, previous: dict[str, Any], root: str | Path) -> bool:
+    """Whether the same clips table (same version) now lives elsewhere: its frame paths or root differ. The location
+    is not part of the identity, but readers must find the files, so the stored table is updated in place."""
+    if previous.get("root") != str(Path(root).resolve()):
+        return True
+    return [list(p) for p in stored["frame_paths"]] != [list(p) for p in table["frame_paths"]]
+
+
 def _cache_key(name: str) -> str:
     return f"_cache/{name}/frame-stat.json"
 
@@ -88,6 +96,7 @@ def write_dataset_manifest(
     table = with_content(manifest, scan.digests)
     digest = manifest_hash(table)
     outcome = ManifestOutcome(digest, len(table), hashed_files=scan.hashed_files)
+    previous: dict[str, Any] = {}
     if name in store.datasets():
         previous = store.manifest_meta(name)
         outcome.previous = str(previous["hash"])
@@ -97,14 +106,14 @@ def write_dataset_manifest(
                 raise ManifestChangedError(name, outcome.diff)
     if scan.hashed_files or raw_cache is None:
         store.backend.write_bytes(_cache_key(name), json.dumps(scan.cache, sort_keys=True).encode("utf-8"))
-    if outcome.previous == digest:
+    if outcome.previous == digest and not _moved(store.manifest(name), table, previous, root):
         return outcome
     meta = {
         "hash": digest,
         "adapter": adapter,
         "root": str(Path(root).resolve()),
         "label_set": to_jsonable(label_set),
-        "previous": outcome.previous,
+        "previous": previous.get("previous") if outcome.previous == digest else outcome.previous,
         **to_jsonable(extra or {}),
     }
     store.write_manifest(name, table, meta)
