@@ -40,9 +40,8 @@ class FaceParams:
     frame ``onset`` (0), retry upsampled up to ``max_upsample`` (1) and on the next frames, up to
     ``detect_frames`` (3) frames; keep faces with score ≥ ``min_score`` (0.0, dlib's threshold) and side
     ≥ ``min_face_frac`` (0.08) of the frame's shorter side.
-    Landmarks: ``n_inits`` (5) predictor starts per frame (1..9) on the face crop blurred by ``landmark_blur``
-    (0 = sharp; the cheap mode is ``n_inits=1, landmark_blur=3.5``, σ in 1/200 of the face box: 3.4x faster at
-    lower static jitter, but its aligned eye corners move more — 0.29 vs 0.21 px RMS — so it is not the default), all 5 starts where the box moved by more than ``recheck``
+    Landmarks: ``n_inits`` (1) predictor starts per frame (1..9) on the face crop blurred by ``landmark_blur``
+    (3.5, σ in 1/200 of the face box; 0 = sharp), all 5 starts where the box moved by more than ``recheck``
     (0.05); the face counts as lost when more than ``max_outside`` (0.25) of its landmarks leave the frame.
     Smoothing: ``smoothing`` "one-euro" (default), "savgol" or "none"; one-euro ``min_cutoff`` (0.04
     cycles/frame), ``beta`` (0.2), ``d_cutoff`` (0.2 cycles/frame), ``bidirectional`` (True, zero lag
@@ -62,8 +61,8 @@ class FaceParams:
     max_upsample: int = 1
     min_score: float = 0.0
     min_face_frac: float = 0.08
-    n_inits: int = 5  # the cheap mode (1 start on a blurred crop, 3.4x faster) is opt-in: n_inits=1, landmark_blur=3.5
-    landmark_blur: float = 0.0
+    n_inits: int = 1
+    landmark_blur: float = 3.5
     recheck: float = 0.05
     max_outside: float = 0.25
     smoothing: str = "one-euro"
