@@ -190,9 +190,10 @@ def preprocess(
         f"manifest {ds_name}: {outcome.n_clips} clips, version {outcome.hash[:16]} ({state}; "
         f"{outcome.hashed_files} frame file(s) hashed)",
         markup=False,
+        soft_wrap=True,
     )
     for line in outcome.diff.summary():
-        err_console.print(f"  {line}", markup=False)
+        err_console.print(f"  {line}", markup=False, soft_wrap=True)
     with user_errors():
         plan = build_plan(st, ds_name, expand_stages(stages))
     report = run_with_progress(st, ds_name, plan, workers, quiet, f"preprocess {ds_name}", scheduler)

@@ -80,11 +80,13 @@ def print_report(report: RunReport, plan: list[PlannedStage]) -> None:
     for planned in plan:
         name = planned.stage.name
         extra = f", reused {reused[name]} unchanged" if reused.get(name) else ""
-        console.print(f"  {name:<10} key {planned.key}  computed {computed[name]} clip(s){extra}", markup=False)
+        line = f"  {name:<10} key {planned.key}  computed {computed[name]} clip(s){extra}"
+        console.print(line, markup=False, soft_wrap=True)
     console.print(
         f"{report.dataset}: {report.n_clips} clips, {report.skipped} already complete, "
         f"{len(report.failures)} failed, {report.seconds:.1f} s",
         markup=False,
+        soft_wrap=True,
     )
     if report.failures:
         rows = [(o.clip_id, o.failed_stage or "", o.error or "") for o in report.failures]

@@ -102,29 +102,32 @@ def verify_command(
         st = open_store(store, "a" if repair else "r", damaged_ok=True)  # a damaged root is what verify reports
         report = st.verify_report()
     for line in report.partial:
-        err_console.print(f"partial: {line}", markup=False)
+        err_console.print(f"partial: {line}", markup=False, soft_wrap=True)
     for line in report.claims:
-        err_console.print(f"claim: {line}", markup=False)
+        err_console.print(f"claim: {line}", markup=False, soft_wrap=True)
     if report.ok:
         console.print(
             f"ok: {report.entries} entries, {report.clips} committed clips, their metadata and the clips tables "
             "match their checksums",
             markup=False,
+        soft_wrap=True,
         )
         if repair:
             for line in st.repair(report):
-                console.print(line, markup=False)
+                console.print(line, markup=False, soft_wrap=True)
         return
     for issue in report.issues:
-        err_console.print(f"{issue.problem}: {issue.entry} clip {issue.clip}: {issue.chunk}", markup=False)
-    err_console.print(f"{len(report.issues)} problem(s) in {st.location}", markup=False)
+        line = f"{issue.problem}: {issue.entry} clip {issue.clip}: {issue.chunk}"
+        err_console.print(line, markup=False, soft_wrap=True)
+    err_console.print(f"{len(report.issues)} problem(s) in {st.location}", markup=False, soft_wrap=True)
     if not repair:
-        err_console.print("run `mer-cli store verify --repair`, then the same preprocess/build command", markup=False)
+        hint = "run `mer-cli store verify --repair`, then the same preprocess/build command"
+        err_console.print(hint, markup=False, soft_wrap=True)
         raise typer.Exit(1)
     for line in st.repair(report):
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)
     console.print("repaired: run the same preprocess/build command again to recompute what was withdrawn",
-                  markup=False)
+                  markup=False, soft_wrap=True)
 
 
 @store_app.command("export")
