@@ -160,7 +160,7 @@ FLOW_IMAGE = register(
         "1",
         FlowImageParams,
         ("flow",),
-        (Output("image", "float32", lambda p: (3, p.size, p.size)),),
+        (Output("image", "float32", lambda p: (3, p.size, p.size), ("channel", "y", "x")),),
         compute_flow_image,
         "(u, v, strain) flow image N×3×S×S",
     )
@@ -172,8 +172,8 @@ ROI_FLOW = register(
         RoiFlowParams,
         ("flow", "align"),
         (
-            Output("sequence", "float32", lambda p: (p.length, _n_rois(p), 2)),
-            Output("top_frames", "int32", lambda p: (p.top_k,)),
+            Output("sequence", "float32", lambda p: (p.length, _n_rois(p), 2), ("step", "roi", "component")),
+            Output("top_frames", "int32", lambda p: (p.top_k,), ("rank",)),
         ),
         compute_roi_flow,
         "STAG ROI flow sequences N×T×R×2 and the K frames of largest motion (clip positions)",
