@@ -9,6 +9,7 @@ import typer
 from mer.cli.build_cmds import build_di, build_flow, build_input, build_mesti
 from mer.cli.preprocess_cmds import check_dataset, preprocess, synth
 from mer.cli.show_cmds import show_face, show_mesti
+from mer.cli.storage_cmds import storage_options_callback
 from mer.cli.store_cmds import store_app
 from mer.cli.train_cmds import report, train
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+app.callback()(storage_options_callback)
 app.command("synth")(synth)
 app.command("check-dataset")(check_dataset)
 app.command("preprocess")(preprocess)
