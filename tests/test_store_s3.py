@@ -282,14 +282,15 @@ def test_a_read_only_store_serves_every_read_command_and_writes_nothing(location
             write()
     runner = CliRunner()
     for args in (["store", "ls", location], ["store", "verify", location],
-                 ["store", "export", location, f"tiny/{STAGE}", "--to", str(tmp_path / "cli.h5")]):
+                 ["store", "export", location, f"tiny/{STAGE}", "--to", str(tmp_path / "cli.h5")],
+                 ["store", "export", location, f"tiny/{STAGE}", "--to", str(tmp_path / "cli.zarr.zip")]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
     assert _tree_state(location) == state
 
 
 # ------------------------------------------------------------------------------------------ xarray and plain zarr
-def test_xarray_and_plain_zarr_open_an_entry_with_named_dimensions_and_clip_ids(location, tiny_dataset):
+def test_xarray_and_plain_zarr_open_an_entry_with_named_dimensions_and_clip_ids(location, tiny_dataset, tmp_path):
     xr = pytest.importorskip("xarray")
     import zarr
 
@@ -311,3 +312,15 @@ def test_xarray_and_plain_zarr_open_an_entry_with_named_dimensions_and_clip_ids(
     assert group["image"].metadata.dimension_names == ("clip", "channel", "y", "x")
     assert group["clip_id"][...].tolist() == list(manifest["clip_id"])
     np.testing.assert_array_equal(group["image"][...], expected)
+
+    from mer.store.export import export_entry_zarr_zip
+
+    assert export_entry_zarr_zip(st, entry, tmp_path / "entry.zarr.zip") == 4
+    exported = xr.open_zarr(zarr.storage.ZipStore(tmp_path / "entry.zarr.zip", mode="r"), consolidated=False)
+    assert exported["image"].dims == image.dims
+    assert exported["clip_id"].values.tolist() == list(manifest["clip_id"])
+    np.testing.assert_array_equal(exported["image"].values, expected)
+    clip = manifest.iloc[1]["clip_id"]
+    zipped = zarr.open_group(zarr.storage.ZipStore(tmp_path / "entry.zarr.zip", mode="r"), mode="r")
+    per_clip = zipped[f"clips/{clip}/series"]
+    np.testing.assert_array_equal(per_clip[...], st.read_entry(entry, clip=clip, name="series"))
