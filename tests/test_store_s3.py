@@ -324,3 +324,30 @@ def test_xarray_and_plain_zarr_open_an_entry_with_named_dimensions_and_clip_ids(
     zipped = zarr.open_group(zarr.storage.ZipStore(tmp_path / "entry.zarr.zip", mode="r"), mode="r")
     per_clip = zipped[f"clips/{clip}/series"]
     np.testing.assert_array_equal(per_clip[...], st.read_entry(entry, clip=clip, name="series"))
+
+
+# ------------------------------------------------------------------------------------------ the command line
+def test_cli_preprocess_and_ls_on_a_bucket_given_by_storage_options(s3_endpoint, tiny_dataset, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mer.cli import app
+    from mer.store.backend import STORAGE_OPTIONS_ENV
+
+    root, manifest = tiny_dataset
+    lines = [f"{r.subject},{r.clip},{r.onset},{r.apex},{r.offset},{r.emotion}" for r in manifest.itertuples()]
+    (root / "annotations.csv").write_text("subject,clip,onset,apex,offset,emotion\n" + "\n".join(lines) + "\n")
+    location = f"s3://{BUCKET}/{tmp_path.name}/cli"
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # the endpoint now comes from --storage-option only
+    monkeypatch.delenv(STORAGE_OPTIONS_ENV, raising=False)
+    option = ["--storage-option", f"endpoint_url={s3_endpoint}"]
+    runner = CliRunner()
+    done = runner.invoke(app, [*option, "preprocess", "--root", str(root), "--store", location, "--name", "tiny",
+                               "--stages", "ingest", "--workers", "1", "--quiet"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(os.environ[STORAGE_OPTIONS_ENV]) == {"client_kwargs": {"endpoint_url": s3_endpoint}}
+    listing = runner.invoke(app, [*option, "store", "ls", location])
+    assert listing.exit_code == 0 and "complete" in listing.output and "tiny" in listing.output
+    frames = open_store(location, "r").read("tiny", "ingest", clip=manifest.iloc[0]["clip_id"])
+    assert frames.shape == (5, 32)
+    bad = runner.invoke(app, ["--storage-option", "endpoint_url", "store", "ls", location])
+    assert bad.exit_code == 2 and "expected key=value" in bad.output
