@@ -351,3 +351,17 @@ def test_cli_preprocess_and_ls_on_a_bucket_given_by_storage_options(s3_endpoint,
     assert frames.shape == (5, 32)
     bad = runner.invoke(app, ["--storage-option", "endpoint_url", "store", "ls", location])
     assert bad.exit_code == 2 and "expected key=value" in bad.output
+
+
+def test_verify_checks_the_clip_id_coordinate_and_repair_rewrites_it(tiny_dataset, tmp_path):
+    location = str(tmp_path / "store")
+    st, plan = _prepare(location, tiny_dataset)
+    run_plan(st, "tiny", plan, workers=1)
+    before = objects(location)
+    entry = st.find("tiny", STAGE)
+    coordinate = next(k for k in before if k.startswith(f"{entry.ref.path}/clip_id/c/"))
+    put(location, coordinate, before[coordinate][:-3])
+    issues = open_store(location, "r").verify()
+    assert [(i.entry, i.problem) for i in issues] == [(entry.ref.path, "damaged clip-id coordinate")]
+    assert open_store(location, "a").repair() == [f"rewrote {entry.ref.path}/clip_id from the entry's clip ids"]
+    assert objects(location) == before

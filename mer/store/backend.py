@@ -256,13 +256,15 @@ class FsspecBackend:
         )
 
     def exists(self, key: str) -> bool:
+        """Whether an object exists at ``key`` (on S3 one HEAD request: keys here are never folders)."""
+        if self.protocol in ("s3", "s3a"):
+            bucket, name, _ = self.fs.split_path(self._path(key))
+            try:
+                self.fs.call_s3("head_object", Bucket=bucket, Key=name)
+            except FileNotFoundError:
+                return False
+            return True
         return self.fs.exists(self._path(key))
-
-    @property
-    def exclusive_create(self) -> bool:
-        """Whether ``create_exclusive`` is a real conditional put here: S3 (``If-None-Match: *`` on PutObject,
-        s3fs ``mode="create"``) and the in-memory filesystem."""
-        return self.protocol in ("s3", "s3a", "memory")
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Create ``key`` only when absent (False when another writer has it).

@@ -24,7 +24,6 @@ from mer.store.documents import EMPTY_GROUP, chunk_keys, group_document, marker_
 from mer.store.entries import CLIP_COORD, CLIP_DIM, Entry, EntryRef, OutputSpec
 from mer.store.errors import StoreError
 
-BOOKKEEPING = ("_done", "_claims", "_failed")  # an entry's folders of commit markers, claims and failure records
 ARRAY_CONFIG = {"write_empty_chunks": True}  # an all-zero clip is a value like any other: always write its chunks
 _TARGET_CHUNK_BYTES = 4 * 2**20
 
@@ -106,8 +105,6 @@ class Committer:
             sealed_attrs = seal_attrs({**attrs, "outputs": {o.name: o.to_json() for o in outputs}})
             self._write_group(ref.path, {"mer": sealed_attrs})
             self.backend.write_bytes(f"{ref.path}/_meta/zarr.json", self.backend.read_bytes(f"{ref.path}/zarr.json"))
-            for folder in BOOKKEEPING:  # empty groups, so that zarr and xarray see no unknown objects in the entry
-                self.backend.write_bytes(f"{ref.path}/{folder}/zarr.json", EMPTY_GROUP)
         if any(out.name == CLIP_COORD for out in outputs):
             raise StoreError(f"stage {ref.stage}: an output may not be named {CLIP_COORD!r} (the clip-id coordinate)")
         stacked = [out for out in outputs if out.stacked]
