@@ -12,6 +12,7 @@ from mer.cli.preprocess_cmds import check_dataset, preprocess, synth
 from mer.cli.qc_cmds import qc
 from mer.cli.reproduce_cmds import reproduce
 from mer.cli.show_cmds import show_face, show_mesti
+from mer.cli.storage_cmds import storage_options_callback
 from mer.cli.store_cmds import store_app
 from mer.cli.train_cmds import report, train
 
@@ -25,9 +26,16 @@ app = typer.Typer(
 @app.callback()
 def main(
     debug: bool = typer.Option(False, "--debug", help="show the traceback of an error (as MER_DEBUG=1 does)"),
+    storage_option: list[str] = typer.Option(
+        [],
+        "--storage-option",
+        help="key=value for the filesystem of a URL store, e.g. endpoint_url=http://minio:9000 or anon=true "
+        "(repeatable; credentials come from the AWS_* variables or ~/.aws otherwise)",
+    ),
 ) -> None:
     """mer: micro-expression recognition toolkit. Errors are one line: exit 2 for bad input, 1 for failed clips."""
     set_debug(debug)
+    storage_options_callback(storage_option)
 
 
 app.command("synth")(synth)

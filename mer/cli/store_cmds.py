@@ -16,7 +16,7 @@ from mer.cli.store_open import open_cli_store
 from mer.config import canonical_json
 from mer.names import validate_component
 from mer.store import StoreError, open_store
-from mer.store.export import export_entry_h5
+from mer.store.export import export_entry_h5, export_entry_zarr_zip
 from mer.store.store import EntryRef, FeatureStore
 
 store_app = typer.Typer(help="Inspect, verify and export a feature store.", no_args_is_help=True)
@@ -131,12 +131,15 @@ def verify_command(
 
 
 @store_app.command("export")
-def export_command(store: str, entry: str, to: Path = typer.Option(..., "--to", help="target .h5 file")) -> None:
-    """Write one entry's arrays and attributes to an HDF5 file."""
+def export_command(
+    store: str, entry: str, to: Path = typer.Option(..., "--to", help="target file: .h5 (HDF5) or .zarr.zip (zarr)")
+) -> None:
+    """Write one entry's arrays and attributes to one HDF5 (.h5) or zipped zarr (.zarr.zip) file."""
     st = open_cli_store(store, "r")
     ref = parse_entry(st, entry)
+    write = export_entry_zarr_zip if to.name.endswith(".zarr.zip") else export_entry_h5
     try:
-        n = export_entry_h5(st, st.entry(ref), to)
+        n = write(st, st.entry(ref), to)
     except StoreError as exc:
         err_console.print(f"[red]error[/red]: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from mer.content_digest import clip_content_digest
+from mer.datasets.video_frames import frame_digest, parse_frame_ref
 
 CONTENT_COLUMN = "content_sha256"
 
@@ -54,7 +55,13 @@ def scan_content(
     for i, paths in enumerate(frame_paths):
         parts: list[bytes] = []
         failed = False
-        for path in paths:
+        for frame in paths:
+            ref = parse_frame_ref(frame)  # a video frame: its file's digest and its index
+            path = ref[0] if ref is not None else frame
+            if path in fresh:  # another frame of the same video, already seen in this scan
+                digest = bytes.fromhex(fresh[path][2])
+                parts.append(frame_digest(digest, ref[1]) if ref is not None else digest)
+                continue
             try:
                 st = os.stat(path)
             except OSError as exc:
@@ -64,17 +71,17 @@ def scan_content(
             known = cache.get(path)
             if not rehash and known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
                 fresh[path] = known
-                parts.append(bytes.fromhex(known[2]))
-                continue
-            try:
-                digest = file_sha256(path)
-            except OSError as exc:
-                unreadable[path] = exc.strerror or str(exc)
-                failed = True
-                continue
-            hashed += 1
-            fresh[path] = [st.st_size, st.st_mtime_ns, digest.hex()]
-            parts.append(digest)
+                digest = bytes.fromhex(known[2])
+            else:
+                try:
+                    digest = file_sha256(path)
+                except OSError as exc:
+                    unreadable[path] = exc.strerror or str(exc)
+                    failed = True
+                    continue
+                hashed += 1
+                fresh[path] = [st.st_size, st.st_mtime_ns, digest.hex()]
+            parts.append(frame_digest(digest, ref[1]) if ref is not None else digest)
         digests.append("" if failed else clip_content_digest(parts))
         if progress is not None:
             progress(i + 1, len(frame_paths))

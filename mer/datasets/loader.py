@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
-from . import casme2, casme3, dfme, folder, fourdme, mmew, samm, smic
+from . import casme2, casme3, dfme, folder, fourdme, mmew, samm, smic, video
 from .composite import canonical_adapter, composite_labels, composite_roots, is_composite, parse_composite
 from .corrections import load_corrections
 from .labels import read_label_set
@@ -16,6 +16,7 @@ from .problems import Problem
 
 ADAPTERS: dict[str, Callable[..., AdapterOutput]] = {
     "folder": folder.read,
+    "video": video.read,
     "casme2": casme2.read,
     "samm": samm.read,
     "smic": partial(smic.read, name="smic"),

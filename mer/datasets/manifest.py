@@ -25,6 +25,7 @@ from .frames import FrameListing, compress_ranges, natural_key, scan_frames
 from .labels import LabelSet, LabelSetFile, normalise_emotion, resolve_label_set
 from .problems import Problem
 from .sheets import cell_text
+from .video_frames import VIDEO_EXTENSIONS
 
 MANIFEST_COLUMNS = (
     "dataset",
@@ -235,8 +236,12 @@ def _check_record(
         errors.append(_problem(rec, "error", "clip", rec.clip, "clip folder not found"))
     else:
         listing = listing_for(rec.folder)
+        video = Path(rec.folder).suffix.lower() in VIDEO_EXTENSIONS
         if not listing.exists:
-            errors.append(_problem(rec, "error", "clip", str(rec.folder), "clip folder not found"))
+            errors.append(_problem(rec, "error", "clip", str(rec.folder), f"clip {'video' if video else 'folder'} "
+                                   "not found"))
+        elif not listing.frames and video:
+            errors.append(_problem(rec, "error", "clip", str(rec.folder), "video file cannot be decoded (no frames)"))
         elif not listing.frames:
             extra = f" ({len(listing.unnumbered)} images without a frame number)" if listing.unnumbered else ""
             errors.append(_problem(rec, "error", "clip", str(rec.folder), f"clip folder holds no frames{extra}"))

@@ -127,7 +127,10 @@ DETECT = register(
         "1",
         DetectParams,
         ("ingest",),
-        (Output("box", "float32", lambda p: (4,)), Output("detection", "float32", lambda p: (3,))),
+        (
+            Output("box", "float32", lambda p: (4,), ("box_side",)),
+            Output("detection", "float32", lambda p: (3,), ("detection_field",)),
+        ),
         compute_detect,
         "face box (x0, y0, x1, y1) and detection (score, frame, upsample)",
     )

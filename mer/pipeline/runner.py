@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import traceback
@@ -334,6 +335,13 @@ def _execute(
     yield from parallel(delayed(_process_in_worker)(store.location, dataset, plan, i, rows[i]) for i in pending)
 
 
+def dashboard_text(client: Any) -> str:
+    """Where the Dask dashboard of a client's scheduler is served (it needs bokeh on the scheduler)."""
+    if "dashboard" not in client.scheduler_info().get("services", {}):
+        return "no dashboard (install bokeh where the scheduler runs)"
+    return f"dashboard {client.dashboard_link}"
+
+
 def _execute_dask(
     location: str,
     dataset: str,
@@ -353,7 +361,10 @@ def _execute_dask(
     from joblib import Parallel, delayed
 
     with Client(scheduler) as client, joblib.parallel_config(backend="dask"):
-        if not client.scheduler_info().get("workers"):
+        info = client.scheduler_info()
+        if not info.get("workers"):
             raise RuntimeError(f"the Dask scheduler at {scheduler} has no workers")
+        print(f"Dask scheduler {scheduler}, {len(info['workers'])} workers: {dashboard_text(client)}",
+              file=sys.stderr, flush=True)
         parallel = Parallel(n_jobs=-1, return_as="generator_unordered")
         yield from parallel(delayed(_process_in_worker)(location, dataset, plan, i, rows[i]) for i in pending)

@@ -108,8 +108,13 @@ def _image_stage(kind: str, params_type: type, description: str) -> Stage:
             params_type,
             ("equalize",),
             (
-                Output("image", lambda p: "uint8" if p.norm == "minmax" else "float32", lambda p: (3, p.size, p.size)),
-                Output("apex", "int32", lambda p: (2,)),
+                Output(
+                    "image",
+                    lambda p: "uint8" if p.norm == "minmax" else "float32",
+                    lambda p: (3, p.size, p.size),
+                    ("channel", "y", "x"),
+                ),
+                Output("apex", "int32", lambda p: (2,), ("apex_field",)),
             ),
             partial(compute_image, kind),
             description,

@@ -81,6 +81,8 @@ class Catalogue:
         """Failure records of clips that failed in this entry and have not succeeded since."""
         out = []
         for name in self.backend.list_dir(f"{ref.path}/_failed"):
+            if not name.split(".")[0].isdigit():
+                continue  # the folder's own zarr.json
             raw = self.backend.read_bytes(f"{ref.path}/_failed/{name}")
             if raw is not None:
                 try:

@@ -22,7 +22,7 @@ from zarr.codecs import BloscCodec
 from mer.names import validate_clip_id, validate_component
 from mer.store.backend import Backend
 from mer.store.documents import EMPTY_GROUP, chunk_keys, group_document, marker_name, seal_attrs, sealed, sha256
-from mer.store.entries import Entry, EntryRef, OutputSpec
+from mer.store.entries import CLIP_COORD, CLIP_DIM, Entry, EntryRef, OutputSpec
 from mer.store.errors import StoreError
 
 ARRAY_CONFIG = {"write_empty_chunks": True}  # an all-zero clip is a value like any other: always write its chunks
@@ -81,11 +81,15 @@ class Committer:
 
     def _require_writable(self) -> None:
         if self.mode != "a":
-            raise StoreError(f"store {self.location} is open read-only; this needs write access")
+            raise StoreError(
+                f"store {self.location} is open read-only; this needs write access (open it with mode='a', "
+                "as preprocess, build-* and verify --repair do)"
+            )
 
     def _write_group(self, path: str, attributes: dict[str, Any]) -> None:
         """Write a group's zarr.json with its attributes in one atomic write (parents made when missing), so that a
         concurrent reader never sees the group without its attributes."""
+        self._require_writable()
         parts = path.split("/") if path else []
         for depth in range(1, len(parts)):
             key = "/".join(parts[:depth]) + "/zarr.json"
@@ -104,8 +108,13 @@ class Committer:
             sealed_attrs = seal_attrs({**attrs, "outputs": {o.name: o.to_json() for o in outputs}})
             self._write_group(ref.path, {"mer": sealed_attrs})
             self.backend.write_bytes(f"{ref.path}/_meta/zarr.json", self.backend.read_bytes(f"{ref.path}/zarr.json"))
-        for out in outputs:
-            if out.stacked and not self.backend.exists(f"{ref.path}/{out.name}/zarr.json"):
+        if any(out.name == CLIP_COORD for out in outputs):
+            raise StoreError(f"stage {ref.stage}: an output may not be named {CLIP_COORD!r} (the clip-id coordinate)")
+        stacked = [out for out in outputs if out.stacked]
+        if stacked and not self.backend.exists(f"{ref.path}/{CLIP_COORD}/zarr.json"):
+            self.write_clip_coordinate(ref.path, list(attrs["clip_ids"]))
+        for out in stacked:
+            if not self.backend.exists(f"{ref.path}/{out.name}/zarr.json"):
                 n = len(attrs["clip_ids"])
                 with contextlib.suppress(zarr.errors.ContainsArrayError):  # created by a concurrent process
                     zarr.create_array(
@@ -117,11 +126,33 @@ class Committer:
                         fill_value=0,
                         config=ARRAY_CONFIG,
                         overwrite=False,
+                        dimension_names=out.dimension_names,
+                        attributes={"coordinates": CLIP_COORD},
                     )
                 backup = f"{ref.path}/_meta/{out.name}/zarr.json"
                 if not self.backend.exists(backup):
                     self.backend.write_bytes(backup, self.backend.read_bytes(f"{ref.path}/{out.name}/zarr.json"))
         return self.entry(ref)
+
+    def write_clip_coordinate(self, path: str, clip_ids: list[str], overwrite: bool = False) -> None:
+        """The entry's clip ids as a string array along ``clip`` (what xarray shows as the ``clip_id`` coordinate
+        of every stacked output; written whole, so concurrent creators write identical bytes). ``overwrite``
+        replaces a damaged one (repair)."""
+        self._require_writable()
+        name = f"{path}/{CLIP_COORD}"
+        try:
+            coord = zarr.create_array(
+                store=self._zstore,
+                name=name,
+                shape=(len(clip_ids),),
+                chunks=(max(1, len(clip_ids)),),
+                dtype=str,
+                dimension_names=(CLIP_DIM,),
+                overwrite=overwrite,
+            )
+        except zarr.errors.ContainsArrayError:  # created by a concurrent process: write the same values
+            coord = zarr.open_array(store=self._zstore, path=name, mode="r+")
+        coord[...] = np.array(clip_ids, dtype=object)
 
     def _meta_digest(self, key: str) -> str:
         """SHA-256 of a stacked array's metadata (immutable once created, so read once per process)."""
@@ -263,9 +294,11 @@ class Committer:
         """Claim a clip of an entry for this process, so that concurrent runs never write the same chunks.
 
         A claim left by a killed process is taken over: on this host when its process is gone, elsewhere once it
-        is older than ``MER_CLAIM_TIMEOUT`` seconds (default 3600). Stores without exclusive create (object
-        storage) always grant the claim; concurrent writers there write identical bytes.
+        is older than ``MER_CLAIM_TIMEOUT`` seconds (default 3600). On S3 the claim is a conditional put
+        (``If-None-Match: *``); object stores without one always grant it (concurrent writers there may compute a
+        clip twice, writing identical bytes).
         """
+        self._require_writable()
         key = f"{entry.ref.path}/_claims/{marker_name(index)}"
         record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
         data = json.dumps(record).encode()
@@ -275,14 +308,15 @@ class Committer:
         if holder is not None and not claim_is_stale(holder):
             return holder["host"] == record["host"] and holder["pid"] == record["pid"]
         # Stale: several processes may find it so at once; only the first through the lock replaces it.
+        # Object storage has no lock: there the replacement is a conditional put on the stale claim's bytes.
         with self.backend.lock(f"{entry.ref.path}/_claims"):
-            if self.backend.read_bytes(key) is None:
+            raw = self.backend.read_bytes(key)
+            if raw is None:
                 return self.backend.create_exclusive(key, data)  # released meanwhile
             holder = self.claim_holder(key)
             if holder is not None and not claim_is_stale(holder):
                 return holder["host"] == record["host"] and holder["pid"] == record["pid"]
-            self.backend.write_bytes(key, data)
-            return True
+            return self.backend.replace_if_unchanged(key, raw, data)
 
     def claim_holder(self, key: str) -> dict[str, Any] | None:
         """The record of a claim file, or None when it is missing or unreadable."""
@@ -306,12 +340,14 @@ class Committer:
 
     def release_claim(self, entry: Entry, index: int) -> None:
         """Drop this process's claim on a clip (after its commit or its failure record)."""
+        self._require_writable()
         self.backend.delete(f"{entry.ref.path}/_claims/{marker_name(index)}")
 
     def record_failure(self, entry: Entry, index: int, stage: str, error: str) -> None:
         """Remember that a clip failed in this entry (cleared when it later succeeds)."""
         from mer.config import canonical_json
 
+        self._require_writable()
         record = {"clip": entry.clip_ids[index], "index": index, "stage": stage, "error": error}
         self.backend.write_bytes(
             f"{entry.ref.path}/_failed/{marker_name(index)}", canonical_json(record).encode("utf-8")
@@ -319,4 +355,5 @@ class Committer:
 
     def write_run_report(self, name: str, report: dict[str, Any]) -> None:
         """Keep a run's summary and failure list in the store (``_runs/<name>.json``)."""
+        self._require_writable()
         self.backend.write_bytes(f"_runs/{name}.json", json.dumps(report, indent=1).encode("utf-8"))

@@ -8,6 +8,9 @@ from typing import Any
 
 from mer.store.errors import EntryNotFoundError
 
+CLIP_DIM = "clip"  # the clip axis of every stacked array
+CLIP_COORD = "clip_id"  # the string array of an entry's clip ids along that axis (xarray's coordinate)
+
 
 @dataclass(frozen=True)
 class EntryRef:
@@ -80,6 +83,15 @@ class OutputSpec:
     dtype: str
     stacked: bool = False
     row_shape: tuple[int, ...] = ()
+    dims: tuple[str, ...] = ()  # names of the row axes (stored as zarr ``dimension_names`` after ``clip``)
+
+    @property
+    def dimension_names(self) -> tuple[str, ...]:
+        """``clip`` then the row axes' names (``<name>_<axis>`` where the stage declared none)."""
+        dims = self.dims if len(self.dims) == len(self.row_shape) else tuple(
+            f"{self.name}_{i}" for i in range(len(self.row_shape))
+        )
+        return (CLIP_DIM, *dims)
 
     def to_json(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "stacked": self.stacked, "row_shape": list(self.row_shape)}

@@ -32,10 +32,12 @@ __all__ = ["Entry", "EntryInfo", "EntryRef", "FeatureStore", "OutputSpec", "Veri
 class FeatureStore(Catalogue, ManifestShelf, Committer, Reader, Verifier):
     """A feature store at a local path or fsspec URL, opened read-only (``"r"``) or for appending (``"a"``)."""
 
-    def __init__(self, location: str, mode: str = "r", damaged_ok: bool = False):
+    def __init__(
+        self, location: str, mode: str = "r", damaged_ok: bool = False, storage_options: dict[str, Any] | None = None
+    ):
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
-        self.backend = make_backend(location)
+        self.backend = make_backend(location, storage_options)
         self.location = self.backend.location
         self.mode = mode
         self._entries: dict[EntryRef, Entry] = {}
@@ -86,8 +88,12 @@ class FeatureStore(Catalogue, ManifestShelf, Committer, Reader, Verifier):
             raise StoreError(f"store {self.location} is read-only for this user; open it for reading only")
 
 
-def open_store(location: str, mode: str = "r", damaged_ok: bool = False) -> FeatureStore:
+def open_store(
+    location: str, mode: str = "r", damaged_ok: bool = False, storage_options: dict[str, Any] | None = None
+) -> FeatureStore:
     """Open a feature store at a local folder or fsspec URL (``mode="a"`` creates it when missing).
 
-    ``damaged_ok`` opens a store whose root metadata is damaged, for ``verify``/``repair`` only."""
-    return FeatureStore(str(location), mode, damaged_ok)
+    ``damaged_ok`` opens a store whose root metadata is damaged, for ``verify``/``repair`` only.
+    ``storage_options`` go to the fsspec filesystem of a URL (default: ``$MER_STORAGE_OPTIONS``, then the
+    filesystem's own configuration, e.g. the ``AWS_*`` variables for ``s3://``)."""
+    return FeatureStore(str(location), mode, damaged_ok, storage_options)

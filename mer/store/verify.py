@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import zarr
+
 from mer.store.backend import Backend
 from mer.store.commit import claim_is_stale
 from mer.store.documents import EMPTY_GROUP, RESERVED, attrs_intact, marker_name, root_document, sha256, unseal
-from mer.store.entries import EntryRef, VerifyIssue
+from mer.store.entries import CLIP_COORD, EntryRef, VerifyIssue
 from mer.store.manifests import table_checksums
 
 
@@ -58,6 +60,7 @@ class Verifier:
 
     backend: Backend
     location: str
+    _zstore: Any
 
     def verify(self, progress: Callable[[], None] | None = None) -> list[VerifyIssue]:
         """Every problem found (see :meth:`verify_report` for partial entries and claims too)."""
@@ -194,6 +197,7 @@ class Verifier:
             state = "unreadable" if holder is None else "stale" if claim_is_stale(holder) else "live"
             who = f"host {holder.get('host')} pid {holder.get('pid')}" if holder else "unknown holder"
             report.claims.append(f"{ref.path} clip {clip}: {state} claim ({who})")
+        self._check_clip_coordinate(report, ref, attrs)
         stacked_ok: dict[str, bool] = {}
         for index in sorted(done):
             clip = clip_ids[index] if index < len(clip_ids) else f"#{index}"
@@ -226,6 +230,20 @@ class Verifier:
                 report.issues.append(Finding(ref.path, clip, key, problem, "withdraw", marker_key))
             if progress is not None:
                 progress()
+
+    def _check_clip_coordinate(self, report: VerifyReport, ref: EntryRef, attrs: dict[str, Any]) -> None:
+        """An entry with stacked outputs holds its clip ids as the ``clip_id`` array (xarray's coordinate)."""
+        if not any(o.get("stacked") for o in attrs.get("outputs", {}).values()):
+            return
+        try:
+            values = zarr.open_array(store=self._zstore, path=f"{ref.path}/{CLIP_COORD}", mode="r")[...].tolist()
+        except Exception:  # noqa: BLE001 — missing or damaged: rewritten from the entry's attributes
+            values = None
+        if values != list(attrs.get("clip_ids", [])):
+            report.issues.append(
+                Finding(ref.path, "-", f"{ref.path}/{CLIP_COORD}", "damaged clip-id coordinate", "rewrite-coordinate",
+                        ref.path)
+            )
 
     def _check_stacked_meta(self, report: VerifyReport, ref: EntryRef, key: str, digest: str) -> bool:
         live, copy = f"{ref.path}/{key}", f"{ref.path}/_meta/{key}"
@@ -264,6 +282,12 @@ class Verifier:
             elif f.action == "withdraw":
                 self.backend.delete(f.target)
                 done.append(f"withdrew {f.target} ({f.problem}: {f.entry} clip {f.clip})")
+            elif f.action == "rewrite-coordinate":
+                group = _json(self.backend.read_bytes(f"{f.target}/zarr.json")) or {}
+                clip_ids = group.get("attributes", {}).get("mer", {}).get("clip_ids")
+                if clip_ids is not None:
+                    self.write_clip_coordinate(f.target, list(clip_ids), overwrite=True)
+                    done.append(f"rewrote {f.target}/{CLIP_COORD} from the entry's clip ids")
             elif f.action == "withdraw-entry":
                 self.backend.remove_tree(f.target)
                 done.append(f"withdrew entry {f.target} ({f.problem})")
