@@ -1,4 +1,4 @@
-"""The built-in demo: synthetic data → preprocessing → MESTI and apex inputs → MEGANet under LOSO → a table.
+"""The built-in demo: synthetic data → preprocessing → MESTI, dynamic image, apex frame → MEGANet → a table.
 
 Sizes are chosen so that the whole run fits in about five minutes on a 2-core CPU; the output says which.
 """
@@ -65,7 +65,9 @@ def run_demo(out: Path, sizes: DemoSizes = DemoSizes(), fresh: bool = False) -> 
     else:
         console.print("[bold]1. synthetic dataset[/bold]: already there")
 
-    console.print("[bold]2. preprocess[/bold]: ingest → detect → landmarks → align → equalize → MESTI, apex frame")
+    console.print(
+        "[bold]2. preprocess[/bold]: ingest → detect → landmarks → align → equalize → MESTI, dynamic image, apex frame"
+    )
     labels = f"{sizes.classes}class"
     result = load("folder", data_dir, labels=labels, dataset_name="synth")
     store = open_store(str(store_dir), "a")
@@ -74,16 +76,20 @@ def run_demo(out: Path, sizes: DemoSizes = DemoSizes(), fresh: bool = False) -> 
     plan = build_plan(
         store,
         "synth",
-        ["mesti", "apex"],
-        {"mesti": image | {"apex": "annotated"}, "apex": image | {"apex": "annotated"}},
+        ["mesti", "dynamic", "apex"],
+        {
+            "mesti": image | {"apex": "annotated"},
+            "dynamic": image,
+            "apex": image | {"apex": "annotated"},
+        },
     )
     report = run_with_progress(store, "synth", plan, sizes.workers, False, "preprocess synth")
     print_report(report, plan)
 
-    console.print("[bold]3. train[/bold]: MEGANet under leave-one-subject-out, MESTI vs apex-frame input")
+    console.print("[bold]3. train[/bold]: MEGANet under leave-one-subject-out: MESTI, dynamic image, apex frame")
     config = TrainConfig(epochs=sizes.epochs, seed=sizes.seed, batch_size=16, lr=1e-3)
     run_dirs = []
-    for input_name in ("mesti", "apex"):
+    for input_name in ("mesti", "dynamic", "apex"):
         data = load_training_data(store, "synth", input_name)
         run_dir = runs_dir / f"{input_name}-meganet"
         res = run_experiment(
@@ -99,7 +105,7 @@ def run_demo(out: Path, sizes: DemoSizes = DemoSizes(), fresh: bool = False) -> 
             input_name=input_name,
         )
         m = res.metrics
-        console.print(f"  {input_name:<6} UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  ACC {m['acc']:.3f}")
+        console.print(f"  {input_name:<8} UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  ACC {m['acc']:.3f}")
         run_dirs.append(run_dir)
 
     console.print("[bold]4. report[/bold]")

@@ -59,7 +59,7 @@ def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="folder for data, store and runs"),
     fresh: bool = typer.Option(False, help="delete the folder first"),
 ) -> None:
-    """Synthetic data → preprocessing → MESTI and apex inputs → MEGANet under LOSO → results table."""
+    """Synthetic data → preprocessing → MESTI, dynamic-image and apex inputs → MEGANet under LOSO → results table."""
     from mer.demo import run_demo
 
     run_demo(out, fresh=fresh)
