@@ -1,5 +1,7 @@
 """Benchmark the face kernels at 640×480: per-frame cost of landmarks, align, equalise; detection per
-clip; and ``process_clip`` wall time against the sum of its kernels (goal: ratio ≤ 1.3).
+clip; and ``process_clip`` wall time against the sum of its kernels (goal: ratio ≤ 1.3). Then landmarks
+before and after issue 18 side by side: ms/frame, jitter on a static noisy face, and eye-corner stability
+after per-frame alignment of a drifting, rotating face (both against the true landmarks).
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_face.py [--frames 40] [--repeats 5]``.
 Each figure is the best of ``--repeats`` runs (the machine may be shared). OpenCV runs one thread, as in
@@ -60,6 +62,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-inits", type=int, default=FaceParams().n_inits)
+    ap.add_argument("--compare-frames", type=int, default=60, help="clip length of the before/after comparison")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
     n, r = args.frames, args.repeats
@@ -107,6 +110,86 @@ def main() -> None:
         f"stage wall / (decode once + its kernels), same run: {t_stage / (t_kernels + t_decode):.2f} (goal ≤ 1.3); "
         f"/ kernels alone: {t_stage / t_kernels:.2f} (decoding a 640×480 JPEG costs about a third of the kernels)"
     )
+    compare_landmarks(args.compare_frames, r)
+
+
+LANDMARK_CONFIGS = {
+    "before: 5 sharp starts": {"n_inits": 5, "landmark_blur": 0.0},
+    "after: 1 blurred start (default)": {},
+}
+"""Landmark settings compared by ``compare_landmarks`` (FaceParams overrides)."""
+
+
+def photo_clip(n: int, shifts: np.ndarray, angles: np.ndarray, noise: float, seed: int, scale: float = 0.9):
+    """Grace Hopper's photo placed in a 640×480 frame by known similarity transforms (shift px, angle deg),
+    with sensor noise → (frames n×480×640×3, true landmarks n×68×2: the photo's 5-start landmarks mapped by
+    each frame's transform)."""
+    import matplotlib.cbook as cbook
+    import matplotlib.image as mpimg
+
+    from mer.pipeline.face.detect import detect_candidates
+    from mer.pipeline.face.landmarks import predict_landmarks
+
+    photo = np.ascontiguousarray(mpimg.imread(cbook.get_sample_data("grace_hopper.jpg")))
+    best = max(detect_candidates(photo, "hog", 0), key=lambda c: c.score)
+    truth0 = predict_landmarks(photo, best.box).astype(np.float64)
+    c = truth0.mean(axis=0)
+    rng = np.random.default_rng(seed)
+    frames = np.empty((n, 480, 640, 3), dtype=np.uint8)
+    truth = np.empty((n, 68, 2))
+    for t in range(n):
+        m = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), float(angles[t]), scale)
+        m[:, 2] += np.array([320.0, 240.0]) + shifts[t] - c
+        f = cv2.warpAffine(photo, m, (640, 480), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        frames[t] = np.clip(f + rng.normal(0, noise, f.shape), 0, 255).astype(np.uint8)
+        truth[t] = truth0 @ m[:, :2].T + m[:, 2]
+    return frames, truth
+
+
+def jitter(landmarks: np.ndarray, truth: np.ndarray) -> float:
+    """RMS landmark error about each point's mean error (px; a constant bias is not jitter)."""
+    err = landmarks - truth
+    return float(np.sqrt(np.mean(np.sum((err - err.mean(axis=0)) ** 2, axis=-1))))
+
+
+def compare_landmarks(n: int, repeats: int) -> None:
+    """Landmarks before/after: CPU ms per frame (best of ``repeats``; CPU time, as the machine may be shared),
+    predictor runs per frame, jitter (smoothed and raw) on a static face with σ = 3 noise, and on a face
+    drifting 10×6 px and turning 5° over the clip, the inner eye corners (39, 42) after per-frame alignment:
+    their largest move (px) and RMS jitter."""
+    from mer.pipeline.face.align import transform_points
+
+    static, static_truth = photo_clip(n, np.zeros((n, 2)), np.zeros(n), 3.0, seed=1)
+    moves = np.c_[np.linspace(0, 10, n), np.linspace(0, -6, n)]
+    drift, drift_truth = photo_clip(n, moves, np.linspace(0, 5, n), 1.0, seed=2)
+    det_static, det_drift = detect_face(static), detect_face(drift)
+    width = np.linalg.norm(static_truth[0, 16] - static_truth[0, 0])
+    print(f"\nlandmarks before/after, {n} frames of 640×480 (face {width:.0f} px wide), cv2 threads as above")
+    print(
+        f"{'setting':<34}{'CPU ms/f':>9}{'runs/fr':>8}{'static jitter':>15}{'drift jitter':>14}"
+        f"{'eye max':>9}{'eye RMS':>9}"
+    )
+    for name, overrides in LANDMARK_CONFIGS.items():
+        p = FaceParams(align_mode="per-frame", **overrides)
+        kw = {"n_inits": p.n_inits, "blur": p.landmark_blur, "recheck": p.recheck}
+        t = float("inf")
+        for _ in range(repeats):
+            c0 = time.process_time()
+            track_landmarks(static, det_static, **kw)
+            t = min(t, time.process_time() - c0)
+        tr = track_landmarks(static, det_static, **kw)
+        td = track_landmarks(drift, det_drift, **kw)
+        out = process_clip(drift, p)
+        eyes = transform_points(drift_truth, out["transforms"])[:, [39, 42]]
+        moved = np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1)
+        print(
+            f"{name:<34}{t * 1e3 / n:>9.2f}{tr.starts.mean():>8.2f}"
+            f"{jitter(tr.landmarks, static_truth):>8.3f}/{jitter(tr.raw, static_truth):.3f}"
+            f"{jitter(td.landmarks, drift_truth):>8.3f}/{jitter(td.raw, drift_truth):.3f}"
+            f"{np.max(np.linalg.norm(eyes - eyes[:1], axis=-1)):>9.3f}{np.sqrt(np.mean(moved**2)):>9.3f}"
+        )
+    print("jitter: smoothed/raw RMS px about each point's mean error; eye max: largest move of the aligned true")
+    print("inner eye corners from frame 0 (px in the 256 crop); eye RMS: their RMS distance from their mean")
 
 
 def time_stages(clip: np.ndarray, repeats: int, n_clips: int = 4) -> tuple[float, float, float]:

@@ -1,8 +1,10 @@
 """Throughput of the flow kernels at 256×256: pairs per second for 1 and 2 worker processes (joblib/loky)
-and 1 or 2 OpenCV threads per worker, with the parallel efficiency on 2 cores.
+and 1 or 2 OpenCV threads per worker, with the parallel efficiency on 2 cores; ``tvl1-torch`` (one PyTorch
+thread per worker) beside OpenCV's TV-L1 per core, with the median difference of their fields; on a GPU,
+``tvl1-torch`` in batches (float32) against one OpenCV core and the published ~30 fps of GPU TV-L1 at 320×240.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_flow.py [--repeats 3] [--farneback-pairs 120]
-                                                           [--tvl1-pairs 12] [--size 256]
+                                                           [--tvl1-pairs 12] [--size 256] [--gpu-pairs 256]
 
 Columns: pairs/s over the batch's wall time (best and median of ``--repeats``); wall efficiency = pairs/s
 ÷ (workers × best pairs/s of 1 worker with 1 thread); CPU ms/pair = process CPU time per pair (best);
@@ -35,6 +37,11 @@ TV-L1 has parallel loops but gained ≤ 6 % here, as the cores were busy; 2 work
 oversubscribes the cores and was the worst configuration in both runs (59–62 % in run 1). Hence
 ``recommended_cv_threads``: Farneback 1 thread per worker always; TV-L1 ``cores // workers`` (2 for a
 lone worker on 2 cores, 1 with 2 workers) — processes first, threads only for idle cores.
+
+tvl1-torch (issue 18; default TV-L1 parameters, ``--methods tvl1,tvl1-torch --tvl1-pairs 4``, load average
+13–19 on the 2 cores, so only the CPU figures mean something): 579 ms CPU a pair beside OpenCV's 569 ms with
+one thread, i.e. 1.73 against 1.76 pairs per CPU second (0.98× per core); the two fields differ by a median
+0.017 px (95th percentile 0.09 px). No GPU was available for the GPU section.
 """
 
 from __future__ import annotations
@@ -99,7 +106,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--farneback-pairs", type=int, default=120)
     ap.add_argument("--tvl1-pairs", type=int, default=12)
-    ap.add_argument("--methods", default="farneback,tvl1")
+    ap.add_argument("--methods", default="farneback,tvl1,tvl1-torch")
+    ap.add_argument("--gpu-pairs", type=int, default=256, help="pairs per GPU timing (0: no GPU section)")
     args = ap.parse_args()
 
     a, b = make_pair(args.size)
@@ -114,13 +122,15 @@ def main() -> None:
         pool(delayed(work)("farneback", a, b, 1, 1) for _ in range(2))  # warm the workers up
         for method in args.methods.split(","):
             n = args.farneback_pairs if method == "farneback" else args.tvl1_pairs
-            res: dict[tuple[int, int], list[tuple[float, float, float]]] = {c: [] for c in configs}
+            # OpenCV threads mean nothing to tvl1-torch (it runs one PyTorch thread per worker)
+            method_configs = [(1, 1), (2, 1)] if method == "tvl1-torch" else configs
+            res: dict[tuple[int, int], list[tuple[float, float, float]]] = {c: [] for c in method_configs}
             for _ in range(args.repeats):  # interleave configs so that load changes hit them alike
-                for workers, threads in configs:
+                for workers, threads in method_configs:
                     res[(workers, threads)].append(run_config(pool, method, a, b, n, workers, threads))
             base = max(r[0] for r in res[(1, 1)])
             base_cpu = min(r[1] for r in res[(1, 1)])
-            for c in configs:
+            for c in method_configs:
                 best, med = max(r[0] for r in res[c]), statistics.median(r[0] for r in res[c])
                 cpu, ratio = min(r[1] for r in res[c]), statistics.median(r[2] for r in res[c])
                 eff = 100 * best / (c[0] * base)
@@ -142,6 +152,92 @@ def main() -> None:
             f"recommended_cv_threads({method!r}, workers=1/2) = "
             f"{recommended_cv_threads(method, 1)}/{recommended_cv_threads(method, 2)}"
         )  # type: ignore[arg-type]
+    methods = args.methods.split(",")
+    if "tvl1" in methods and "tvl1-torch" in methods:
+        per_core = {m: max(r[3] for r in rows if r[0] == m and r[1] == 1 and r[2] == 1) for m in methods}
+        cpu_ms = {m: min(r[6] for r in rows if r[0] == m and r[1] == 1 and r[2] == 1) for m in methods}
+        print(
+            f"tvl1-torch on one CPU core: {1000 / cpu_ms['tvl1-torch']:.2f} pairs per CPU second "
+            f"({cpu_ms['tvl1-torch']:.0f} ms a pair; {per_core['tvl1-torch']:.2f} pairs/s wall) beside OpenCV tvl1 "
+            f"{1000 / cpu_ms['tvl1']:.2f} ({cpu_ms['tvl1']:.0f} ms; {per_core['tvl1']:.2f} wall): "
+            f"{cpu_ms['tvl1'] / cpu_ms['tvl1-torch']:.2f}× per core by CPU time (robust to a busy machine)"
+        )
+        agreement(a, b)
+        if args.gpu_pairs and gpu_available():
+            gpu_section(args.size, args.gpu_pairs, max(per_core["tvl1"], 1000 / cpu_ms["tvl1"]))
+        elif args.gpu_pairs:
+            print("no CUDA device here: GPU figures of tvl1-torch (goal ≥ 30× one OpenCV core) not measured")
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> None:
+    """Median end-point difference between tvl1-torch (CPU) and OpenCV tvl1 with the same parameters."""
+    from mer.pipeline.flow import tvl1
+    from mer.pipeline.tvl1_torch import tvl1_torch
+
+    d = np.linalg.norm(tvl1_torch(a, b) - tvl1(a, b), axis=-1)
+    print(
+        f"tvl1-torch vs OpenCV tvl1 on the benchmark pair: median {np.median(d):.4f} px, 95th pct "
+        f"{np.percentile(d, 95):.4f} px apart (goal: median < 0.05)"
+    )
+
+
+def gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def varied_pairs(size: tuple[int, int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` different pairs (``size`` = H, W): the face warped by smooth fields of varied phase and amplitude."""
+    import matplotlib
+    from scipy import ndimage
+
+    h, w = size
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    grey = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)[120:376, 140:396]
+    grey = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA).astype(np.float64)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    rng = np.random.default_rng(0)
+    firsts, seconds = np.empty((n, h, w), np.uint8), np.empty((n, h, w), np.uint8)
+    for k in range(n):
+        amp, phase = rng.uniform(0.5, 2.0, 2), rng.uniform(0, 2 * np.pi, 2)
+        gx = xx - amp[0] * np.sin(2 * np.pi * yy / (0.7 * h) + phase[0])
+        gy = yy - amp[1] * np.cos(2 * np.pi * xx / (0.6 * w) + phase[1])
+        b = ndimage.map_coordinates(grey, [gy, gx], order=3, mode="reflect")
+        firsts[k] = np.clip(np.rint(grey + rng.normal(0, 1, grey.shape)), 0, 255)
+        seconds[k] = np.clip(np.rint(b + rng.normal(0, 1, grey.shape)), 0, 255)
+    return firsts, seconds
+
+
+def gpu_section(size: int, n_pairs: int, opencv_per_core: float) -> None:
+    """tvl1-torch on CUDA: pairs/s per batch size at ``size``² and 320×240, agreement with OpenCV."""
+    import torch
+
+    from mer.pipeline.flow import tvl1
+    from mer.pipeline.tvl1_torch import default_batch_size, tvl1_torch_batch
+
+    device = torch.device("cuda")
+    print(f"\ntvl1-torch on {torch.cuda.get_device_name(device)} (float32, batched, {n_pairs} different pairs)")
+    for shape in ((size, size), (240, 320)):
+        firsts, seconds = varied_pairs(shape, n_pairs)
+        tvl1_torch_batch(firsts[:4], seconds[:4], device="cuda", batch_size=4)  # warm up kernels and caches
+        auto = default_batch_size(device, *shape)
+        for batch in sorted({1, 16, 64, min(auto, n_pairs)}):
+            count = min(n_pairs, max(batch, 16))
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            flows = tvl1_torch_batch(firsts[:count], seconds[:count], device="cuda", batch_size=batch)
+            torch.cuda.synchronize()
+            rate = count / (time.perf_counter() - t0)
+            line = f"  {shape[1]}×{shape[0]} batch {batch:4d}: {rate:8.1f} pairs/s"
+            if shape == (size, size):
+                line += f" = {rate / opencv_per_core:6.1f}× one OpenCV core (goal ≥ 30×)"
+            else:
+                line += f" = {rate / 30:5.1f}× the published ~30 fps of GPU TV-L1 at 320×240"
+            print(line)
+        k = min(4, n_pairs)
+        d = [np.median(np.linalg.norm(flows[i] - tvl1(firsts[i], seconds[i]), axis=-1)) for i in range(k)]
+        print(f"  {shape[1]}×{shape[0]}: GPU fields vs OpenCV, median difference per pair {np.round(d, 4)} px")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any
 MER_CLI = [sys.executable, "-c", "from mer.cli import app; app()"]
 DATASET = "synth"
 STAGES = "face,mesti"
-_IGNORED_PARTS = {"_runs", "_claims", "_failed"}
+_IGNORED_PARTS = {"_runs", "_claims", "_failed", "_cache"}  # _cache: stat cache of frame files
 
 
 def preprocess_cmd(root: Path, store: Path, stages: str = STAGES, workers: int = 1, *extra: str) -> list[str]:

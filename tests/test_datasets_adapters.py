@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -202,7 +203,8 @@ def test_folder_adapter_synthetic_style(tmp_path: Path) -> None:
     res = load("folder", root, labels="3class")
     assert _errors(res) == []
     df = res.manifest
-    assert df["dataset"].unique().tolist() == ["synth"]
+    expected = "synth-" + hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]  # name + hash of the root
+    assert df["dataset"].unique().tolist() == [expected]
     assert _rows(df, "subject", "clip", "label_name") == [
         ("sub1", "clip1", "negative"),
         ("sub2", "clip9", "positive"),

@@ -237,13 +237,13 @@ def test_flow_image_minmax(size):
     rng = np.random.default_rng(1)
     xx, yy = _grid(256, 256)
     flow = np.stack([np.sin(xx / 30) + 0.1 * rng.normal(size=xx.shape), 0.02 * yy], -1).astype(np.float32)
-    img = flow_image(flow, size)
+    img = flow_image(flow, size, normalise="minmax")
     assert img.shape == (3, size, size) and img.dtype == np.float32
     for c in img:
         assert c.min() == pytest.approx(0.0, abs=1e-6) and c.max() == pytest.approx(1.0, abs=1e-6)
     # a constant channel (v of a pure horizontal shift) becomes zeros, not NaN
     const = np.zeros((64, 64, 2), np.float32) + np.float32([1.0, 0.0])
-    img = flow_image(const, size)
+    img = flow_image(const, size, normalise="minmax")
     assert np.all(np.isfinite(img)) and np.all(img[1:] == 0.0)
 
 

@@ -112,15 +112,18 @@ def test_flow_entry_holds_the_annotated_pairs_and_the_kernel_flow(flow_store):
             assert np.abs(decoded.astype(np.float64) - expected).max() <= codec_error + 1e-6
 
 
-def test_flow_image_is_the_minmax_uv_strain_of_the_first_pair(flow_store):
+def test_flow_image_is_the_signed_uv_strain_of_the_first_pair_and_declares_its_channels(flow_store):
     st = open_store(flow_store)
     images = st.read("synth", "flow-image")
     assert images.shape == (6, 3, 28, 28) and images.dtype == np.float32
+    entry = st.find("synth", "flow-image")
+    assert entry.attrs["channels"] == ["u", "v", "strain"] and entry.attrs["scaling"]["normalise"] == "maxabs"
     for i, clip in enumerate(st.clips("synth")):
         first = decode_flow(st.read("synth", "flow", clip=clip)[0])
-        np.testing.assert_array_equal(images[i], flow_image(first, size=28, normalise="minmax"))
-        assert images[i].reshape(3, -1).min(axis=1).tolist() == [0.0, 0.0, 0.0]
-        assert images[i].reshape(3, -1).max(axis=1).tolist() == [1.0, 1.0, 1.0]
+        np.testing.assert_array_equal(images[i], flow_image(first, size=28, normalise="maxabs"))
+        assert np.sqrt(images[i, 0] ** 2 + images[i, 1] ** 2).max() == pytest.approx(1.0, abs=1e-6)
+        assert images[i, :2].min() < 0 < images[i, :2].max()  # signed
+        assert images[i, 2].min() >= 0 and images[i, 2].max() == pytest.approx(1.0)
 
 
 def test_roi_flow_sequences_and_top_frames(flow_store):

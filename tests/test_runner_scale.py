@@ -69,14 +69,14 @@ def _hold_claim_script(location: str, stage: str, index: int, slow_stale_check: 
     return textwrap.dedent(
         f"""
         import os, sys, time
-        import mer.store.store as s
+        import mer.store.commit as s
         from mer.store import open_store
         if {slow_stale_check!r}:
-            _orig = s._claim_is_stale
+            _orig = s.claim_is_stale
             def _slow(holder):  # a slow shared filesystem: widen the window between reading and replacing a claim
                 time.sleep({slow_stale_check!r})
                 return _orig(holder)
-            s._claim_is_stale = _slow
+            s.claim_is_stale = _slow
         st = open_store({location!r}, "a")
         entry = st.find({DATASET!r}, {stage!r}, complete_only=False)
         go = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0

@@ -129,7 +129,7 @@ def test_verify_catches_truncated_altered_and_missing_chunks(tmp_path, tiny_data
     missing.unlink()
     problems = {(i.clip, i.problem) for i in st.verify()}
     clip_ids = list(manifest["clip_id"])
-    assert problems == {(clip_ids[2], "altered"), (clip_ids[0], "altered"), (clip_ids[3], "missing")}
+    assert problems == {(clip_ids[2], "altered chunk"), (clip_ids[0], "altered chunk"), (clip_ids[3], "missing chunk")}
 
 
 def test_same_inputs_store_identical_bytes(tmp_path, tiny_dataset):

@@ -34,4 +34,4 @@ def test_fsspec_store_round_trip_and_verify(tiny_dataset, tmp_path):
     data = bytearray(fs.cat_file(chunk))
     data[-1] ^= 1
     fs.pipe_file(chunk, bytes(data))
-    assert [i.problem for i in open_store(url, "r").verify()] == ["altered"]
+    assert [i.problem for i in open_store(url, "r").verify()] == ["altered chunk"]

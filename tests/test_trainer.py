@@ -78,7 +78,7 @@ def _radial_flow(n: int) -> torch.Tensor:
 def test_flow_rotation_turns_vectors_with_the_image(angle):
     """An outward radial field is rotation-equivariant: rotating it as a flow field leaves it unchanged."""
     f = _radial_flow(21)
-    out = rotate(f, torch.tensor([angle]), flow_channels=(0, 1))
+    out = rotate(f, torch.tensor([angle]), ("u", "v"))
     inner = slice(5, 16)  # away from the zero-filled corners
     torch.testing.assert_close(out[..., inner, inner], f[..., inner, inner], atol=1e-4, rtol=0)
     # without rotating the vectors the field would be wrong
@@ -88,7 +88,7 @@ def test_flow_rotation_turns_vectors_with_the_image(angle):
 
 def test_flow_flip_negates_u():
     f = _radial_flow(9)
-    torch.testing.assert_close(hflip(f, flow_channels=(0, 1)), f)  # radial field is mirror-symmetric
+    torch.testing.assert_close(hflip(f, ("u", "v")), f)  # radial field is mirror-symmetric
     assert torch.equal(hflip(f)[:, 0], f.flip(-1)[:, 0])
 
 
@@ -223,6 +223,6 @@ def test_runner_rejects_misaligned_inputs():
 
 
 def test_train_config_round_trips_through_json():
-    cfg = TrainConfig(epochs=7, rotation_angles=(-5.0, 5.0), flow_channels=(0, 1), optimizer="adamw")
+    cfg = TrainConfig(epochs=7, rotation_angles=(-5.0, 5.0), channels=("u", "v", "strain"), optimizer="adamw")
     again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg

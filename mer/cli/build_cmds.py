@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 
-from mer.cli.console import console, user_errors
+from mer.cli.console import console
+from mer.cli.errors import user_errors
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
+from mer.cli.store_open import open_cli_store
+from mer.names import validate_component
 from mer.pipeline.graph import build_plan
-from mer.store import open_store
 
 STORE = typer.Option(..., "--store", help="store path or URL")
 DATASET = typer.Option(..., "--dataset", help="dataset name in the store")
@@ -31,14 +34,15 @@ def build_stages(
     scheduler: str | None = None,
 ) -> None:
     """Compute the named stages (and whatever they lack upstream) for every clip; report and exit like preprocess."""
-    st = open_store(store, "a")
+    validate_component("dataset", dataset)
+    st = open_cli_store(store, "a")
     with user_errors():
         plan = build_plan(st, dataset, list(params), params)
     report = run_with_progress(st, dataset, plan, workers, quiet, f"{','.join(params)} {dataset}", scheduler)
     print_report(report, plan)
     for planned in plan[-len(params) :]:
         console.print(
-            f"read with: open_store({store!r}).read({dataset!r}, {planned.stage.name!r}, key={planned.key!r})"
+            escape(f"read with: open_store({store!r}).read({dataset!r}, {planned.stage.name!r}, key={planned.key!r})")
         )
     exit_on_failures(report)
 
@@ -77,7 +81,9 @@ def build_di(
 def build_input(
     store: str = STORE,
     dataset: str = DATASET,
-    kind: str = typer.Option(..., help="apex | onset | diff (apex − onset)"),
+    kind: str = typer.Option(
+        ..., help="apex | onset | diff (apex − onset) | onset-raw | apex-raw (aligned uint8 RGB, FaceSleuth/MMNet)"
+    ),
     apex: str = APEX,
     apex_fallback: str | None = FALLBACK,
     size: int = SIZE,
@@ -86,11 +92,15 @@ def build_input(
     quiet: bool = QUIET,
     scheduler: str | None = SCHEDULER,
 ) -> None:
-    """Other single-image inputs of the MESTI paper's comparison: apex frame, onset frame, apex − onset."""
-    if kind not in ("apex", "onset", "diff"):
-        raise typer.BadParameter(f"--kind {kind!r}: choose apex, onset or diff")
-    params: dict[str, Any] = {"size": size, "norm": norm}
-    if kind != "onset":
+    """Other single-image inputs: apex frame, onset frame, apex − onset (the MESTI paper's comparison), and the
+    raw aligned onset/apex frames (uint8 RGB, no equalisation or min-max; ``--norm`` does not apply)."""
+    kinds = ("apex", "onset", "diff", "onset-raw", "apex-raw")
+    if kind not in kinds:
+        raise typer.BadParameter(f"--kind {kind!r}: choose {', '.join(kinds)}")
+    params: dict[str, Any] = {"size": size}
+    if not kind.endswith("-raw"):
+        params["norm"] = norm
+    if kind not in ("onset", "onset-raw"):
         params |= {"apex": apex, "apex_fallback": apex_fallback}
     build_stages(store, dataset, {kind: params}, workers, quiet, scheduler)
 
@@ -98,7 +108,7 @@ def build_input(
 def build_flow(
     store: str = STORE,
     dataset: str = DATASET,
-    method: str = typer.Option("farneback", help="farneback | tvl1"),
+    method: str = typer.Option("farneback", help="farneback | tvl1 (OpenCV) | tvl1-torch (batched, any device)"),
     pairs: str = typer.Option(
         "onset-apex,apex-offset", help="onset-apex,apex-offset | sequence | from-onset (comma-separated)"
     ),
@@ -107,6 +117,7 @@ def build_flow(
     length: int = typer.Option(32, help="ROI sequence length T"),
     apex: str = APEX,
     apex_fallback: str | None = typer.Option("middle", help="when the apex is missing"),
+    device: str = typer.Option("auto", help="tvl1-torch only: auto (CUDA when available) | cpu | cuda"),
     workers: int | None = WORKERS,
     quiet: bool = QUIET,
     scheduler: str | None = SCHEDULER,
@@ -114,10 +125,18 @@ def build_flow(
     """Optical flow on aligned faces: per-clip fields (int16), (u, v, strain) images and optional ROI sequences."""
     if roi not in (None, 6, 14, 18):
         raise typer.BadParameter(f"--roi {roi}: choose 6, 14 or 18")
-    params: dict[str, dict[str, Any]] = {
-        "flow": {"method": method, "pairs": pairs, "apex": apex, "apex_fallback": apex_fallback},
-        "flow-image": {"size": size},
-    }
+    flow: dict[str, Any] = {"method": method, "pairs": pairs, "apex": apex, "apex_fallback": apex_fallback}
+    if method == "tvl1-torch":
+        from mer.pipeline.tvl1_torch import resolve_device
+
+        try:
+            resolve_device(device)  # a missing CUDA device fails here, before any clip
+        except ValueError as exc:
+            raise typer.BadParameter(f"--device: {exc}") from None
+        flow["method_params"] = {"device": device}
+    elif device != "auto":
+        raise typer.BadParameter(f"--device {device}: only --method tvl1-torch runs on a chosen device")
+    params: dict[str, dict[str, Any]] = {"flow": flow, "flow-image": {"size": size}}
     if roi is not None:
         params["roi-flow"] = {"roi_set": f"stag{roi}", "length": length}
     build_stages(store, dataset, params, workers, quiet, scheduler)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -15,6 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -42,25 +44,16 @@ def clip_progress(description: str, quiet: bool = False) -> Iterator[Progress | 
 
 
 def failure_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
-    """A table of (clip, stage or file, error) rows."""
-    table = Table(title=title, show_lines=False)
+    """A table of (clip, stage or file, error) rows; cells are plain text (data is never read as rich markup)."""
+    table = Table(title=escape(title), show_lines=False)
     table.add_column("clip")
     table.add_column("where")
     table.add_column("error", overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(str(cell)) for cell in row))
     return table
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Show a bad option value or a missing store entry as one line and exit 2, not as a traceback."""
-    import typer
-
-    from mer.store import StoreError
-
-    try:
-        yield
-    except (ValueError, StoreError, FileNotFoundError) as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(2) from None
+def print_error(message: str) -> None:
+    """``error: message`` on stderr as one line (the message escaped, never wrapped)."""
+    err_console.print(f"[red]error[/red]: {escape(message)}", soft_wrap=True, highlight=False)

@@ -6,13 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
-from mer.cli.console import console, err_console, failure_table, user_errors
+from mer.cli.console import console, err_console, failure_table
+from mer.cli.errors import user_errors
+from mer.cli.qc_cmds import print_quality_summary
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
+from mer.cli.store_open import open_cli_store
+from mer.names import printable, validate_component
 from mer.pipeline.graph import build_plan
 from mer.pipeline.manifest_store import write_dataset_manifest
 from mer.pipeline.stages import expand_stages
-from mer.store import open_store
 
 DEFAULT_STAGES = "ingest,face"
 
@@ -51,7 +55,7 @@ def synth(
             frame_size=_parse_size(size),
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    console.print(f"wrote {summary.n_clips} clips ({summary.n_frames} frames) to {out}")
+    console.print(escape(f"wrote {summary.n_clips} clips ({summary.n_frames} frames) to {out}"))
 
 
 def parse_column_map(text: str | None) -> dict[str, str] | None:
@@ -80,10 +84,13 @@ def load_dataset(
     corrections: Path | None,
     name: str | None = None,
 ) -> Any:
-    """Run the adapter with the CLI's options; a bad option or missing file is a one-line error."""
+    """Run the adapter with the CLI's options; a bad option or missing file is a one-line error. ``name`` (a safe
+    name, `mer.names`) names a `folder` dataset; without it the folder's default name is used."""
     from mer.datasets import load
 
     with user_errors():
+        if name is not None:
+            validate_component("dataset", name)
         return load(
             dataset,
             root,
@@ -91,7 +98,7 @@ def load_dataset(
             annotations=annotations,
             column_map=parse_column_map(column_map),
             corrections=corrections,
-            dataset_name=name or dataset,
+            dataset_name=name,
         )
 
 
@@ -99,11 +106,11 @@ def _print_problems(problems: list) -> int:
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     for p in warnings:
-        err_console.print(f"[yellow]warning[/yellow] {p}")
+        err_console.print(escape(str(p)), style="yellow", soft_wrap=True, highlight=False)
     if errors:
         rows = [
             (
-                "/".join(x for x in (p.subject, p.clip) if x) or "-",
+                "/".join(printable(x, 130) for x in (p.subject, p.clip) if x) or "-",
                 f"{p.file}" + (f" row {p.row}" if p.row else ""),
                 str(p),
             )
@@ -125,8 +132,10 @@ def check_dataset(
     result = load_dataset(dataset, root, labels, annotations, column_map, corrections)
     n_errors = _print_problems(result.problems)
     console.print(
-        f"{dataset}: {len(result.manifest)} usable clips, {n_errors} error(s), "
-        f"{len(result.problems) - n_errors} warning(s)"
+        escape(
+            f"{dataset}: {len(result.manifest)} usable clips, {n_errors} error(s), "
+            f"{len(result.problems) - n_errors} warning(s)"
+        )
     )
     if n_errors:
         raise typer.Exit(1)
@@ -150,25 +159,44 @@ def preprocess(
         None, help="Dask scheduler tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS); workers write to --store"
     ),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars; log lines only"),
+    update: bool = typer.Option(
+        False, "--update", help="store a changed clips table as a new version (the earlier one stays readable)"
+    ),
+    rehash: bool = typer.Option(False, "--rehash", help="hash every frame file again (not only those whose size or "
+                                "modification time changed)"),
 ) -> None:
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
-    result = load_dataset(dataset, root, labels, annotations, column_map, corrections, name)
+    from mer.datasets import default_dataset_name
+
+    ds_name = validate_component("dataset", name) if name is not None else default_dataset_name(dataset, root)
+    result = load_dataset(dataset, root, labels, annotations, column_map, corrections, ds_name)
     n_errors = _print_problems(result.problems)
-    st = open_store(store, "a")
-    ds_name = name or result.adapter
+    st = open_cli_store(store, "a")
     label_set = result.label_set.to_dict() if result.label_set is not None else None
-    digest = write_dataset_manifest(
-        st,
-        ds_name,
-        result.manifest,
-        root,
-        result.adapter,
-        label_set,
-        {"corrections": getattr(result, "corrections", None)},
+    with user_errors():
+        outcome = write_dataset_manifest(
+            st,
+            ds_name,
+            result.manifest,
+            root,
+            result.adapter,
+            label_set,
+            {"corrections": getattr(result, "corrections", None)},
+            update=update,
+            rehash=rehash,
+        )
+    state = "new version" if outcome.changed else ("unchanged" if outcome.previous else "new")
+    console.print(
+        f"manifest {ds_name}: {outcome.n_clips} clips, version {outcome.hash[:16]} ({state}; "
+        f"{outcome.hashed_files} frame file(s) hashed)",
+        markup=False,
+        soft_wrap=True,
     )
-    console.print(f"manifest {ds_name}: {len(result.manifest)} clips (hash {digest[:16]})")
+    for line in outcome.diff.summary():
+        err_console.print(f"  {line}", markup=False, soft_wrap=True)
     with user_errors():
         plan = build_plan(st, ds_name, expand_stages(stages))
     report = run_with_progress(st, ds_name, plan, workers, quiet, f"preprocess {ds_name}", scheduler)
     print_report(report, plan)
+    print_quality_summary(st, ds_name, plan)
     exit_on_failures(report, n_errors)

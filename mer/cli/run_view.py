@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import typer
+from rich.markup import escape
 
 from mer.cli.console import clip_progress, console, err_console, failure_table
+from mer.pipeline.claim_wait import ClaimWaitNotice
 from mer.pipeline.graph import PlannedStage
 from mer.pipeline.runner import ClipOutcome, RunReport, run_plan
 from mer.store.store import FeatureStore
@@ -38,7 +40,9 @@ def run_with_progress(
             state["frames"] += outcome.frames
             if progress is None:
                 if outcome.error:
-                    err_console.print(f"failed {outcome.clip_id} at {outcome.failed_stage}: {outcome.error}")
+                    err_console.print(
+                        escape(f"failed {outcome.clip_id} at {outcome.failed_stage}: {outcome.error}"), soft_wrap=True
+                    )
                 return
             fps = state["frames"] / max(time.perf_counter() - state["t0"], 1e-9)
             reached = True
@@ -50,20 +54,39 @@ def run_with_progress(
                     state["failed"][name] += 1  # not computed: its input failed
                 progress.update(state["tasks"][name], advance=1, failed=state["failed"][name], fps=fps)
 
+        notice = ClaimWaitNotice()
+
+        def on_wait(holders: list[dict]) -> None:
+            line = notice.due(holders)
+            if line:
+                err_console.print(escape(line))
+
         report = run_plan(
-            store, dataset, plan, workers=workers, on_outcome=on_outcome, on_start=on_start, scheduler=scheduler
+            store,
+            dataset,
+            plan,
+            workers=workers,
+            on_outcome=on_outcome,
+            on_start=on_start,
+            scheduler=scheduler,
+            on_wait=on_wait,
         )
     return report
 
 
 def print_report(report: RunReport, plan: list[PlannedStage]) -> None:
     """Summary line per stage (key, clips computed) and the failure table."""
-    computed = report.computed
+    computed, reused = report.computed, report.reused
     for planned in plan:
-        console.print(f"  {planned.stage.name:<10} key {planned.key}  computed {computed[planned.stage.name]} clip(s)")
+        name = planned.stage.name
+        extra = f", reused {reused[name]} unchanged" if reused.get(name) else ""
+        line = f"  {name:<10} key {planned.key}  computed {computed[name]} clip(s){extra}"
+        console.print(line, markup=False, soft_wrap=True)
     console.print(
         f"{report.dataset}: {report.n_clips} clips, {report.skipped} already complete, "
-        f"{len(report.failures)} failed, {report.seconds:.1f} s"
+        f"{len(report.failures)} failed, {report.seconds:.1f} s",
+        markup=False,
+        soft_wrap=True,
     )
     if report.failures:
         rows = [(o.clip_id, o.failed_stage or "", o.error or "") for o in report.failures]

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import pandas as pd
 import typer
+from rich.markup import escape
 
 from mer.cli.console import console
+from mer.cli.store_open import open_cli_store
+from mer.names import validate_clip_id, validate_component
 
 
 def _save_png(image: np.ndarray, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise typer.BadParameter(f"could not write {out}")
-    console.print(f"wrote {out}")
+    console.print(f"wrote {escape(str(out))}")
+
+
+def _open_clip(store: str, dataset: str, clip: str) -> tuple[Any, pd.Series]:
+    """The store (read-only) and the manifest row of ``clip``; unsafe names and unknown clips are one-line errors."""
+    validate_component("dataset", dataset)
+    validate_clip_id(clip)
+    st = open_cli_store(store, "r")
+    table = st.manifest(dataset).set_index("clip_id")
+    if clip not in table.index:
+        known = ", ".join(list(table.index[:5])) + (", …" if len(table) > 5 else "")
+        raise ValueError(f"clip {clip!r} is not in dataset {dataset!r} of {store} (clips: {known or 'none'})")
+    return st, table.loc[clip]
 
 
 def show_face(
@@ -29,10 +46,8 @@ def show_face(
     """A frame with landmarks, ROI boxes and the crop outline, beside its aligned, equalised face."""
     from mer.pipeline.face.draw import draw_face_figure
     from mer.pipeline.frames_io import read_frame
-    from mer.store import open_store
 
-    st = open_store(store, "r")
-    row = st.manifest(dataset).set_index("clip_id").loc[clip]
+    st, row = _open_clip(store, dataset, clip)
     if not 0 <= frame < len(row["frame_paths"]):
         raise typer.BadParameter(f"--frame {frame}: clip {clip} has {len(row['frame_paths'])} frames")
     image = read_frame(row["frame_paths"][frame])
@@ -68,10 +83,8 @@ def show_mesti(
     from mer.pipeline.context import ClipContext
     from mer.pipeline.temporal import show_mesti_figure
     from mer.pipeline.temporal_stages import MestiParams, clip_apex
-    from mer.store import open_store
 
-    st = open_store(store, "r")
-    row = st.manifest(dataset).set_index("clip_id").loc[clip]
+    st, row = _open_clip(store, dataset, clip)
     frames = st.read(dataset, "equalize", clip=clip)
     ctx = ClipContext({**row.to_dict(), "clip_id": clip}, 0)
     MestiParams(apex=apex, apex_fallback=apex_fallback, scheme=scheme)  # validates the options

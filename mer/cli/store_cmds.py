@@ -6,12 +6,17 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mer.cli.console import console, err_console
+from mer.cli.errors import user_errors
+from mer.cli.store_open import open_cli_store
 from mer.config import canonical_json
+from mer.names import validate_component
 from mer.store import StoreError, open_store
-from mer.store.export import export_entry_h5
+from mer.store.export import export_entry_h5, export_entry_zarr_zip
 from mer.store.store import EntryRef, FeatureStore
 
 store_app = typer.Typer(help="Inspect, verify and export a feature store.", no_args_is_help=True)
@@ -39,15 +44,20 @@ def ls_command(
     dataset: str | None = typer.Option(None, help="only this dataset"),
 ) -> None:
     """List entries: dataset, stage, key, parameters and status."""
-    st = open_store(store, "r")
-    table = Table(title=f"{st.location}")
+    if dataset is not None:
+        validate_component("dataset", dataset)
+    st = open_cli_store(store, "r")
+    table = Table(title=escape(st.location))
     for col in ("dataset", "stage", "key", "status", "parameters"):
         table.add_column(col, overflow="fold")
     for ds in [dataset] if dataset else st.datasets():
+        current = st.current_manifest_hash(ds)
         n = len(st.manifest_meta(ds)["rows"])
-        table.add_row(ds, "manifest", st.manifest_meta(ds)["hash"][:16], f"{n} clips", "")
+        versions = len(st.manifest_versions(ds))
+        table.add_row(Text(ds), "manifest", current[:16], f"{n} clips", f"{versions} version(s)")
         for info in st.ls(ds):
-            table.add_row(info.dataset, info.stage, info.key, info.status, canonical_json(info.params))
+            status = info.status if info.manifest_hash == current else f"{info.status} (table {info.manifest_hash[:8]})"
+            table.add_row(Text(info.dataset), Text(info.stage), info.key, status, Text(canonical_json(info.params)))
     console.print(table)
 
 
@@ -58,7 +68,7 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Show an entry's parameters, inputs, outputs, provenance and failures."""
-    st = open_store(store, "r")
+    st = open_cli_store(store, "r")
     ref = parse_entry(st, entry)
     info = st.info_of(ref)
     attrs = dict(st.entry(ref).attrs)
@@ -76,32 +86,61 @@ def info_command(
         return
     for key, value in record.items():
         text = value if isinstance(value, str | int) else json.dumps(value, indent=1)
-        console.print(f"[bold]{key}[/bold]: {text}")
+        console.print(f"[bold]{escape(key)}[/bold]: {escape(str(text))}")
 
 
 @store_app.command("verify")
-def verify_command(store: str) -> None:
-    """Re-read every committed chunk against its stored checksum; exit 1 when something is missing or altered."""
-    st = open_store(store, "r")
-    issues = st.verify()
-    n_entries = len(st.ls())
-    if not issues:
-        console.print(f"[green]ok[/green]: every committed chunk of {n_entries} entries matches its checksum")
+def verify_command(
+    store: str,
+    repair: bool = typer.Option(
+        False, "--repair", help="restore damaged metadata from its intact copy and withdraw what cannot be restored, "
+        "so that the same preprocess/build command recomputes exactly that",
+    ),
+) -> None:
+    """Check every committed chunk, array and group metadata, clips table and commit marker; exit 1 on problems."""
+    with user_errors():
+        st = open_store(store, "a" if repair else "r", damaged_ok=True)  # a damaged root is what verify reports
+        report = st.verify_report()
+    for line in report.partial:
+        err_console.print(f"partial: {line}", markup=False, soft_wrap=True)
+    for line in report.claims:
+        err_console.print(f"claim: {line}", markup=False, soft_wrap=True)
+    if report.ok:
+        console.print(
+            f"ok: {report.entries} entries, {report.clips} committed clips, their metadata and the clips tables "
+            "match their checksums",
+            markup=False,
+        soft_wrap=True,
+        )
+        if repair:
+            for line in st.repair(report):
+                console.print(line, markup=False, soft_wrap=True)
         return
-    for issue in issues:
-        err_console.print(f"[red]{issue.problem}[/red] {issue.entry} clip {issue.clip}: {issue.chunk}")
-    err_console.print(f"{len(issues)} problem(s) in {st.location}")
-    raise typer.Exit(1)
+    for issue in report.issues:
+        line = f"{issue.problem}: {issue.entry} clip {issue.clip}: {issue.chunk}"
+        err_console.print(line, markup=False, soft_wrap=True)
+    err_console.print(f"{len(report.issues)} problem(s) in {st.location}", markup=False, soft_wrap=True)
+    if not repair:
+        hint = "run `mer-cli store verify --repair`, then the same preprocess/build command"
+        err_console.print(hint, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    for line in st.repair(report):
+        console.print(line, markup=False, soft_wrap=True)
+    console.print("repaired: run the same preprocess/build command again to recompute what was withdrawn",
+                  markup=False, soft_wrap=True)
 
 
 @store_app.command("export")
-def export_command(store: str, entry: str, to: Path = typer.Option(..., "--to", help="target .h5 file")) -> None:
-    """Write one entry's arrays and attributes to an HDF5 file."""
-    st = open_store(store, "r")
+def export_command(
+    store: str, entry: str, to: Path = typer.Option(..., "--to", help="target file: .h5 (HDF5) or .zarr.zip (zarr)")
+) -> None:
+    """Write one entry's arrays and attributes to one HDF5 (.h5) or zipped zarr (.zarr.zip) file."""
+    st = open_cli_store(store, "r")
     ref = parse_entry(st, entry)
+    write = export_entry_zarr_zip if to.name.endswith(".zarr.zip") else export_entry_h5
     try:
-        n = export_entry_h5(st, st.entry(ref), to)
+        n = write(st, st.entry(ref), to)
     except StoreError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        err_console.print(f"[red]error[/red]: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
-    console.print(f"wrote {n} clips of {ref} to {to}")
+    console.print(escape(f"wrote {n} clips of {ref} to {to}"))

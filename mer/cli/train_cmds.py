@@ -2,114 +2,179 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from mer.cli.console import console, err_console, user_errors
+from mer.cli.console import console, err_console
+from mer.cli.errors import user_errors
 
 
-def _model_options(items: list[str]) -> dict:
-    options = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--option {item!r}: expected name=value, e.g. blocks=2")
-        try:
-            options[name] = json.loads(value)
-        except json.JSONDecodeError:
-            options[name] = value
-    return options
+def resolve_inputs(model: str, options: dict, spec: str | None, key: str | None) -> dict[str, str]:
+    """The named inputs of a run: the model's defaults, overridden by ``--input``.
+
+    ``spec`` is one source (``mesti``, ``mesti@3fa2``) for a single-input model, or ``name=source,...`` (merged
+    over the model's defaults) for a multi-input one. ``key`` picks the entry of a single input.
+    """
+    from mer.models import default_inputs
+    from mer.train.store_inputs import parse_input_map, parse_source
+
+    defaults = default_inputs(model, options)
+    if defaults is None:
+        if spec is not None and "=" in spec:
+            given = parse_input_map(spec)
+            if len(given) != 1:
+                raise ValueError(f"model {model!r} takes one input, --input names {', '.join(given)}")
+            spec = next(iter(given.values()))
+        return {"x": str(parse_source(spec or "mesti", key))}
+    if key is not None:
+        raise ValueError(f"--key applies to a single input; for {model!r} write --input name=stage@KEY")
+    if spec is None:
+        return defaults
+    if "=" not in spec:
+        raise ValueError(
+            f"model {model!r} takes inputs {', '.join(defaults)}; write --input name=source,... "
+            f"(defaults: {','.join(f'{n}={s}' for n, s in defaults.items())})"
+        )
+    given = parse_input_map(spec)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"model {model!r} has no input {', '.join(unknown)}; its inputs: {', '.join(defaults)}")
+    return defaults | given
 
 
 def train(
     store: str = typer.Option(..., help="store path or URL"),
     dataset: str = typer.Option(..., help="stored dataset, or several joined by + (casme2+samm+smic)"),
-    input: str = typer.Option("mesti", "--input", help="input stage: mesti, dynamic, apex, onset, diff, ..."),
-    key: str | None = typer.Option(None, help="entry key of the input, when the store has several"),
-    model: str = typer.Option("meganet", help="meganet, vgg19, resnet50, efficientnet_b0, ststnet, ..."),
-    option: list[str] = typer.Option([], "--option", help="model option name=value (repeatable)"),
+    input: str | None = typer.Option(
+        None,
+        "--input",
+        help="input source: a stage (mesti, dynamic, apex, ...; default mesti), stage:array, stage@KEY, or "
+        "manifest:column; for a multi-input model name=source,... over its defaults "
+        "(facesleuth: onset=onset-raw,apex=apex-raw,au=manifest:au_vector)",
+    ),
+    key: str | None = typer.Option(None, help="entry key of a single input, when the store has several"),
+    model: str = typer.Option("meganet", help="meganet, facesleuth, mmnet, vgg19, resnet50, efficientnet_b0, ..."),
+    option: list[str] = typer.Option([], "--option", help="model option name=value (repeatable), e.g. au=false"),
     protocol: str = typer.Option(
         "loso", help="loso | megc2019 | cross:TRAIN+SETS:TEST | holdout[:0.1[:seed]] | kfold[:k[:seed[:grouped]]]"
     ),
     classes: int | None = typer.Option(None, help="3 or 5: relabel with the 3class / 5class label set"),
     labels: str | None = typer.Option(None, help="label set name or TOML file (default: the preprocessing one)"),
-    epochs: int = typer.Option(50, help="fixed number of epochs (no choice made on a test fold)"),
-    batch_size: int = typer.Option(32),
-    lr: float = typer.Option(1e-4, help="learning rate"),
-    weight_decay: float = typer.Option(1e-4),
-    optimizer: str = typer.Option("adam", help="adam | adamw"),
-    loss: str = typer.Option("focal", help="focal | ce"),
-    gamma: float = typer.Option(2.0, help="focal loss γ"),
-    label_smoothing: float = typer.Option(0.0),
-    augment: bool = typer.Option(True, help="flip and ±5°/±10° rotations on the device"),
-    val_fraction: float = typer.Option(0.0, help="inner validation split from the training subjects"),
-    early_stopping: bool = typer.Option(False, help="stop on the inner validation split (needs --val-fraction)"),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    recipe: str | None = typer.Option(
+        None, help="preset of training values: meganet-paper | facesleuth-paper | facesleuth-early-stop | mmnet-paper"
+    ),
+    epochs: int | None = typer.Option(None, help="fixed number of epochs (default 50; no choice made on a test fold)"),
+    batch_size: int | None = typer.Option(None, help="default 32"),
+    lr: float | None = typer.Option(None, help="learning rate (default 1e-4)"),
+    weight_decay: float | None = typer.Option(None, help="default 1e-4"),
+    optimizer: str | None = typer.Option(None, help="adam (default) | adamw | sgd"),
+    loss: str | None = typer.Option(None, help="focal (default) | ce"),
+    gamma: float | None = typer.Option(None, help="focal loss γ (default 2)"),
+    label_smoothing: float | None = typer.Option(None, help="default 0"),
+    augment: bool | None = typer.Option(None, "--augment/--no-augment", help="flip and rotations on the device"),
+    val_fraction: float | None = typer.Option(None, help="inner validation split from the training subjects"),
+    early_stopping: bool | None = typer.Option(
+        None, "--early-stopping/--no-early-stopping", help="stop on the inner validation split (needs --val-fraction)"
+    ),
+    patience: int | None = typer.Option(None, help="epochs without a lower inner validation loss (default 10)"),
+    seed: int | None = typer.Option(None, help="default 0"),
+    device: str | None = typer.Option(None, help="auto (default) | cpu | cuda"),
     checkpoints: bool = typer.Option(False, help="save each fold's weights (state dicts)"),
     out: Path = typer.Option(..., "--out", help="run folder, e.g. runs/mesti-meganet"),
 ) -> None:
-    """Train and evaluate under a protocol; writes metrics.json, predictions.csv, config and provenance."""
+    """Train and evaluate under a protocol; writes metrics.json, predictions.csv, config and provenance.
+
+    Values come from TrainConfig's defaults, or from --recipe, then from the options given.
+    """
+    import dataclasses
+
+    from rich.markup import escape
     from rich.progress import Progress
 
-    from mer.store import open_store
+    from mer.cli.store_open import open_cli_store
+    from mer.names import validate_component
+    from mer.train.checks import check_folds, check_train_options, parse_model_options
     from mer.train.experiment import run_experiment
-    from mer.train.protocols import parse_protocol
+    from mer.train.protocols import parse_protocol, subject_keys
+    from mer.train.recipes import get_recipe
+    from mer.train.store_inputs import load_training_inputs
     from mer.train.trainer import TrainConfig
 
     if labels is None and classes is not None:
         if classes not in (3, 5):
             raise typer.BadParameter(f"--classes must be 3 or 5, got {classes}")
         labels = f"{classes}class"
-    if early_stopping and val_fraction <= 0:
-        raise typer.BadParameter("--early-stopping needs --val-fraction > 0 (an inner split of training subjects)")
-    from mer.train.store_inputs import load_training_data
-
-    with user_errors():
-        data = load_training_data(open_store(store, "r"), dataset, input, key, labels)
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "optimizer": optimizer,
+        "loss": loss,
+        "gamma": gamma,
+        "label_smoothing": label_smoothing,
+        "augment": augment,
+        "val_fraction": val_fraction,
+        "early_stopping": early_stopping,
+        "patience": patience,
+        "seed": seed,
+        "device": device,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    with user_errors():  # every option is checked before any data is read or any folder made
+        for part in dataset.split("+"):
+            validate_component("dataset", part)
+        model_options = parse_model_options(option, model)
+        config = get_recipe(recipe).config(**overrides) if recipe else dataclasses.replace(TrainConfig(), **overrides)
+        if config.early_stopping and config.val_fraction <= 0:
+            raise typer.BadParameter("--early-stopping needs --val-fraction > 0 (an inner split of training subjects)")
+        check_train_options(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            val_fraction=config.val_fraction,
+            weight_decay=config.weight_decay,
+            label_smoothing=config.label_smoothing,
+            gamma=config.gamma,
+            early_stopping=config.early_stopping,
+            protocol=protocol,
+            out=out,
+        )
+        inputs = resolve_inputs(model, model_options, input, key)
+        data = load_training_inputs(open_cli_store(store, "r"), dataset, inputs, labels)
         spec = parse_protocol(protocol)
+        folds = list(spec.folds(data.meta))
+        check_folds(folds, data.meta["label"].to_numpy(), subject_keys(data.meta), protocol, data.class_names)
     if data.excluded:
         err_console.print(
             f"{len(data.excluded)} clip(s) left out (not computed or no label), e.g. "
-            f"{data.excluded[0][0]}: {data.excluded[0][1]}"
+            f"{escape(data.excluded[0][0])}: {escape(data.excluded[0][1])}"
         )
-    config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        optimizer=optimizer,
-        loss=loss,
-        gamma=gamma,
-        label_smoothing=label_smoothing,
-        augment=augment,
-        val_fraction=val_fraction,
-        early_stopping=early_stopping,
-        seed=seed,
-        device=device,
-    )
-    n_folds = len(list(spec.folds(data.meta)))
+    input_label = data.provenance["input"]
+    n_folds = len(folds)
     console.print(
-        f"{input} → {model}: {len(data.meta)} clips, {data.meta['subject'].nunique()} subjects, "
-        f"classes {data.class_names}, {protocol} ({n_folds} folds × {epochs} epochs)"
+        f"{escape(input_label)} → {escape(model)}: {len(data.meta)} clips, {data.meta['subject'].nunique()} subjects, "
+        f"classes {escape(str(data.class_names))}, {escape(protocol)} ({n_folds} folds × {config.epochs} epochs)"
+        + (f", recipe {escape(recipe)}" if recipe else "")
     )
+    arrays = data.inputs if set(data.inputs) != {"x"} else data.X
     with Progress(console=err_console) as progress:
-        task = progress.add_task("training", total=n_folds * epochs)
+        task = progress.add_task("training", total=n_folds * config.epochs)
         result = run_experiment(
-            data.X,
+            arrays,
             data.meta,
             spec,
             model,
-            _model_options(option),
+            model_options,
             config,
             out,
             class_names=data.class_names,
             provenance=data.provenance,
-            input_name=input,
+            input_name=input_label,
             save_checkpoints=checkpoints,
             progress=lambda fold, epoch, loss_value: progress.advance(task),
+            recipe=recipe,
         )
     m = result.metrics
     console.print(f"UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  ACC {m['acc']:.3f}  WF1 {m['wf1']:.3f}  → {out}")
@@ -120,6 +185,10 @@ def report(
     out: Path | None = typer.Option(None, help="Markdown file (default: report.md beside the runs)"),
 ) -> None:
     """Compare runs (rows input × model, columns metrics per dataset); save confusion and training-curve PNGs."""
+    import pandas as pd
+    from rich.markup import escape
+
+    from mer.report.angle_figures import angle_columns, plot_angles
     from mer.report.figures import save_run_figures
     from mer.report.tables import compare_runs, to_markdown, to_text
 
@@ -129,6 +198,14 @@ def report(
     table = compare_runs(runs)
     console.print(to_text(table))
     figures = [p for run in runs for p in save_run_figures(run)]
+    figures += [p for run in runs if (p := plot_angles(run)) is not None]
+    for run in runs:
+        history = pd.read_csv(run / "history.csv") if (run / "history.csv").exists() else pd.DataFrame()
+        cols = angle_columns(history)
+        if cols and not history.empty:
+            last = history[history["epoch"] == history["epoch"].max()][cols].mean()
+            angles = ", ".join(f"{v:.1f}°" for v in last)
+            console.print(f"{escape(run.name)}: learned SOA angles at the last epoch (mean over folds) {angles}")
     target = out or runs[0].parent / "report.md"
     target.write_text("# Results\n\n" + to_markdown(table) + "\n")
-    console.print(f"table: {target}; {len(figures)} figure(s) beside the runs (confusion.png, history.png)")
+    console.print(f"table: {target}; {len(figures)} figure(s) beside the runs (confusion.png, history.png, angles.png)")

@@ -4,7 +4,7 @@ from .aus import AU_LIST, au_vector, parse_aus
 from .composite import COMPOSITES, CrossDataset, parse_composite, parse_cross
 from .frames import frame_number, natural_key, scan_frames
 from .labels import BUILTIN_LABEL_SETS, LabelSet, load_label_set, normalise_emotion
-from .loader import ADAPTERS, check, load
+from .loader import ADAPTERS, check, default_dataset_name, load
 from .manifest import MANIFEST_COLUMNS, LoadResult, empty_manifest, manifest_hash
 from .problems import Problem, format_problems
 
@@ -20,6 +20,7 @@ __all__ = [
     "Problem",
     "au_vector",
     "check",
+    "default_dataset_name",
     "empty_manifest",
     "format_problems",
     "frame_number",

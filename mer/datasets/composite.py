@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ADAPTER_NAMES = ("folder", "casme2", "samm", "smic", "smic-vis", "smic-nir", "mmew", "casme3", "4dme", "dfme")
+ADAPTER_NAMES = ("folder", "video", "casme2", "samm", "smic", "smic-vis", "smic-nir", "mmew", "casme3", "4dme", "dfme")
 ALIASES = {
     "smic-hs": "smic",
     "casmeii": "casme2",

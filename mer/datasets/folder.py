@@ -9,13 +9,17 @@ Expected layout::
 
 Sheet columns: `subject`, `clip`, `onset`, `offset`, `emotion` (required), `apex`, `action_units`, `n_frames`
 (optional). `column_map={"Their header": "subject", …}` maps other headers onto these. The dataset name (the
-manifest's `dataset` column, the store's folder) is `dataset_name` if given, else DIR's name.
+manifest's `dataset` column, the store's folder) is `dataset_name` if given, else DIR's name plus a short hash of
+its resolved path (`dataset_name_for`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
+
+from mer.names import validate_component
 
 from .layout import read_sheet_adapter, resolve_subject, safe_join, subdirs
 from .manifest import AdapterOutput
@@ -37,10 +41,15 @@ COLUMNS = [
 
 
 def dataset_name_for(root: Path, dataset_name: str | None = None) -> str:
-    """The dataset name: `dataset_name`, else the root folder's name, reduced to letters, digits, `._-`."""
-    raw = dataset_name if dataset_name else Path(root).resolve().name
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("._")
-    return clean or NAME
+    """The dataset name: `dataset_name` if given (it must be a safe name, `mer.names`), else DIR's name reduced to
+    letters, digits and `._-` plus 8 hex digits of the SHA-256 of DIR's resolved path (`data-1a2b3c4d`), so that two
+    different folders never share a name in one store. Pass a name for one that stays when the data moves."""
+    if dataset_name:
+        return validate_component("dataset", dataset_name)
+    resolved = Path(root).resolve()
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", resolved.name).strip("._")[:64] or NAME
+    digest = hashlib.sha256(str(resolved).encode("utf-8")).hexdigest()[:8]
+    return f"{clean}-{digest}"
 
 
 def read(

@@ -58,8 +58,14 @@ class FrameListing:
 
 
 def scan_frames(folder: str | Path) -> FrameListing:
-    """List the image frames of `folder` by number; other files (e.g. `truth.npz`) are ignored."""
+    """List the image frames of `folder` by number; other files (e.g. `truth.npz`) are ignored. A video file
+    lists its frames 0..N-1 (see :mod:`mer.datasets.video`)."""
     folder = Path(folder)
+    if folder.suffix and folder.is_file():
+        from .video_frames import is_video, scan_video
+
+        if is_video(folder):
+            return scan_video(folder)
     listing = FrameListing(folder=str(folder), exists=folder.is_dir())
     if not listing.exists:
         return listing

@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from mer.names import is_safe_component
+
 from .corrections import load_corrections
 from .manifest import AdapterOutput, Record
 from .problems import Problem
@@ -112,10 +114,10 @@ def records_from_table(
 
 
 def safe_join(base: Path, *parts: str) -> Path | None:
-    """`base/parts…` or None when a part is empty or could leave `base` (separators, `..`)."""
-    for p in parts:
-        if not p or "/" in p or "\\" in p or ".." in p:
-            return None
+    """`base/parts…` or None when a part is not a safe path component (`mer.names`: empty, separators, `..`,
+    control characters, too long…), so that no file system call ever sees it."""
+    if not all(is_safe_component(p) for p in parts):
+        return None
     return base.joinpath(*parts)
 
 

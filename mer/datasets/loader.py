@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
-from . import casme2, casme3, dfme, folder, fourdme, mmew, samm, smic
+from . import casme2, casme3, dfme, folder, fourdme, mmew, samm, smic, video
 from .composite import canonical_adapter, composite_labels, composite_roots, is_composite, parse_composite
 from .corrections import load_corrections
 from .labels import read_label_set
@@ -16,6 +16,7 @@ from .problems import Problem
 
 ADAPTERS: dict[str, Callable[..., AdapterOutput]] = {
     "folder": folder.read,
+    "video": video.read,
     "casme2": casme2.read,
     "samm": samm.read,
     "smic": partial(smic.read, name="smic"),
@@ -52,6 +53,17 @@ def _run_adapter(
     elif corrections is not None and corrections is not True:
         out.corrections = load_corrections(corrections)
     return out
+
+
+def default_dataset_name(name: str, root: str | Path | Mapping[str, str | Path]) -> str:
+    """The name a dataset gets in a store when none is given: for `folder`, the root's name plus a short hash of its
+    resolved path (two folders never collide); else the adapter or composite name (`casme2`, `casme2+samm`)."""
+    if is_composite(name):
+        return name.strip().lower()
+    adapter = canonical_adapter(name)
+    if adapter == "folder" and not isinstance(root, Mapping):
+        return folder.dataset_name_for(Path(root))
+    return adapter
 
 
 def load(

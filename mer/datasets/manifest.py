@@ -17,12 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from mer.names import component_problem
+
 from .aus import AU_LIST, au_vector, parse_aus
 from .corrections import CorrectionTable
 from .frames import FrameListing, compress_ranges, natural_key, scan_frames
 from .labels import LabelSet, LabelSetFile, normalise_emotion, resolve_label_set
 from .problems import Problem
 from .sheets import cell_text
+from .video_frames import VIDEO_EXTENSIONS
 
 MANIFEST_COLUMNS = (
     "dataset",
@@ -114,18 +117,8 @@ class LoadResult:
 
 
 def bad_name(name: str) -> str | None:
-    """Why a subject/clip name cannot be used as one path component, or None when it is fine."""
-    if name == "":
-        return "empty name"
-    if "/" in name or "\\" in name:
-        return "contains a path separator"
-    if ".." in name:
-        return "contains '..'"
-    if name in {"."} or name != name.strip():
-        return "not a plain folder name"
-    if any(ord(ch) < 32 for ch in name):
-        return "contains a control character"
-    return None
+    """Why a subject/clip name cannot be used as one path component, or None when it is fine (`mer.names`)."""
+    return component_problem(name)
 
 
 def parse_frame_number(value: object) -> tuple[int | None, bool]:
@@ -243,8 +236,12 @@ def _check_record(
         errors.append(_problem(rec, "error", "clip", rec.clip, "clip folder not found"))
     else:
         listing = listing_for(rec.folder)
+        video = Path(rec.folder).suffix.lower() in VIDEO_EXTENSIONS
         if not listing.exists:
-            errors.append(_problem(rec, "error", "clip", str(rec.folder), "clip folder not found"))
+            errors.append(_problem(rec, "error", "clip", str(rec.folder), f"clip {'video' if video else 'folder'} "
+                                   "not found"))
+        elif not listing.frames and video:
+            errors.append(_problem(rec, "error", "clip", str(rec.folder), "video file cannot be decoded (no frames)"))
         elif not listing.frames:
             extra = f" ({len(listing.unnumbered)} images without a frame number)" if listing.unnumbered else ""
             errors.append(_problem(rec, "error", "clip", str(rec.folder), f"clip folder holds no frames{extra}"))
@@ -458,7 +455,8 @@ def build_manifest(
 
 def manifest_hash(df: pd.DataFrame) -> str:
     """sha256 over canonical JSON of the content columns (frame file names and sheet file name, not the
-    absolute paths), so the same dataset at another location hashes the same."""
+    absolute paths, and the frames' content digests when the table has them), so the same dataset at another
+    location hashes the same and changed frames give a new version."""
 
     def plain(v: object) -> object:
         if v is None or v is pd.NA:
@@ -475,6 +473,8 @@ def manifest_hash(df: pd.DataFrame) -> str:
         item = {c: plain(d[c]) for c in HASH_COLUMNS}
         item["frame_names"] = [Path(p).name for p in d["frame_paths"]]
         item["source_name"] = Path(d["source_file"]).name if d["source_file"] else ""
+        if "content_sha256" in d:
+            item["content_sha256"] = d["content_sha256"]
         records.append(item)
     text = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=int)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

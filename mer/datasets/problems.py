@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from mer.names import printable, shown
+
 Severity = Literal["error", "warning"]
+
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,10 @@ class Problem:
             where.append(f"column {self.column!r}")
         text = f"{self.severity}: {', '.join(where)}"
         if self.value != "":
-            text += f" = {self.value!r}"
+            text += f" = {shown(self.value, 240)}"
         text += f": {self.message}"
         if self.subject is not None or self.clip is not None:
-            text += f" [{self.subject or '?'}/{self.clip or '?'}]"
+            text += f" [{printable(self.subject or '?', 130)}/{printable(self.clip or '?', 130)}]"
         return text
 
     def to_dict(self) -> dict:

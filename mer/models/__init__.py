@@ -1,5 +1,5 @@
-"""Models: MEGANet, flow networks and timm baselines, built by name through a registry."""
+"""Models: MEGANet, FaceSleuth, MMNet, flow networks and timm baselines, built by name through a registry."""
 
-from mer.models.registry import available, create, register
+from mer.models.registry import available, create, default_inputs, register
 
-__all__ = ["available", "create", "register"]
+__all__ = ["available", "create", "default_inputs", "register"]

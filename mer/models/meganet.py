@@ -17,6 +17,12 @@ Widths double from the second block on (64, 128, 256, 512), as in ResNet.
 Residual-attention block: ``y = F(x) + S(x)`` with ``F = ReLU(BN(conv3x3(ReLU(BN(conv3x3(x))))))`` (two
 conv + BN + ReLU, as the paper lists them) and ``S`` a 1x1 conv + BN where the shape changes (identity
 otherwise), followed by the attention module (SAGAN by default; SE / CBAM / none for ablations).
+``residual=False`` drops the shortcut (``y = F(x)``), for the paper's Table 6 rows without the residual block.
+
+Parameter counts (3 classes, 3 x 224 x 224 input; independent of the size): default 1,338,130;
+``residual=False`` 1,292,178; ``blocks=2`` 336,465; ``blocks=4`` 5,340,307; ``self_attention=False`` 1,230,047;
+``gradient_attention=False`` 1,338,102 (the gradient block is one 3 -> 1 3x3 conv, 28 weights).
+Global average pooling is a mean over H, W (CUDA's adaptive-pool backward is not deterministic).
 """
 
 from __future__ import annotations
@@ -34,8 +40,11 @@ DEFAULT_WIDTHS = (64, 128, 256, 512)
 class ResidualAttentionBlock(nn.Module):
     """Two conv+BN+ReLU layers, a (projected) shortcut, residual sum, then an attention module."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 2, attention: str = "sagan") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 2, attention: str = "sagan", residual: bool = True
+    ) -> None:
         super().__init__()
+        self.residual = residual
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
@@ -44,8 +53,10 @@ class ResidualAttentionBlock(nn.Module):
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut: nn.Module = nn.Sequential(
+        if not residual:
+            self.shortcut: nn.Module | None = None
+        elif stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(out_channels),
             )
@@ -54,7 +65,8 @@ class ResidualAttentionBlock(nn.Module):
         self.attention = make_attention(attention, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attention(self.body(x) + self.shortcut(x))
+        y = self.body(x)
+        return self.attention(y + self.shortcut(x) if self.shortcut is not None else y)
 
 
 class MEGANet(nn.Module):
@@ -73,6 +85,7 @@ class MEGANet(nn.Module):
         attention: str = "sagan",
         block_stride: int = 2,
         dropout: float = 0.0,
+        residual: bool = True,
     ) -> None:
         super().__init__()
         if blocks < 1:
@@ -94,10 +107,11 @@ class MEGANet(nn.Module):
         layers = []
         c_in = stem_channels
         for c_out in widths[:blocks]:
-            layers.append(ResidualAttentionBlock(c_in, c_out, stride=block_stride, attention=block_attention))
+            layers.append(
+                ResidualAttentionBlock(c_in, c_out, stride=block_stride, attention=block_attention, residual=residual)
+            )
             c_in = c_out
         self.blocks = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(c_in, num_classes)
 
@@ -105,7 +119,7 @@ class MEGANet(nn.Module):
         """Pooled feature vector before the classifier (N x last width)."""
         x = self.input_attention(x)
         x = self.blocks(self.stem(x))
-        return torch.flatten(self.pool(x), 1)
+        return x.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(self.features(x)))

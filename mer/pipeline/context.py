@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from mer.config import stable_hash
+from mer.content_digest import clip_content_digest
 from mer.pipeline.frames_io import read_clip
 
 _BUFFERS = threading.local()
@@ -22,6 +26,27 @@ def reusable_frame_buffer(shape: tuple[int, ...]) -> np.ndarray:
         buffer = np.empty(size, dtype=np.uint8)
         _BUFFERS.frames = buffer
     return buffer[:size].reshape(shape)
+
+
+FINGERPRINT_FIELDS = ("clip_id", "onset", "apex", "offset", "frame_numbers", "content_sha256")
+
+
+def clip_fingerprint(row: dict[str, Any]) -> str:
+    """What a clip's stage values depend on in its manifest row: its id, span, annotated apex, frame numbers and
+    file names, and the frames' content digest (labels and AUs are not in it: relabelling recomputes nothing)."""
+    item = {f: _plain(row.get(f)) for f in FINGERPRINT_FIELDS}
+    item["frame_names"] = [os.path.basename(str(p)) for p in row.get("frame_paths", [])]
+    return stable_hash(item)
+
+
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 class ClipContext:
@@ -58,8 +83,16 @@ class ClipContext:
         return self._frames
 
     def frame_digests(self) -> np.ndarray:
-        """SHA-256 of each frame file (``T×32`` uint8), taken from the same read as the decode."""
+        """SHA-256 of each frame file (``T×32`` uint8), taken from the same read as the decode.
+
+        Raises ``ValueError`` when the files no longer hold what the clips table recorded (changed since preprocess
+        read the dataset): the table must be refreshed first, so that no clip is stored under a stale identity."""
         self.frames()
+        expected = self.row.get("content_sha256")
+        if expected and clip_content_digest(self._digests) != expected:
+            raise ValueError(
+                f"frames of clip {self.clip_id} changed since the clips table was written; run preprocess again"
+            )
         return np.frombuffer(b"".join(self._digests), dtype=np.uint8).reshape(len(self._digests), 32)
 
     def input(self, stage: str, name: str | None = None) -> np.ndarray:

@@ -40,6 +40,8 @@ class LandmarkParams:
     """68-point tracking from the previous frame's landmarks; one-euro (default), Savitzky–Golay or no smoothing."""
 
     n_inits: int = _DEFAULTS.n_inits
+    landmark_blur: float = _DEFAULTS.landmark_blur
+    recheck: float = _DEFAULTS.recheck
     max_outside: float = _DEFAULTS.max_outside
     smoothing: str = _DEFAULTS.smoothing
     min_cutoff: float = _DEFAULTS.min_cutoff
@@ -125,7 +127,10 @@ DETECT = register(
         "1",
         DetectParams,
         ("ingest",),
-        (Output("box", "float32", lambda p: (4,)), Output("detection", "float32", lambda p: (3,))),
+        (
+            Output("box", "float32", lambda p: (4,), ("box_side",)),
+            Output("detection", "float32", lambda p: (3,), ("detection_field",)),
+        ),
         compute_detect,
         "face box (x0, y0, x1, y1) and detection (score, frame, upsample)",
     )
@@ -133,7 +138,7 @@ DETECT = register(
 LANDMARKS = register(
     Stage(
         "landmarks",
-        "1",
+        "2",  # 2: one blurred start per frame, the 5-start ensemble only where the box jumps (issue 18)
         LandmarkParams,
         ("detect",),
         (Output("landmarks", "float32"), Output("quality", "float32"), Output("landmarks_raw", "float32")),

@@ -35,6 +35,7 @@ __all__ = [
     "PairMode",
     "TVL1Params",
     "compute_flow",
+    "compute_flow_batch",
     "compute_flows",
     "decode_flow",
     "encode_flow",
@@ -50,10 +51,12 @@ __all__ = [
     "tvl1",
 ]
 
-FlowMethod = Literal["farneback", "tvl1"]
+FlowMethod = Literal["farneback", "tvl1", "tvl1-torch"]
 PairMode = Literal["onset-apex", "apex-offset", "sequence", "from-onset"]
 PAIR_MODES: tuple[str, ...] = ("onset-apex", "apex-offset", "sequence", "from-onset")
-FLOW_METHODS: tuple[str, ...] = ("farneback", "tvl1")
+FLOW_METHODS: tuple[str, ...] = ("farneback", "tvl1", "tvl1-torch")
+TORCH_METHODS: tuple[str, ...] = ("tvl1-torch",)
+"""Methods run by PyTorch on a chosen device, a batch of pairs per call (:mod:`mer.pipeline.tvl1_torch`)."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -210,13 +213,38 @@ def compute_flow(
     b: np.ndarray,
     method: FlowMethod = "tvl1",
     params: FarnebackParams | TVL1Params | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
-    """Flow from ``a`` to ``b`` with the named method (``"farneback"`` or ``"tvl1"``) → ``H×W×2`` float32."""
+    """Flow from ``a`` to ``b`` with the named method (``farneback``, ``tvl1``, ``tvl1-torch``) → ``H×W×2``
+    float32. ``device`` (``auto``, ``cpu``, ``cuda``) is used by ``tvl1-torch`` only."""
+    if method == "tvl1-torch":
+        return compute_flow_batch(to_grey(a)[None], to_grey(b)[None], method, params, device)[0]
     if method == "farneback":
         return farneback(a, b, params)
     if method == "tvl1":
         return tvl1(a, b, params)
     raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")
+
+
+def compute_flow_batch(
+    first: np.ndarray,
+    second: np.ndarray,
+    method: FlowMethod = "tvl1",
+    params: FarnebackParams | TVL1Params | None = None,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Flows of pairs ``(first[k], second[k])`` of grey uint8 ``B×H×W`` stacks → float32 ``B×H×W×2``.
+
+    ``tvl1-torch`` runs the pairs in batches on ``device``; the OpenCV methods run them one by one.
+    """
+    if method in TORCH_METHODS:
+        from mer.pipeline.tvl1_torch import tvl1_torch_batch  # torch is imported only when asked for
+
+        return tvl1_torch_batch(first, second, _params(TVL1Params, params, {}), device)
+    out = np.empty((*np.shape(first), 2), dtype=np.float32)
+    for k in range(len(first)):
+        out[k] = compute_flow(first[k], second[k], method, params)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -251,10 +279,12 @@ def compute_flows(
     apex: int | None = None,
     method: FlowMethod = "tvl1",
     params: FarnebackParams | TVL1Params | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Flows of all pairs of ``frame_pairs(mode, T, apex)`` over a clip ``T×H×W(×3)`` → float32 ``P×H×W×2``.
 
-    Each frame is converted to grey once. An empty pair list gives a ``0×H×W×2`` array.
+    Each frame is converted to grey once; ``tvl1-torch`` runs the pairs in batches on ``device``. An empty pair
+    list gives a ``0×H×W×2`` array.
     """
     n = len(frames)
     if n == 0:
@@ -263,10 +293,11 @@ def compute_flows(
     needed = sorted({i for pair in pairs for i in pair})
     grey = {i: to_grey(np.asarray(frames[i])) for i in needed}
     h, w = to_grey(np.asarray(frames[0])).shape if not needed else grey[needed[0]].shape
-    out = np.empty((len(pairs), h, w, 2), dtype=np.float32)
-    for k, (i, j) in enumerate(pairs):
-        out[k] = compute_flow(grey[i], grey[j], method, params)
-    return out
+    if not pairs:
+        return np.empty((0, h, w, 2), dtype=np.float32)
+    first = np.stack([grey[i] for i, _ in pairs])
+    second = np.stack([grey[j] for _, j in pairs])
+    return compute_flow_batch(first, second, method, params, device)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -281,13 +312,14 @@ def recommended_cv_threads(method: FlowMethod, workers: int, cores: int | None =
     efficiency). TV-L1 has parallel loops, so a lone worker may use every core; with several workers each
     gets its share (``cores // workers``, at least 1): 2 workers × 1 thread reached 100 % efficiency, while
     2 workers × 2 threads (oversubscribed) fell to ≈60 %. Results are bit-identical for any thread count.
-    ``cores`` defaults to ``os.cpu_count()``.
+    ``cores`` defaults to ``os.cpu_count()``. ``tvl1-torch`` uses no OpenCV thread in its loop (it sets its own
+    PyTorch threads, see :func:`mer.pipeline.tvl1_torch.tvl1_torch_batch`): 1.
     """
     if method not in FLOW_METHODS:
         raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     cores = cores or os.cpu_count() or 1
-    if method == "farneback":
+    if method in ("farneback", "tvl1-torch"):
         return 1
     return max(1, cores // workers)

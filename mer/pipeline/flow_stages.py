@@ -19,15 +19,17 @@ from mer.pipeline.flow import (
     FLOW_METHODS,
     FLOW_SCALE,
     PAIR_MODES,
+    TORCH_METHODS,
     FarnebackParams,
     TVL1Params,
-    compute_flow,
+    compute_flow_batch,
     decode_flow,
     encode_flow,
     flow_image,
     frame_pairs,
     to_grey,
 )
+from mer.pipeline.flow_image import NORMALISE_MODES, flow_image_channels
 from mer.pipeline.roi import load_roi_set, roi_sequence, top_k_frames
 from mer.pipeline.stage import Output, Stage, register
 from mer.pipeline.temporal_stages import clip_apex
@@ -37,7 +39,11 @@ _NEEDS_APEX = {"onset-apex", "apex-offset"}
 
 @dataclass(frozen=True)
 class FlowParams:
-    """Method (``farneback`` | ``tvl1``), comma-separated pair modes, apex choice, and kernel overrides."""
+    """Method (``farneback`` | ``tvl1`` | ``tvl1-torch``), comma-separated pair modes, apex choice, kernel overrides.
+
+    ``tvl1-torch`` takes TV-L1's overrides plus ``device`` (``auto`` | ``cpu`` | ``cuda``, default ``auto``) in
+    ``method_params``; ``auto`` is resolved here, so the key names the device the fields were computed on.
+    """
 
     method: str = "farneback"
     pairs: str = "onset-apex,apex-offset"
@@ -55,18 +61,33 @@ class FlowParams:
             raise ValueError(f"apex={self.apex!r}; choose one of {', '.join(APEX_MODES)}")
         if self.apex_fallback not in (None, "middle", "detected"):
             raise ValueError(f"apex_fallback={self.apex_fallback!r}; choose middle, detected or none")
+        if self.method in TORCH_METHODS:
+            object.__setattr__(self, "method_params", {**self.method_params, "device": _device(self.method_params)})
         self.kernel_params()  # unknown kernel options fail here, before any clip is computed
 
     @property
     def modes(self) -> list[str]:
         return [m.strip() for m in self.pairs.split(",") if m.strip()]
 
+    @property
+    def device(self) -> str:
+        return str(self.method_params.get("device", "cpu"))
+
     def kernel_params(self) -> FarnebackParams | TVL1Params:
         cls = FarnebackParams if self.method == "farneback" else TVL1Params
+        values = {k: v for k, v in self.method_params.items() if not (k == "device" and self.method in TORCH_METHODS)}
         try:
-            return cls(**self.method_params)
+            return cls(**values)
         except TypeError as exc:
             raise ValueError(f"method_params for {self.method}: {exc}") from None
+
+
+def _device(method_params: dict[str, Any]) -> str:
+    """``auto`` → ``cuda`` or ``cpu`` (what this machine has); other names are checked, not resolved, so that an
+    entry computed on a GPU machine can be named (read, reused upstream) on a CPU-only one."""
+    from mer.pipeline.tvl1_torch import check_device
+
+    return check_device(str(method_params.get("device", "auto")))
 
 
 def compute_flow_stage(ctx: ClipContext, p: FlowParams) -> dict[str, np.ndarray]:
@@ -77,26 +98,27 @@ def compute_flow_stage(ctx: ClipContext, p: FlowParams) -> dict[str, np.ndarray]
     if not pairs:
         raise ValueError(f"clip {ctx.clip_id}: {len(frames)} frame(s) give no frame pair for {p.pairs}")
     grey = {i: to_grey(frames[i]) for i in sorted({i for pair in pairs for i in pair})}
-    kernel = p.kernel_params()
-    flows = np.stack([encode_flow(compute_flow(grey[a], grey[b], p.method, kernel)) for a, b in pairs])
+    first, second = np.stack([grey[a] for a, _ in pairs]), np.stack([grey[b] for _, b in pairs])
+    flows = encode_flow(compute_flow_batch(first, second, p.method, p.kernel_params(), p.device))
     return {"flow": flows, "pairs": np.asarray(pairs, dtype=np.int32)}
 
 
 @dataclass(frozen=True)
 class FlowImageParams:
-    """Which stored pair (0 = the first, e.g. onset→apex), output size, ``minmax`` (0..1 per channel) or ``none``."""
+    """Which stored pair (0 = the first, e.g. onset→apex), output size, and ``normalise``: ``maxabs`` (signed,
+    u and v over their largest vector length), ``minmax`` (0..1 per channel) or ``none`` (pixels)."""
 
     pair: int = 0
     size: int = 28
-    normalise: str = "minmax"
+    normalise: str = "maxabs"
 
     def __post_init__(self) -> None:
         if self.pair < 0:
             raise ValueError(f"pair={self.pair}; a stored pair index is >= 0")
         if self.size < 1:
             raise ValueError(f"size={self.size}; must be >= 1")
-        if self.normalise not in ("minmax", "none"):
-            raise ValueError(f"normalise={self.normalise!r}; choose minmax or none")
+        if self.normalise not in NORMALISE_MODES:
+            raise ValueError(f"normalise={self.normalise!r}; choose {', '.join(NORMALISE_MODES)}")
 
 
 def compute_flow_image(ctx: ClipContext, p: FlowImageParams) -> dict[str, np.ndarray]:
@@ -105,6 +127,16 @@ def compute_flow_image(ctx: ClipContext, p: FlowImageParams) -> dict[str, np.nda
     if not 0 <= p.pair < len(flows):
         raise ValueError(f"clip {ctx.clip_id}: pair {p.pair} asked for, the flow entry has {len(flows)}")
     return {"image": flow_image(decode_flow(flows[p.pair]), size=p.size, normalise=p.normalise)}
+
+
+def flow_image_attributes(p: FlowImageParams) -> dict[str, Any]:
+    """The entry's channel declaration (read by the trainer to flip and rotate the channels correctly)."""
+    scaling = {
+        "maxabs": "u, v divided by the image's largest |(u, v)|; strain by its maximum",
+        "minmax": "each channel mapped to 0..1 by its own min and max",
+        "none": "u, v in pixels of the size×size grid; strain unscaled",
+    }[p.normalise]
+    return {"channels": flow_image_channels(p.normalise), "scaling": {"normalise": p.normalise, "rule": scaling}}
 
 
 @dataclass(frozen=True)
@@ -157,12 +189,13 @@ FLOW = register(
 FLOW_IMAGE = register(
     Stage(
         "flow-image",
-        "1",
+        "2",
         FlowImageParams,
         ("flow",),
-        (Output("image", "float32", lambda p: (3, p.size, p.size)),),
+        (Output("image", "float32", lambda p: (3, p.size, p.size), ("channel", "y", "x")),),
         compute_flow_image,
         "(u, v, strain) flow image N×3×S×S",
+        attributes=flow_image_attributes,
     )
 )
 ROI_FLOW = register(
@@ -172,8 +205,8 @@ ROI_FLOW = register(
         RoiFlowParams,
         ("flow", "align"),
         (
-            Output("sequence", "float32", lambda p: (p.length, _n_rois(p), 2)),
-            Output("top_frames", "int32", lambda p: (p.top_k,)),
+            Output("sequence", "float32", lambda p: (p.length, _n_rois(p), 2), ("step", "roi", "component")),
+            Output("top_frames", "int32", lambda p: (p.top_k,), ("rank",)),
         ),
         compute_roi_flow,
         "STAG ROI flow sequences N×T×R×2 and the K frames of largest motion (clip positions)",

@@ -19,6 +19,7 @@ class PlannedStage:
     params: Any
     inputs: dict[str, str]
     key: str
+    recipe: str = ""
 
     def ref(self, dataset: str) -> EntryRef:
         return EntryRef(dataset, self.stage.name, self.key)
@@ -28,6 +29,14 @@ def stage_key(stage: Stage, params: Any, inputs: dict[str, str]) -> str:
     """Hash of canonical parameters, input keys and the stage's code version: same key ⇒ same bytes."""
     return stable_hash(
         {"stage": stage.name, "version": stage.version, "params": to_jsonable(params), "inputs": inputs}
+    )
+
+
+def stage_recipe(stage: Stage, params: Any, input_recipes: dict[str, str]) -> str:
+    """What a stage computes regardless of the clips table version: the key with input recipes in place of input
+    keys. Two entries with one recipe hold the same values for every clip whose own row did not change."""
+    return stable_hash(
+        {"stage": stage.name, "version": stage.version, "params": to_jsonable(params), "inputs": input_recipes}
     )
 
 
@@ -64,6 +73,7 @@ def build_plan(
     overrides = overrides or {}
     manifest_hash = store.manifest_meta(dataset)["hash"]
     keys: dict[str, str] = {}
+    recipes: dict[str, str] = {}
     plan: list[PlannedStage] = []
     for name in dependency_order(targets):
         stage = get_stage(name)
@@ -74,7 +84,8 @@ def build_plan(
             params = _reuse_params(store, dataset, stage, inputs)
         key = stage_key(stage, params, inputs)
         keys[name] = key
-        plan.append(PlannedStage(stage, params, inputs, key))
+        recipes[name] = stage_recipe(stage, params, {dep: recipes[dep] for dep in stage.inputs} or {"manifest": ""})
+        plan.append(PlannedStage(stage, params, inputs, key, recipes[name]))
     return plan
 
 

@@ -30,7 +30,7 @@ INGEST = register(
         version="1",
         params_type=IngestParams,
         inputs=(),
-        outputs=(Output("frame_sha256", "uint8"), Output("frame_size", "int32", lambda p: (3,))),
+        outputs=(Output("frame_sha256", "uint8"), Output("frame_size", "int32", lambda p: (3,), ("size_field",))),
         compute=compute_ingest,
         description="source frame checksums (T×32 SHA-256) and frame size (height, width, frames)",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import traceback
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mer.config import to_jsonable
-from mer.pipeline.context import ClipContext
+from mer.pipeline.context import ClipContext, clip_fingerprint
 from mer.pipeline.graph import PlannedStage
 from mer.store.provenance import provenance_record, utc_now
 from mer.store.store import Entry, FeatureStore, open_store
@@ -24,6 +25,7 @@ class ClipOutcome:
     index: int
     clip_id: str
     computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
     failed_stage: str | None = None
     error: str | None = None
     frames: int = 0
@@ -36,6 +38,7 @@ class ClipOutcome:
     def absorb(self, earlier: ClipOutcome) -> None:
         """Count work done on this clip in an earlier pass that ended in a deferral."""
         self.computed = earlier.computed + self.computed
+        self.reused = earlier.reused + self.reused
         for stage, seconds in earlier.stage_seconds.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
         self.compute_seconds += earlier.compute_seconds
@@ -68,6 +71,20 @@ class RunReport:
         return counts
 
     @property
+    def reused(self) -> dict[str, int]:
+        """Clips per stage copied from an entry of an earlier clips-table version (the clip did not change)."""
+        counts = {s: 0 for s in self.stages}
+        for o in self.outcomes:
+            for s in o.reused:
+                counts[s] += 1
+        return counts
+
+    @property
+    def computed_clips(self) -> list[str]:
+        """Clips for which at least one stage was computed (not reused) in this run."""
+        return [o.clip_id for o in self.outcomes if o.computed]
+
+    @property
     def compute_seconds(self) -> float:
         """Time spent inside the stages' compute functions, summed over clips (the kernels' share)."""
         return sum(o.compute_seconds for o in self.outcomes)
@@ -88,6 +105,8 @@ class RunReport:
             "n_clips": self.n_clips,
             "skipped": self.skipped,
             "computed": self.computed,
+            "reused": self.reused,
+            "computed_clips": self.computed_clips,
             "seconds": round(self.seconds, 3),
             "compute_seconds": round(self.compute_seconds, 3),
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
@@ -141,6 +160,7 @@ def process_clip(
         return store.read_entry(entries[stage], clip=row["clip_id"], name=name)
 
     ctx = ClipContext(row, index, read_input)
+    fingerprint = clip_fingerprint(row)
     outcome = ClipOutcome(index, row["clip_id"], pid=os.getpid())
     for planned in plan:
         name = planned.stage.name
@@ -153,11 +173,14 @@ def process_clip(
         try:
             if store.is_done(entry, index):
                 continue  # finished by another process between our check and our claim
+            if store.reuse_clip(entry, index, fingerprint):
+                outcome.reused.append(name)  # unchanged since an earlier table version: its bytes were copied
+                continue
             t0 = time.perf_counter()
             arrays = planned.stage.compute(ctx, planned.params)
             outcome.stage_seconds[name] = time.perf_counter() - t0
             outcome.compute_seconds += outcome.stage_seconds[name]
-            store.commit_clip(entry, index, arrays)
+            store.commit_clip(entry, index, arrays, fingerprint)
         except Exception as exc:  # one clip's failure must not stop the others
             outcome.failed_stage = name
             outcome.error = f"{type(exc).__name__}: {exc}"
@@ -189,6 +212,7 @@ def prepare_entries(store: FeatureStore, dataset: str, plan: list[PlannedStage])
             "dataset": dataset,
             "stage": planned.stage.name,
             "key": planned.key,
+            "recipe": planned.recipe,
             "version": planned.stage.version,
             "params": to_jsonable(planned.params),
             "inputs": planned.inputs,
@@ -199,6 +223,7 @@ def prepare_entries(store: FeatureStore, dataset: str, plan: list[PlannedStage])
             "manifest_hash": meta["hash"],
             "label_set": meta.get("label_set"),
             "provenance": provenance_record(),
+            **planned.stage.entry_attributes(planned.params),
         }
         entries.append(store.ensure_entry(planned.ref(dataset), planned.stage.output_specs(planned.params), attrs))
     return entries
@@ -214,6 +239,18 @@ def pending_clips(store: FeatureStore, dataset: str, plan: list[PlannedStage]) -
     if n_col is not None:
         pending.sort(key=lambda i: (-int(meta["rows"][i][n_col]), i))
     return pending
+
+
+def held_claims(store: FeatureStore, dataset: str, plan: list[PlannedStage], indices: list[int]) -> list[dict]:
+    """The claim records (host, pid, time, clip) that hold the given clips in any planned entry."""
+    wanted = set(indices)
+    out = []
+    for planned in plan:
+        entry = store.entry(planned.ref(dataset))
+        for index, holder in store.claims(entry.ref).items():
+            if index in wanted and holder is not None:
+                out.append({**holder, "clip": entry.clip_ids[index], "stage": planned.stage.name})
+    return out
 
 
 def default_workers() -> int:
@@ -233,6 +270,7 @@ def run_plan(
     on_start: Callable[[int, int], None] | None = None,
     scheduler: str | None = None,
     poll_seconds: float = 0.5,
+    on_wait: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> RunReport:
     """Run the plan over every clip that lacks something and report what happened.
 
@@ -266,6 +304,8 @@ def run_plan(
                 on_outcome(outcome)
         pending = sorted(deferred)
         if pending:
+            if on_wait is not None:
+                on_wait(held_claims(store, dataset, plan, pending))
             time.sleep(poll_seconds)  # another run holds these clips: wait for it, or for its claim to go stale
     report.seconds = time.perf_counter() - start
     name = f"{utc_now().replace(':', '')}_{dataset}_{os.getpid()}"
@@ -295,6 +335,13 @@ def _execute(
     yield from parallel(delayed(_process_in_worker)(store.location, dataset, plan, i, rows[i]) for i in pending)
 
 
+def dashboard_text(client: Any) -> str:
+    """Where the Dask dashboard of a client's scheduler is served (it needs bokeh on the scheduler)."""
+    if "dashboard" not in client.scheduler_info().get("services", {}):
+        return "no dashboard (install bokeh where the scheduler runs)"
+    return f"dashboard {client.dashboard_link}"
+
+
 def _execute_dask(
     location: str,
     dataset: str,
@@ -314,7 +361,10 @@ def _execute_dask(
     from joblib import Parallel, delayed
 
     with Client(scheduler) as client, joblib.parallel_config(backend="dask"):
-        if not client.scheduler_info().get("workers"):
+        info = client.scheduler_info()
+        if not info.get("workers"):
             raise RuntimeError(f"the Dask scheduler at {scheduler} has no workers")
+        print(f"Dask scheduler {scheduler}, {len(info['workers'])} workers: {dashboard_text(client)}",
+              file=sys.stderr, flush=True)
         parallel = Parallel(n_jobs=-1, return_as="generator_unordered")
         yield from parallel(delayed(_process_in_worker)(location, dataset, plan, i, rows[i]) for i in pending)

@@ -11,7 +11,8 @@ frame), ``onset`` (first frame), ``diff`` (apex - onset, signed). Each raw encod
 - ``none``: the resized raw values, ``float32`` (rank-pooled values scale with the clip length).
 
 Normalising after the resize keeps the min-max range exact. Output layout: channels first,
-``C x size x size`` (3 for RGB clips), C-contiguous.
+``C x size x size`` (3 for RGB clips), C-contiguous. :func:`raw_frame` is the other kind of input: one
+aligned frame resized and kept as uint8 RGB without normalisation (FaceSleuth's onset and apex).
 """
 
 from __future__ import annotations
@@ -110,6 +111,21 @@ def finish(image: np.ndarray, size: int = 224, norm: str = "minmax") -> np.ndarr
     elif norm == "zscore":
         img = zscore(img)
     return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def raw_frame(frame: np.ndarray, size: int = 224) -> np.ndarray:
+    """One aligned RGB frame ``H x W x 3`` (uint8) as the network sees it: ``3 x size x size`` uint8.
+
+    Resized like :func:`finish` (INTER_AREA when shrinking) and rounded, with no per-image normalisation,
+    so that two frames of one clip keep their common scale and ``apex - onset`` is the true change.
+    """
+    frame = np.asarray(frame)
+    if frame.ndim != 3:
+        raise ValueError(f"a frame must be H x W x C, got shape {frame.shape}")
+    img = resize_image(frame.astype(np.float32), int(size))
+    if img.ndim == 2:
+        img = img[..., None]
+    return np.ascontiguousarray(np.rint(img).clip(0, 255).astype(np.uint8).transpose(2, 0, 1))
 
 
 def encode_clip(

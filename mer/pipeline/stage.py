@@ -19,6 +19,7 @@ class Output:
     name: str
     dtype: str | Callable[[Any], str]
     row_shape: Callable[[Any], tuple[int, ...]] | None = None
+    dims: tuple[str, ...] = ()  # names of the row axes, e.g. ("channel", "y", "x"); the clip axis comes first
 
     def dtype_for(self, params: Any) -> str:
         return self.dtype(params) if callable(self.dtype) else self.dtype
@@ -35,6 +36,11 @@ class Stage:
     outputs: tuple[Output, ...]
     compute: Callable[[ClipContext, Any], dict[str, np.ndarray]]
     description: str = ""
+    attributes: Callable[[Any], dict[str, Any]] | None = None
+    """Extra entry attributes derived from the params (e.g. a flow image's channel declaration)."""
+
+    def entry_attributes(self, params: Any) -> dict[str, Any]:
+        return self.attributes(params) if self.attributes is not None else {}
 
     @property
     def primary(self) -> str:
@@ -43,7 +49,7 @@ class Stage:
     def output_specs(self, params: Any) -> list[OutputSpec]:
         return [
             OutputSpec(o.name, o.dtype_for(params), o.row_shape is not None,
-                       tuple(o.row_shape(params)) if o.row_shape else ())
+                       tuple(o.row_shape(params)) if o.row_shape else (), o.dims)
             for o in self.outputs
         ]
 

@@ -1,4 +1,5 @@
-"""Single-image input stages — ``mesti``, ``dynamic``, ``apex``, ``onset``, ``diff`` — over equalised faces.
+"""Single-image input stages — ``mesti``, ``dynamic``, ``apex``, ``onset``, ``diff`` — over equalised faces,
+and the raw frame stages ``onset-raw`` / ``apex-raw`` over the aligned (not equalised) faces.
 
 Each writes one dataset array ``image`` (N×3×size×size: uint8 for min-max, float32 for z-score/none) and
 ``apex`` (N×2 int32: the apex position inside onset..offset, 0-based, and its frame number; -1 where unused).
@@ -14,7 +15,7 @@ import numpy as np
 
 from mer.pipeline.apex import APEX_MODES, resolve_apex
 from mer.pipeline.context import ClipContext
-from mer.pipeline.single_image import NORMS, encode_clip
+from mer.pipeline.single_image import NORMS, encode_clip, raw_frame
 from mer.pipeline.stage import Output, Stage, register
 
 
@@ -107,8 +108,13 @@ def _image_stage(kind: str, params_type: type, description: str) -> Stage:
             params_type,
             ("equalize",),
             (
-                Output("image", lambda p: "uint8" if p.norm == "minmax" else "float32", lambda p: (3, p.size, p.size)),
-                Output("apex", "int32", lambda p: (2,)),
+                Output(
+                    "image",
+                    lambda p: "uint8" if p.norm == "minmax" else "float32",
+                    lambda p: (3, p.size, p.size),
+                    ("channel", "y", "x"),
+                ),
+                Output("apex", "int32", lambda p: (2,), ("apex_field",)),
             ),
             partial(compute_image, kind),
             description,
@@ -122,4 +128,65 @@ APEX = _image_stage("apex", ApexImageParams, "apex frame N×3×S×S")
 ONSET = _image_stage("onset", ImageParams, "onset frame N×3×S×S")
 DIFF = _image_stage("diff", ApexImageParams, "apex − onset difference N×3×S×S")
 
+
+
+@dataclass(frozen=True)
+class RawFrameParams:
+    """A raw aligned frame at ``size`` (uint8 RGB, no equalisation or min-max)."""
+
+    size: int = 224
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+
+
+@dataclass(frozen=True)
+class RawApexParams(RawFrameParams):
+    """The raw apex frame: ``apex`` chosen as for the apex image."""
+
+    apex: str = "annotated"
+    apex_fallback: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check("apex", self.apex, APEX_MODES)
+        _check("apex_fallback", self.apex_fallback, (None, "middle", "detected"))
+
+
+def compute_raw_frame(which: str, ctx: ClipContext, params: RawFrameParams) -> dict[str, np.ndarray]:
+    """The onset (first) or apex frame of the aligned crop, resized, uint8 RGB channels first."""
+    frames = ctx.input("align", "frames")
+    if which == "onset":
+        position = 0
+    else:
+        assert isinstance(params, RawApexParams)
+        position = clip_apex(ctx, params.apex, params.apex_fallback, frames)
+    image = raw_frame(frames[position], params.size)
+    return {"image": image, "apex": np.array([position, int(ctx.row["frame_numbers"][position])], dtype=np.int32)}
+
+
+def _raw_stage(which: str, params_type: type, description: str) -> Stage:
+    return register(
+        Stage(
+            f"{which}-raw",
+            "1",
+            params_type,
+            ("align",),
+            (
+                Output("image", "uint8", lambda p: (3, p.size, p.size)),
+                Output("apex", "int32", lambda p: (2,)),
+            ),
+            partial(compute_raw_frame, which),
+            description,
+        )
+    )
+
+
+# FaceSleuth / MMNet inputs: the pair comes from the same aligned crop (aligned once from the onset) and is
+# not equalised or min-max scaled per image, so apex - onset is the true change; the model normalises.
+ONSET_RAW = _raw_stage("onset", RawFrameParams, "raw aligned onset frame N×3×S×S uint8 RGB (and its position, frame)")
+APEX_RAW = _raw_stage("apex", RawApexParams, "raw aligned apex frame N×3×S×S uint8 RGB and the apex used")
+
 IMAGE_STAGES = ["mesti", "dynamic", "apex", "onset", "diff"]
+RAW_FRAME_STAGES = ["onset-raw", "apex-raw"]

@@ -1,4 +1,8 @@
-"""Comparison tables across experiment runs (rows: input x model; columns: metric per dataset)."""
+"""Comparison tables across experiment runs (rows: input x model; columns: metric per dataset).
+
+A run whose protocol let test subjects into training (plain ``holdout`` / ``kfold``) is marked
+``(subject-dependent)`` in the protocol column, and the text and Markdown tables end with a warning naming it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,18 @@ import pandas as pd
 from mer.train.results import CONFIG_FILE, METRICS_FILE, PROVENANCE_FILE, read_json
 
 METRICS = ("uf1", "uar", "acc", "wf1")
+SUBJECT_DEPENDENT = "(subject-dependent)"
+_DEPENDENT_PROTOCOLS = ("holdout", "kfold")
+
+
+def run_is_subject_independent(config: dict) -> bool:
+    """From config.json: the measured flag when present, else the protocol (older runs): grouped forms only."""
+    if "subject_independent" in config:
+        return bool(config["subject_independent"])
+    proto = config.get("protocol", {})
+    if not isinstance(proto, dict):
+        return str(proto).split(":")[0] not in _DEPENDENT_PROTOCOLS or str(proto).endswith(":grouped")
+    return proto.get("name") not in _DEPENDENT_PROTOCOLS or bool(proto.get("params", {}).get("grouped"))
 
 
 def _input_name(run_dir: Path, config: dict) -> str:
@@ -39,6 +55,8 @@ def compare_runs(run_dirs: Iterable[str | os.PathLike], metrics: Sequence[str] =
         row: dict = {"input": _input_name(d, cfg), "model": cfg.get("model", "?"), "run": d.name}
         proto = cfg.get("protocol", {})
         row["protocol"] = proto.get("name", "?") if isinstance(proto, dict) else str(proto)
+        if not run_is_subject_independent(cfg):
+            row["protocol"] += f" {SUBJECT_DEPENDENT}"
         for key in metrics:
             row[f"all/{key}"] = m.get(key)
         for ds, dm in sorted(m.get("per_dataset", {}).items()):
@@ -63,10 +81,27 @@ def _fmt(v, digits: int) -> str:
     return str(v)
 
 
-def to_text(df: pd.DataFrame, digits: int = 3) -> str:
-    """Plain fixed-width text table (metrics with ``digits`` decimals, missing values as '–')."""
+def protocol_warnings(df: pd.DataFrame) -> list[str]:
+    """One warning line when some runs of the table are subject-dependent (empty list otherwise)."""
     flat = df.reset_index()
-    return flat.to_string(index=False, formatters={c: (lambda v: _fmt(v, digits)) for c in flat.columns})
+    if "protocol" not in flat.columns:
+        return []
+    marked = flat[flat["protocol"].astype(str).str.endswith(SUBJECT_DEPENDENT)]
+    if marked.empty:
+        return []
+    runs = ", ".join(str(r) for r in (marked["run"] if "run" in marked.columns else marked.index))
+    return [
+        f"Warning: {len(marked)} run(s) ({runs}) used a subject-dependent protocol: clips of one person are in both "
+        "training and test, which inflates scores; use loso, or the grouped form (holdout:F:SEED:grouped, "
+        "kfold:K:SEED:grouped), for results that generalise to new people."
+    ]
+
+
+def to_text(df: pd.DataFrame, digits: int = 3) -> str:
+    """Plain fixed-width text table (metrics with ``digits`` decimals, missing values as '–'), then any warning."""
+    flat = df.reset_index()
+    table = flat.to_string(index=False, formatters={c: (lambda v: _fmt(v, digits)) for c in flat.columns})
+    return "\n".join([table, *protocol_warnings(df)])
 
 
 def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
@@ -76,4 +111,5 @@ def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, r in flat.iterrows():
         lines.append("| " + " | ".join(_fmt(r[c], digits).replace("|", "\\|") for c in flat.columns) + " |")
+    lines += [f"\n> **{w.split(': ', 1)[0]}**: {w.split(': ', 1)[1]}" for w in protocol_warnings(df)]
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 _THREAD_LOCK = threading.Lock()  # flock does not exclude threads sharing one open file
 
@@ -21,6 +21,36 @@ _THREAD_LOCK = threading.Lock()  # flock does not exclude threads sharing one op
 def is_url(location: str) -> bool:
     """True for fsspec URLs such as ``s3://bucket/x`` or ``memory://x`` (not for plain paths)."""
     return "://" in location and not location.startswith("file://")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the store needs of a location. ``write_bytes`` replaces a key atomically (a reader sees the old or the
+    new bytes, never a mix); ``create_exclusive`` creates a key only when absent, with the same durability."""
+
+    location: str
+
+    def read_bytes(self, key: str) -> bytes | None: ...
+
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def create_exclusive(self, key: str, data: bytes) -> bool: ...
+
+    def replace_if_unchanged(self, key: str, expected: bytes, data: bytes) -> bool: ...
+
+    def lock(self, folder: str) -> contextlib.AbstractContextManager[None]: ...
+
+    def list_dir(self, prefix: str) -> list[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def writable(self) -> bool: ...
+
+    def remove_tree(self, prefix: str) -> None: ...
+
+    def zarr_store(self, read_only: bool) -> Any: ...
 
 
 class LocalBackend:
@@ -68,11 +98,20 @@ class LocalBackend:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
             os.link(tmp, path)
         except FileExistsError:
             return False
         finally:
             Path(tmp).unlink(missing_ok=True)
+        return True
+
+    def replace_if_unchanged(self, key: str, expected: bytes, data: bytes) -> bool:
+        """Replace ``key`` with ``data`` if it still holds ``expected`` (the caller holds :meth:`lock` on it)."""
+        if self.read_bytes(key) != expected:
+            return False
+        self.write_bytes(key, data)
         return True
 
     @contextlib.contextmanager
@@ -107,6 +146,19 @@ class LocalBackend:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def remove_tree(self, prefix: str) -> None:
+        """Delete a folder and everything under it (no error when missing)."""
+        import shutil
+
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
+
+    def writable(self) -> bool:
+        """Whether this process may create files in the store folder (or, before it exists, its parent)."""
+        target = self.root
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        return os.access(target, os.W_OK | os.X_OK)
+
     def zarr_store(self, read_only: bool) -> Any:
         from zarr.storage import LocalStore
 
@@ -115,14 +167,69 @@ class LocalBackend:
         return LocalStore(self.root, read_only=read_only)
 
 
-class FsspecBackend:
-    """A store behind an fsspec URL (object storage, ``memory://``); single-object writes are atomic there."""
+STORAGE_OPTIONS_ENV = "MER_STORAGE_OPTIONS"
 
-    def __init__(self, url: str):
+
+def storage_options_from_env() -> dict[str, Any]:
+    """Options for the fsspec filesystem from ``$MER_STORAGE_OPTIONS`` (a JSON object; the CLI's
+    ``--storage-option`` sets it, so that worker processes inherit it)."""
+    import json
+
+    raw = os.environ.get(STORAGE_OPTIONS_ENV, "")
+    if not raw:
+        return {}
+    try:
+        options = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError(f"${STORAGE_OPTIONS_ENV} is not a JSON object: {raw[:80]!r}") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"${STORAGE_OPTIONS_ENV} is not a JSON object: {raw[:80]!r}")
+    return options
+
+
+def parse_storage_options(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` strings (``--storage-option``) as fsspec options; ``true``/``false``/numbers are converted,
+    and ``endpoint_url=`` goes where s3fs expects it (``client_kwargs``)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--storage-option {pair!r}: expected key=value")
+        key = key.strip()
+        parsed: Any = value
+        if value.lower() in ("true", "false"):
+            parsed = value.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    parsed = kind(value)
+                    break
+                except ValueError:
+                    continue
+        if key in ("endpoint_url", "region_name"):
+            options.setdefault("client_kwargs", {})[key] = value
+        else:
+            options[key] = parsed
+    return options
+
+
+class FsspecBackend:
+    """A store behind an fsspec URL (object storage, ``memory://``); single-object writes are atomic there.
+
+    Credentials and the endpoint come from the usual places of the filesystem (for S3: ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ``~/.aws``), or from ``storage_options`` (default
+    ``$MER_STORAGE_OPTIONS``). Directory listings are never cached: other processes add commit markers.
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
         import fsspec
 
         self.location = url
-        self.fs, self.root = fsspec.core.url_to_fs(url)
+        self.storage_options = dict(storage_options_from_env() if storage_options is None else storage_options)
+        self.protocol = url.split("://", 1)[0]
+        if self.protocol != "memory":
+            self.storage_options.setdefault("use_listings_cache", False)
+        self.fs, self.root = fsspec.core.url_to_fs(url, **self.storage_options)
         self.root = self.root.rstrip("/")
 
     def _path(self, key: str) -> str:
@@ -135,41 +242,112 @@ class FsspecBackend:
             return None
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        self.fs.pipe_file(self._path(key), data)
+        try:
+            self.fs.pipe_file(self._path(key), data)
+        except PermissionError:
+            raise self._denied(key) from None
+
+    def _denied(self, key: str) -> Exception:
+        from mer.store.errors import StoreError
+
+        return StoreError(
+            f"cannot write {self.location}/{key}: access denied (read-only credentials?); "
+            "reading commands (store ls/info/verify/export, train) need read access only"
+        )
 
     def exists(self, key: str) -> bool:
+        """Whether an object exists at ``key`` (on S3 one HEAD request: keys here are never folders)."""
+        if self.protocol in ("s3", "s3a"):
+            bucket, name, _ = self.fs.split_path(self._path(key))
+            try:
+                self.fs.call_s3("head_object", Bucket=bucket, Key=name)
+            except FileNotFoundError:
+                return False
+            return True
         return self.fs.exists(self._path(key))
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
-        """Object stores offer no portable exclusive create: always grant (writers write identical bytes)."""
+        """Create ``key`` only when absent (False when another writer has it).
+
+        S3 gets a conditional put, ``If-None-Match: *`` (AWS S3 since 2024, MinIO, moto; a server that ignores the
+        header makes this always succeed, see README "Sharing a store"). Other object stores have no portable
+        exclusive create: there the key is written and the claim granted (concurrent writers then may compute a
+        clip twice; they write identical bytes, so the store stays consistent)."""
+        path = self._path(key)
+        if self.protocol in ("s3", "s3a"):
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            except PermissionError:
+                raise self._denied(key) from None
+            return True
+        if self.protocol == "memory":
+            if self.fs.exists(path):
+                return False
+            self.fs.pipe_file(path, data)
+            return True
+        self.write_bytes(key, data)
+        return True
+
+    def replace_if_unchanged(self, key: str, expected: bytes, data: bytes) -> bool:
+        """Replace ``key`` with ``data`` only if it still holds ``expected`` (S3: a put with ``If-Match`` on the
+        object's ETag), so that of several writers taking over one stale claim only one succeeds."""
+        path = self._path(key)
+        if self.protocol in ("s3", "s3a"):
+            try:
+                info = self.fs.info(path)
+            except FileNotFoundError:
+                return False
+            etag = info.get("ETag")
+            if self.read_bytes(key) != expected or not etag:
+                return False
+            try:
+                self.fs.pipe_file(path, data, IfMatch=etag)
+            except (FileExistsError, FileNotFoundError, OSError):
+                return False
+            return True
+        if self.read_bytes(key) != expected:
+            return False
         self.write_bytes(key, data)
         return True
 
     @contextlib.contextmanager
     def lock(self, folder: str) -> Iterator[None]:
-        """No cross-process lock on object storage (claims are always granted there)."""
+        """No cross-process lock on object storage (stale claims are taken over by ``replace_if_unchanged``)."""
         yield
 
     def list_dir(self, prefix: str) -> list[str]:
         try:
-            names = self.fs.ls(self._path(prefix), detail=False)
+            names = self.fs.ls(self._path(prefix), detail=False, refresh=True)
         except FileNotFoundError:
             return []
         return sorted({n.rstrip("/").rsplit("/", 1)[-1] for n in names} - {""})
 
     def delete(self, key: str) -> None:
-        if self.fs.exists(self._path(key)):
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._path(key))
+
+    def remove_tree(self, prefix: str) -> None:
+        """Delete every object under a prefix (no error when missing)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self._path(prefix), recursive=True)
+
+    def writable(self) -> bool:
+        """Object stores tell write permission only on a write: assume yes, and let the write say otherwise."""
+        return True
 
     def zarr_store(self, read_only: bool) -> Any:
         from zarr.storage import FsspecStore
 
-        return FsspecStore.from_url(self.location, read_only=read_only)
+        if self.protocol == "memory":
+            return FsspecStore.from_url(self.location, read_only=read_only)
+        return FsspecStore.from_url(self.location, read_only=read_only, storage_options=self.storage_options)
 
 
-def make_backend(location: str | Path) -> LocalBackend | FsspecBackend:
-    """Pick the backend for a local path or an fsspec URL."""
+def make_backend(location: str | Path, storage_options: dict[str, Any] | None = None) -> Backend:
+    """Pick the backend for a local path or an fsspec URL (``storage_options`` for the latter)."""
     location = str(location)
     if is_url(location):
-        return FsspecBackend(location)
+        return FsspecBackend(location, storage_options)
     return LocalBackend(location)

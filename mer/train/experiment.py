@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from mer.models import create
+from mer.train.channels import declared_channels
+from mer.train.checks import check_folds
 from mer.train.metrics import compute_metrics
-from mer.train.protocols import Fold, Protocol, parse_protocol, subject_keys
+from mer.train.protocols import Fold, Protocol, overlapping_subjects, parse_protocol, subject_keys
 from mer.train.results import (
     CONFIG_FILE,
     HISTORY_FILE,
@@ -32,7 +34,7 @@ from mer.train.results import (
     write_csv,
     write_json,
 )
-from mer.train.trainer import TrainConfig, as_float_batch, fit, predict, resolve_device
+from mer.train.trainer import SINGLE, TrainConfig, as_float_batch, fit, model_input_names, predict, resolve_device
 
 FoldProgress = Callable[[int, int, float], None]  # (fold index, epoch, train loss)
 
@@ -95,8 +97,26 @@ def encode_labels(labels: pd.Series, class_names: Sequence[str] | None) -> tuple
     return labels.astype(str).map(lookup).to_numpy().astype(np.int64), names
 
 
+def _to_device(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, a in arrays.items():
+        arr = np.ascontiguousarray(a)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        out[name] = torch.from_numpy(arr).to(device)
+    return out
+
+
+def _image_geometry(arrays: dict[str, np.ndarray]) -> tuple[int, int]:
+    """(channels, height) of the first N×C×H×W input, for the model builder; (0, 0) when there is none."""
+    for a in arrays.values():
+        if a.ndim == 4:
+            return int(a.shape[1]), int(a.shape[2])
+    return 0, 0
+
+
 def run_experiment(
-    X: np.ndarray,
+    X: np.ndarray | dict[str, np.ndarray],
     meta: pd.DataFrame,
     protocol: str | Protocol,
     model_name: str,
@@ -108,31 +128,40 @@ def run_experiment(
     progress: FoldProgress | None = None,
     input_name: str | None = None,
     save_checkpoints: bool = False,
+    recipe: str | None = None,
 ) -> ExperimentResult:
     """Train and evaluate ``model_name`` on ``X`` (N x C x H x W) under ``protocol``; write to ``out_dir``.
 
+    ``X`` is one array for a single-input model, or a dict of named arrays (one row per clip each) for a
+    model that declares ``input_names``; single-input models get per-channel standardisation from the
+    fold's training rows (``config.standardize``), multi-input models normalise their inputs themselves.
+
     ``meta`` has one row per clip with columns ``dataset, subject, clip_id, label`` (label: int index into
     ``class_names`` or a class-name string). Metrics are computed on the pooled test predictions of all
-    folds, per fold and per dataset. ``provenance`` is written to ``provenance.json`` as given.
+    folds, per fold and per dataset. ``provenance`` is written to ``provenance.json`` as given; ``recipe``
+    (the preset the config came from, if any) is recorded in ``config.json`` beside every value.
     """
     config = config or TrainConfig()
+    if config.channels is None:  # the stored input's channel declaration drives flip/rotation (mer.train.augment)
+        config = dataclasses.replace(config, channels=declared_channels(provenance))
     model_options = dict(model_options or {})
     proto = parse_protocol(protocol)
     meta = meta.reset_index(drop=True)
-    if len(meta) != len(X):
-        raise ValueError(f"X has {len(X)} rows but meta has {len(meta)}")
+    arrays = dict(X) if isinstance(X, dict) else {SINGLE: X}
+    for name, a in arrays.items():
+        if len(a) != len(meta):
+            raise ValueError(f"input {name!r} has {len(a)} rows but meta has {len(meta)}")
     y_np, names = encode_labels(meta["label"], class_names)
     k = len(names)
     keys = subject_keys(meta)
     folds: list[Fold] = proto.folds(meta)
+    check_folds(folds, y_np, keys, proto.name, class_names=names)  # no metrics from folds that cannot mean anything
     device = resolve_device(config.device)
 
-    arr = np.ascontiguousarray(X)
-    if arr.dtype == np.float64:
-        arr = arr.astype(np.float32)
-    Xd = torch.from_numpy(arr).to(device)
+    inputs = _to_device(arrays, device)
     yd = torch.from_numpy(y_np).to(device)
-    _, c, h, _ = Xd.shape
+    c, h = _image_geometry(arrays)
+    standardized = False
 
     pred_frames, hist_frames, per_fold = [], [], []
     ckpt_dir = Path(out_dir) / "checkpoints" if (out_dir is not None and save_checkpoints) else None
@@ -144,13 +173,23 @@ def run_experiment(
             raise AssertionError(f"fold {fold.name}: train and test rows overlap")
         fold_cfg = dataclasses.replace(config, seed=config.seed + fi)
         torch.manual_seed(fold_cfg.seed)
-        net = create(model_name, num_classes=k, in_channels=c, image_size=h, **model_options)
-        if config.standardize:
-            net = StandardizedModel(Standardize(*channel_stats(Xd, fold.train_idx)), net)
+        net = create(model_name, num_classes=k, in_channels=c or 3, image_size=h or 224, **model_options)
+        named = model_input_names(net)
+        if named is None:
+            if len(inputs) != 1:
+                raise ValueError(f"model {model_name!r} takes one input, got {sorted(inputs)}")
+            fold_inputs = next(iter(inputs.values()))
+            if config.standardize and fold_inputs.ndim == 4:
+                net = StandardizedModel(Standardize(*channel_stats(fold_inputs, fold.train_idx)), net)
+                standardized = True
+        else:
+            if set(named) != set(inputs):
+                raise ValueError(f"model {model_name!r} takes inputs {list(named)}, got {sorted(inputs)}")
+            fold_inputs = inputs
         net.to(device)
         cb = (lambda e, loss, _fi=fi: progress(_fi, e, loss)) if progress is not None else None
-        hist = fit(net, Xd, yd, fold_cfg, indices=fold.train_idx, groups=keys[fold.train_idx], progress=cb)
-        probs = predict(net, Xd, fold.test_idx, config.eval_batch_size, config.amp).cpu().numpy()
+        hist = fit(net, fold_inputs, yd, fold_cfg, indices=fold.train_idx, groups=keys[fold.train_idx], progress=cb)
+        probs = predict(net, fold_inputs, fold.test_idx, config.eval_batch_size, config.amp).cpu().numpy()
         if ckpt_dir is not None:
             torch.save(net.state_dict(), ckpt_dir / f"fold{fi:03d}.pt")
         y_pred = probs.argmax(1)
@@ -182,11 +221,16 @@ def run_experiment(
         "model_options": model_options,
         "input": input_name if input_name is not None else (provenance or {}).get("input"),
         "protocol": proto.to_dict(),
+        "subject_independent": overlapping_subjects(meta, folds) == 0,  # measured on the folds
+        "test_subjects_in_training": overlapping_subjects(meta, folds),
+        "precision": "bfloat16 autocast" if (config.amp and device.type == "cuda") else "float32",
+        "recipe": recipe,
         "train": config.to_dict(),
         "class_names": names,
         "num_classes": k,
-        "input_shape": [int(s) for s in Xd.shape[1:]],
-        "input_dtype": str(arr.dtype),
+        "input_shape": _shapes(inputs, lambda t: [int(s) for s in t.shape[1:]]),
+        "input_dtype": _shapes(inputs, lambda t: str(t.dtype).removeprefix("torch.")),
+        "standardized": standardized,
         "n_clips": len(meta),
         "n_folds": len(folds),
         "datasets": sorted(meta["dataset"].astype(str).unique()),
@@ -207,6 +251,13 @@ def run_experiment(
         write_csv(out / HISTORY_FILE, history)
         write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
     return ExperimentResult(metrics, preds, history, run_config, Path(out_dir) if out_dir is not None else None)
+
+
+def _shapes(inputs: dict[str, torch.Tensor], fn: Callable) -> object:
+    """``fn`` of the one input (single-input run, as before) or a dict name -> ``fn`` of each input."""
+    if set(inputs) == {SINGLE}:
+        return fn(inputs[SINGLE])
+    return {name: fn(t) for name, t in inputs.items()}
 
 
 def _fold_predictions(meta, fold: Fold, fi: int, y_np, y_pred, probs, names) -> pd.DataFrame:

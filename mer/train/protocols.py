@@ -10,8 +10,14 @@ Protocol strings accepted by :func:`parse_protocol`:
 * ``megc2019`` - composite LOSO over several datasets (same folds; per-dataset scores come from the pooled
   predictions, which the experiment runner always reports);
 * ``cross:<train>[+<train>...]:<test>`` - e.g. ``cross:casme2+samm:smic``, one fold;
-* ``holdout[:<test_fraction>[:<seed>]]`` - stratified split (paper's Experiment 1: 90/10);
+* ``holdout[:<test_fraction>[:<seed>[:grouped]]]`` - stratified split (paper's Experiment 1: 90/10);
+  ``grouped`` holds out whole subjects instead;
 * ``kfold[:<k>[:<seed>[:grouped]]]`` - stratified k-fold, optionally with whole subjects per fold.
+
+Subject independence: ``loso``, ``megc2019``, ``cross`` and the ``grouped`` forms never put a test subject in
+training; plain ``holdout`` and ``kfold`` split clips, so one person's clips land on both sides (measured on
+CASME II: 16 of 26 test subjects of a 90/10 split are also in training). :attr:`Protocol.subject_independent`
+says which, and :func:`overlapping_subjects` measures it on the actual folds (written to config.json).
 """
 
 from __future__ import annotations
@@ -72,10 +78,37 @@ def _stratified_counts(class_sizes: np.ndarray, total: int) -> np.ndarray:
     return base
 
 
-def holdout(meta: pd.DataFrame, test_fraction: float = 0.1, seed: int = 0) -> Iterator[Fold]:
-    """Stratified random hold-out: ``round(test_fraction * N)`` test rows, split across labels pro rata."""
+def _grouped_holdout_mask(meta: pd.DataFrame, test_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Whole subjects, in a seeded random order, added while they bring the test class counts closer to the target."""
+    y = meta["label"].to_numpy()
+    keys = subject_keys(meta)
+    classes = np.unique(y)
+    uniq = np.array(sorted(set(keys)))
+    uniq = uniq[rng.permutation(len(uniq))]
+    target = np.array([(y == c).sum() for c in classes]) * test_fraction
+    counts = np.zeros(len(classes))
+    chosen = []
+    for g in uniq[:-1]:  # at least one subject stays in training
+        hist = np.array([(y[keys == g] == c).sum() for c in classes])
+        if ((counts + hist - target) ** 2).sum() < ((counts - target) ** 2).sum():
+            counts += hist
+            chosen.append(g)
+    if not chosen:
+        chosen = [uniq[0]]
+    return np.isin(keys, chosen)
+
+
+def holdout(meta: pd.DataFrame, test_fraction: float = 0.1, seed: int = 0, grouped: bool = False) -> Iterator[Fold]:
+    """Stratified random hold-out: ``round(test_fraction * N)`` test rows, split across labels pro rata.
+
+    With ``grouped`` whole subjects are held out (about ``test_fraction`` of every class; subject-independent).
+    """
     y = meta["label"].to_numpy()
     rng = np.random.default_rng(seed)
+    if grouped:
+        mask = _grouped_holdout_mask(meta, test_fraction, rng)
+        yield Fold(f"holdout{test_fraction:g}-grouped", np.flatnonzero(~mask), np.flatnonzero(mask))
+        return
     classes, sizes = np.unique(y, return_counts=True)
     counts = _stratified_counts(sizes, int(round(test_fraction * len(y))))
     test = np.concatenate(
@@ -117,12 +150,25 @@ def kfold(meta: pd.DataFrame, k: int = 5, seed: int = 0, grouped: bool = False) 
         yield Fold(f"fold{f}", np.flatnonzero(~test), np.flatnonzero(test))
 
 
+def overlapping_subjects(meta: pd.DataFrame, folds: Sequence[Fold]) -> int:
+    """How many (fold, test subject) pairs have clips of that subject in the fold's training rows (0 = independent)."""
+    keys = subject_keys(meta)
+    return sum(len(np.intersect1d(keys[f.test_idx], keys[f.train_idx])) for f in folds)
+
+
 @dataclass(frozen=True)
 class Protocol:
     """A named protocol with its parameters; ``folds(meta)`` lists its folds."""
 
     name: str
     params: dict = field(default_factory=dict)
+
+    @property
+    def subject_independent(self) -> bool:
+        """True when no test subject can appear in training (LOSO, MEGC 2019, cross-dataset, grouped forms)."""
+        if self.name in ("holdout", "kfold"):
+            return bool(self.params.get("grouped", False))
+        return True
 
     def folds(self, meta: pd.DataFrame) -> list[Fold]:
         """All folds of this protocol on ``meta``."""
@@ -133,7 +179,7 @@ class Protocol:
 
     def to_dict(self) -> dict:
         """JSON-able description ``{"name": ..., "params": {...}}``."""
-        return {"name": self.name, "params": dict(self.params)}
+        return {"name": self.name, "params": dict(self.params), "subject_independent": self.subject_independent}
 
 
 def parse_protocol(spec: str | Protocol) -> Protocol:
@@ -154,6 +200,8 @@ def parse_protocol(spec: str | Protocol) -> Protocol:
             params["test_fraction"] = float(args[0])
         if len(args) > 1:
             params["seed"] = int(args[1])
+        if len(args) > 2:
+            params["grouped"] = _grouped_flag(spec, args[2])
         return Protocol("holdout", params)
     if name == "kfold":
         params = {}
@@ -162,6 +210,12 @@ def parse_protocol(spec: str | Protocol) -> Protocol:
         if len(args) > 1:
             params["seed"] = int(args[1])
         if len(args) > 2:
-            params["grouped"] = args[2] == "grouped"
+            params["grouped"] = _grouped_flag(spec, args[2])
         return Protocol("kfold", params)
     raise ValueError(f"unknown protocol {spec!r}")
+
+
+def _grouped_flag(spec: str, value: str) -> bool:
+    if value not in ("grouped", "rows"):
+        raise ValueError(f"protocol {spec!r}: the last field is 'grouped' (whole subjects) or 'rows', not {value!r}")
+    return value == "grouped"

@@ -1,28 +1,40 @@
 """Whole-tensor trainer: the dataset lives on the device and is indexed per batch (no DataLoader).
 
+Inputs by name: ``X`` is one tensor (a single-input model, called ``model(x)``) or a dict of tensors with
+one row per clip (any rank: images N×C×H×W, ROI sequences N×T×R×2, AU vectors N×21). A model that declares
+``input_names`` is called ``model(**batch)`` with exactly those keys; the inputs it lists in
+``image_inputs`` get one random flip/rotation/crop per sample, the same for all of them (onset and apex
+stay aligned). A model may define ``epoch_record() -> dict[str, float]`` (e.g. SOA angles); its values are
+written to the history after every epoch.
+
 ``fit`` trains for a fixed number of epochs (50 by default, the paper's schedule). Early stopping is
 optional and only ever looks at an inner validation split drawn from the *training* rows (by subject when
-``groups`` is given), never at a test fold. Mixed precision (bfloat16 autocast) is used on CUDA only.
-Runs are seeded; on CPU deterministic algorithms are enforced, so two runs with one seed match exactly.
+``groups`` is given), never at a test fold. float32 by default; mixed precision (bfloat16 autocast, CUDA only)
+is opt-in (``amp=True``) and recorded in config.json. Runs are seeded and use deterministic algorithms on CPU and
+CUDA by default (``deterministic=True``; on CUDA with ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` and cuDNN benchmarking
+off), so two runs with one seed on one device match exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from mer.train.augment import PAPER_ANGLES, augment_batch
+from mer.train.augment import PAPER_ANGLES, apply_transform, draw_transform
 from mer.train.losses import inverse_frequency_weights, make_loss
 from mer.train.metrics import compute_metrics
 
 ProgressFn = Callable[[int, float], None]  # (epoch, train loss)
+Inputs = torch.Tensor | Mapping[str, torch.Tensor]
+SINGLE = "x"  # the key of the one input of a model that declares no ``input_names``
 
 
 @dataclass
@@ -36,6 +48,10 @@ class TrainConfig:
     best weights. ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     ``standardize``: per-channel mean/std from the training rows, applied inside the model (see experiment).
     ``profile``: synchronise around the data step to measure how long the device waits for data.
+    ``crop_padding``: random crop of the image zero-padded by that many pixels (0 = none).
+    ``lr_decay``: exponential learning-rate decay per epoch (1.0 = constant).
+    ``lr_groups``: ``{substring: lr}``: parameters whose name contains the substring (first match) get that
+    learning rate and no weight decay (e.g. ``{"theta": 1e-2}`` for FaceSleuth's SOA angles).
     """
 
     epochs: int = 50
@@ -50,12 +66,18 @@ class TrainConfig:
     augment: bool = True
     flip_prob: float = 0.5
     rotation_angles: tuple[float, ...] = PAPER_ANGLES
-    flow_channels: tuple[int, int] | None = None
+    # the inputs' channel declarations (mer.train.augment): one tuple for a single input, or one per input name;
+    # None = intensities
+    channels: tuple[str, ...] | dict[str, tuple[str, ...]] | None = None
+    crop_padding: int = 0
+    lr_decay: float = 1.0
+    lr_groups: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     val_fraction: float = 0.0
     early_stopping: bool = False
     patience: int = 10
-    amp: bool = True
+    amp: bool = False
+    deterministic: bool = True
     device: str = "auto"
     standardize: bool = True
     eval_batch_size: int = 256
@@ -65,7 +87,11 @@ class TrainConfig:
         """Plain JSON-able dict of the fields."""
         d = asdict(self)
         d["rotation_angles"] = list(self.rotation_angles)
-        d["flow_channels"] = list(self.flow_channels) if self.flow_channels else None
+        if isinstance(self.channels, dict):
+            d["channels"] = {k: list(v) for k, v in self.channels.items()}
+        else:
+            d["channels"] = list(self.channels) if self.channels else None
+        d["lr_groups"] = dict(self.lr_groups)
         return d
 
     @classmethod
@@ -74,8 +100,10 @@ class TrainConfig:
         d = dict(d)
         if "rotation_angles" in d:
             d["rotation_angles"] = tuple(d["rotation_angles"])
-        if d.get("flow_channels") is not None:
-            d["flow_channels"] = tuple(d["flow_channels"])
+        if isinstance(d.get("channels"), dict):
+            d["channels"] = {k: tuple(v) for k, v in d["channels"].items()}
+        elif d.get("channels") is not None:
+            d["channels"] = tuple(d["channels"])
         return cls(**d)
 
 
@@ -103,17 +131,89 @@ def as_float_batch(xb: torch.Tensor) -> torch.Tensor:
     return xb.float()
 
 
+def channels_of(config: TrainConfig, name: str) -> tuple[str, ...] | None:
+    """The channel declaration of input ``name`` (the one declaration of a single-input run)."""
+    if isinstance(config.channels, dict):
+        found = config.channels.get(name)
+        return tuple(found) if found else None
+    return config.channels
+
+
+def model_input_names(model: nn.Module) -> tuple[str, ...] | None:
+    """The input names a model declares (``input_names``), or None for a single-input model."""
+    names = getattr(model, "input_names", None)
+    return tuple(names) if names is not None else None
+
+
+def as_inputs(X: Inputs) -> dict[str, torch.Tensor]:
+    """One tensor becomes ``{"x": X}``; a mapping is copied as a dict (all with the same number of rows)."""
+    inputs = {SINGLE: X} if isinstance(X, torch.Tensor) else dict(X)
+    if not inputs:
+        raise ValueError("no inputs given")
+    sizes = {name: len(t) for name, t in inputs.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"inputs have different numbers of rows: {sizes}")
+    return inputs
+
+
+def check_inputs(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> None:
+    """Raise ValueError unless ``inputs`` has exactly the names the model declares (or one, if it declares none)."""
+    names = model_input_names(model)
+    if names is None:
+        if len(inputs) != 1:
+            raise ValueError(f"the model takes one input, got {sorted(inputs)}")
+        return
+    if set(names) != set(inputs):
+        raise ValueError(f"the model takes inputs {list(names)}, got {sorted(inputs)}")
+
+
+def image_input_names(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> list[str]:
+    """Inputs that augmentation transforms: the model's ``image_inputs``, or the one N×C×H×W input."""
+    declared = getattr(model, "image_inputs", None)
+    if declared is not None:
+        return [n for n in declared if n in inputs]
+    if model_input_names(model) is None:
+        return [n for n, t in inputs.items() if t.ndim == 4]
+    return []
+
+
+def gather_batch(inputs: Mapping[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Rows ``idx`` of every input, as float32 (uint8 scaled to [0, 1])."""
+    return {name: as_float_batch(t[idx]) for name, t in inputs.items()}
+
+
+def call_model(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``model(**batch)`` for a model with ``input_names``, else ``model(x)`` on the one input."""
+    if model_input_names(model) is None:
+        (x,) = batch.values()
+        return model(x)
+    return model(**batch)
+
+
+def epoch_record(model: nn.Module) -> dict[str, float]:
+    """The model's per-epoch values (``epoch_record()``), e.g. learned angles; {} when it defines none."""
+    fn = getattr(model, "epoch_record", None)
+    return {k: float(v) for k, v in fn().items()} if callable(fn) else {}
+
+
 @contextlib.contextmanager
 def deterministic_mode(enabled: bool):
-    """Temporarily enforce deterministic algorithms (restores the previous setting)."""
+    """Temporarily enforce deterministic algorithms, cuDNN included (restores the previous settings).
+
+    cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` for deterministic results; it is set to ``:4096:8`` unless given.
+    """
     prev = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev_cudnn
 
 
 def inner_split(
@@ -145,14 +245,29 @@ def inner_split(
     return rows[~val_mask], rows[val_mask]
 
 
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Optimizer groups: the default group, then one per ``lr_groups`` pattern that matches (no weight decay)."""
+    default: list[nn.Parameter] = []
+    special: dict[str, list[nn.Parameter]] = {pattern: [] for pattern in cfg.lr_groups}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        match = next((pattern for pattern in cfg.lr_groups if pattern in name), None)
+        (special[match] if match is not None else default).append(param)
+    groups = [{"params": default}]
+    groups += [{"params": ps, "lr": cfg.lr_groups[pat], "weight_decay": 0.0} for pat, ps in special.items() if ps]
+    return groups
+
+
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     name = cfg.optimizer.lower()
+    groups = parameter_groups(model, cfg)
     if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9)
+        return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
@@ -164,7 +279,7 @@ def _autocast(device: torch.device, enabled: bool):
 
 def fit(
     model: nn.Module,
-    X: torch.Tensor,
+    X: Inputs,
     y: torch.Tensor,
     config: TrainConfig,
     indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
@@ -173,13 +288,18 @@ def fit(
 ) -> History:
     """Train ``model`` in place on rows ``indices`` of ``X``/``y`` (all when None); return its history.
 
-    ``X`` (N x C x H x W, uint8 or float) and ``y`` (N, int64) should already be on the device; only rows in
-    ``indices`` are ever read. ``groups`` (one key per entry of ``indices``, e.g. subject) makes the inner
+    ``X`` (one N x C x H x W tensor, uint8 or float, or a dict of named inputs with one row per clip) and
+    ``y`` (N, int64) should already be on the device; only rows in ``indices`` are ever read. ``groups``
+    (one key per entry of ``indices``, e.g. subject) makes the inner
     validation split subject-wise. ``progress(epoch, loss)`` is called after every epoch.
     """
-    device = X.device
+    inputs = as_inputs(X)
+    check_inputs(model, inputs)
+    images = image_input_names(model, inputs)
+    n_rows = len(next(iter(inputs.values())))
+    device = y.device
     model.to(device)
-    rows = np.arange(len(X)) if indices is None else np.asarray(torch.as_tensor(indices).cpu(), dtype=np.int64)
+    rows = np.arange(n_rows) if indices is None else np.asarray(torch.as_tensor(indices).cpu(), dtype=np.int64)
     y_rows = y[torch.as_tensor(rows, device=y.device)].cpu().numpy()
     g = None if groups is None else np.asarray(groups)
     fit_rows, val_rows = inner_split(rows, y_rows, g, config.val_fraction, config.seed)
@@ -191,6 +311,7 @@ def fit(
         raise ValueError(f"unknown class_weights {config.class_weights!r}")
     loss_fn = make_loss(config.loss, config.gamma, alpha, config.label_smoothing).to(device)
     optimizer = _make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, config.lr_decay) if config.lr_decay != 1 else None
     use_amp = config.amp and device.type == "cuda"
     gen = torch.Generator(device=device)
     gen.manual_seed(config.seed)
@@ -199,7 +320,7 @@ def fit(
     best_loss, best_state, waited = float("inf"), None, 0
     n = len(fit_t)
     bs = config.batch_size
-    with deterministic_mode(device.type == "cpu"):
+    with deterministic_mode(config.deterministic):
         for epoch in range(config.epochs):
             t0 = time.perf_counter()
             model.train()
@@ -214,15 +335,19 @@ def fit(
                 if config.profile:
                     _sync(device)
                     td = time.perf_counter()
-                xb = as_float_batch(X[idx])
+                batch = gather_batch(inputs, idx)
                 yb = y[idx]
-                if config.augment:
-                    xb = augment_batch(xb, gen, config.flip_prob, config.rotation_angles, config.flow_channels)
+                if config.augment and images:
+                    tf = draw_transform(
+                        len(idx), gen, device, config.flip_prob, config.rotation_angles, config.crop_padding
+                    )
+                    for name in images:
+                        batch[name] = apply_transform(batch[name], tf, channels_of(config, name))
                 if config.profile:
                     _sync(device)
                     data_time += time.perf_counter() - td
                 with _autocast(device, use_amp):
-                    logits = model(xb)
+                    logits = call_model(model, batch)
                     loss = loss_fn(logits.float(), yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -238,10 +363,14 @@ def fit(
                 "train_acc": float(correct) / max(seen, 1),
                 "epoch_time": time.perf_counter() - t0,
             }
+            rec["lr"] = float(optimizer.param_groups[0]["lr"])
+            if scheduler is not None:
+                scheduler.step()
             if config.profile:
                 rec["data_time"] = data_time
+            rec.update(epoch_record(model))
             if len(val_rows):
-                rec.update(_validate(model, X, y, val_rows, loss_fn, config, num_classes))
+                rec.update(_validate(model, inputs, y, val_rows, loss_fn, config, num_classes))
             history.epochs.append(rec)
             if progress is not None:
                 progress(epoch, rec["train_loss"])
@@ -261,24 +390,27 @@ def fit(
 @torch.no_grad()
 def predict(
     model: nn.Module,
-    X: torch.Tensor,
+    X: Inputs,
     indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
     batch_size: int = 256,
-    amp: bool = True,
+    amp: bool = False,
 ) -> torch.Tensor:
     """Class probabilities (softmax of logits, float32, N x K) for rows ``indices`` of ``X`` (eval mode)."""
     model.eval()
-    device = X.device
+    inputs = as_inputs(X)
+    check_inputs(model, inputs)
+    first = next(iter(inputs.values()))
+    device = first.device
     rows = (
-        torch.arange(len(X), device=device)
+        torch.arange(len(first), device=device)
         if indices is None
         else torch.as_tensor(np.asarray(torch.as_tensor(indices).cpu()), device=device)
     )
     out = []
     with _autocast(device, amp):
         for start in range(0, len(rows), batch_size):
-            xb = as_float_batch(X[rows[start : start + batch_size]])
-            out.append(torch.softmax(model(xb).float(), dim=1))
+            batch = gather_batch(inputs, rows[start : start + batch_size])
+            out.append(torch.softmax(call_model(model, batch).float(), dim=1))
     if not out:
         return torch.zeros(0, _num_classes(model), device=device)
     return torch.cat(out)
@@ -294,6 +426,9 @@ def _validate(model, X, y, rows, loss_fn, cfg: TrainConfig, num_classes: int) ->
 
 
 def _num_classes(model: nn.Module) -> int:
+    declared = getattr(model, "num_classes", None)
+    if isinstance(declared, int):
+        return declared
     last = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not last:
         raise ValueError("cannot infer the number of classes: the model has no nn.Linear layer")

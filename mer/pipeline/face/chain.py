@@ -40,10 +40,12 @@ class FaceParams:
     frame ``onset`` (0), retry upsampled up to ``max_upsample`` (1) and on the next frames, up to
     ``detect_frames`` (3) frames; keep faces with score ≥ ``min_score`` (0.0, dlib's threshold) and side
     ≥ ``min_face_frac`` (0.08) of the frame's shorter side.
-    Landmarks: ``n_inits`` (5) predictor starts per frame (1..9); the face counts as lost when more than
-    ``max_outside`` (0.25) of its landmarks leave the frame. Smoothing: ``smoothing`` "one-euro"
-    (default), "savgol" or "none"; one-euro ``min_cutoff`` (0.04 cycles/frame), ``beta`` (0.2),
-    ``d_cutoff`` (0.2 cycles/frame), ``bidirectional`` (True, zero lag offline); Savitzky–Golay
+    Landmarks: ``n_inits`` (1) predictor starts per frame (1..9) on the face crop blurred by ``landmark_blur``
+    (3.5, σ in 1/200 of the face box; 0 = sharp), all 5 starts where the box moved by more than ``recheck``
+    (0.05); the face counts as lost when more than ``max_outside`` (0.25) of its landmarks leave the frame.
+    Smoothing: ``smoothing`` "one-euro" (default), "savgol" or "none"; one-euro ``min_cutoff`` (0.04
+    cycles/frame), ``beta`` (0.2), ``d_cutoff`` (0.2 cycles/frame), ``bidirectional`` (True, zero lag
+    offline); Savitzky–Golay
     ``savgol_window`` (7) and ``savgol_order`` (2).
     Alignment: ``reference`` "inner-corners" (points 39/42, STAG; default) or "eye-centres";
     ``align_mode`` "onset" (one transform from frame ``onset``, default) or "per-frame"; output ``size``
@@ -59,7 +61,9 @@ class FaceParams:
     max_upsample: int = 1
     min_score: float = 0.0
     min_face_frac: float = 0.08
-    n_inits: int = 5
+    n_inits: int = 1
+    landmark_blur: float = 3.5
+    recheck: float = 0.05
     max_outside: float = 0.25
     smoothing: str = "one-euro"
     min_cutoff: float = 0.04
@@ -94,6 +98,10 @@ class FaceParams:
             raise ValueError(f"FaceParams.size must be at least 16 pixels, got {self.size}")
         if not 1 <= self.n_inits <= 9:
             raise ValueError(f"FaceParams.n_inits must be 1..9, got {self.n_inits}")
+        if not 0 <= self.landmark_blur <= 20:
+            raise ValueError(f"FaceParams.landmark_blur must be 0..20 canvas pixels, got {self.landmark_blur}")
+        if not self.recheck > 0:
+            raise ValueError(f"FaceParams.recheck must be > 0 (a box change), got {self.recheck}")
         if self.onset < 0:
             raise ValueError(f"FaceParams.onset must be a frame index ≥ 0, got {self.onset}")
 
@@ -173,7 +181,14 @@ def detect_step(clip: np.ndarray, p: Any) -> FaceDetection:
 def track_step(clip: np.ndarray, detection: FaceDetection, p: Any) -> LandmarkTrack:
     """Landmark tracking and smoothing with the landmark fields of ``p`` (FaceParams or the stage's params)."""
     return track_landmarks(
-        clip, detection, smoothing=p.smoothing, n_inits=p.n_inits, max_outside=p.max_outside, **smooth_kwargs(p)
+        clip,
+        detection,
+        smoothing=p.smoothing,
+        n_inits=p.n_inits,
+        blur=p.landmark_blur,
+        recheck=p.recheck,
+        max_outside=p.max_outside,
+        **smooth_kwargs(p),
     )
 
 

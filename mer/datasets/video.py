@@ -1,0 +1,69 @@
+"""Video adapter (`video`): clips stored as video files, one per clip, plus the `folder` adapter's sheet.
+
+Expected layout::
+
+    DIR/
+      annotations.csv                    (or .xlsx / .xls / .tsv; or pass annotations=PATH)
+      <subject>/<clip>.mp4               (.avi, .mov, .mkv; decoded with OpenCV)
+
+Sheet columns are those of `folder` (`subject`, `clip`, `onset`, `offset`, `emotion`; `apex`, `action_units`,
+`n_frames` optional), with onset/apex/offset as **frame indices into the video, the first frame being 0**.
+A frame is addressed as ``<video path>#<index>`` in the clips table; its identity is the SHA-256 of the video
+file's bytes and the frame index (:func:`frame_digest`), so re-encoding a video is a content change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .folder import COLUMNS, SHEET_NAMES, dataset_name_for
+from .layout import read_sheet_adapter, resolve_subject, subdirs
+from .manifest import AdapterOutput
+from .problems import Problem
+from .video_frames import VIDEO_EXTENSIONS, frame_digest, frame_ref, is_video, parse_frame_ref, scan_video
+
+__all__ = ["NAME", "frame_digest", "frame_ref", "is_video", "parse_frame_ref", "read", "scan_video"]
+
+NAME = "video"
+
+
+def find_video(folder: Path, clip: str) -> Path | None:
+    """``folder/<clip>.<ext>`` for the first video extension present (None when there is none)."""
+    if not clip or "/" in clip or "\\" in clip or ".." in clip:
+        return None
+    for ext in VIDEO_EXTENSIONS:
+        for candidate in (folder / f"{clip}{ext}", folder / f"{clip}{ext.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return folder / f"{clip}{VIDEO_EXTENSIONS[0]}"  # reported as missing by the manifest check
+
+
+def read(
+    root: Path,
+    annotations: Path | None,
+    column_map: dict[str, str] | None,
+    problems: list[Problem],
+    dataset_name: str | None = None,
+) -> AdapterOutput:
+    """Read a video dataset under `root` into records (one video file per clip)."""
+    name = dataset_name_for(root, dataset_name)
+    folders = subdirs(root)
+
+    def video_of(subject: str, clip: str, values: dict[str, object]) -> Path | None:
+        if not subject or "/" in subject or "\\" in subject or ".." in subject:
+            return None
+        return find_video(root / subject, clip)
+
+    out = read_sheet_adapter(
+        name,
+        root,
+        annotations,
+        column_map,
+        problems,
+        SHEET_NAMES,
+        COLUMNS,
+        subject_of=lambda v: resolve_subject(v, folders),
+        folder_of=video_of,
+    )
+    out.corrections = None
+    return out
