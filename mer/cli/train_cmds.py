@@ -93,6 +93,7 @@ def train(
     from rich.progress import Progress
 
     from mer.cli.store_open import open_cli_store
+    from mer.models.stag import roi_set_option
     from mer.names import validate_component
     from mer.train.checks import check_folds, check_train_options, parse_model_options
     from mer.train.experiment import run_experiment
@@ -143,6 +144,8 @@ def train(
         )
         inputs = resolve_inputs(model, model_options, input, key)
         data = load_training_inputs(open_cli_store(store, "r"), dataset, inputs, labels)
+        if "roi_flow" in inputs:  # STAG's roi_set comes from the stored entry (a given one must match it)
+            model_options = roi_set_option(model_options, data.provenance["entries"])
         spec = parse_protocol(protocol)
         folds = list(spec.folds(data.meta))
         check_folds(folds, data.meta["label"].to_numpy(), subject_keys(data.meta), protocol, data.class_names)
@@ -190,7 +193,9 @@ def report(
 
     from mer.report.angle_figures import angle_columns, plot_angles
     from mer.report.figures import save_run_figures
+    from mer.report.stag_explain import stag_importance_report
     from mer.report.tables import compare_runs, to_markdown, to_text
+    from mer.store import StoreError
 
     runs = [r for r in runs if (r / "metrics.json").exists()]
     if not runs:
@@ -206,6 +211,19 @@ def report(
             last = history[history["epoch"] == history["epoch"].max()][cols].mean()
             angles = ", ".join(f"{v:.1f}°" for v in last)
             console.print(f"{escape(run.name)}: learned SOA angles at the last epoch (mean over folds) {angles}")
+    importance = []
+    for run in runs:
+        try:
+            roi_table = stag_importance_report(run)
+        except (ValueError, OSError, StoreError) as exc:  # e.g. the store moved: the rest of the report stands
+            err_console.print(f"{escape(run.name)}: no ROI importance: {escape(str(exc))}")
+            continue
+        if roi_table is not None:
+            console.print(f"{escape(run.name)}: mean ROI importance per class (roi_importance.csv)")
+            by_roi = roi_table.set_index("class").drop(columns="n").T  # one row per ROI, one column per class
+            console.print(escape(by_roi.to_string(float_format=lambda v: f"{v:.3f}")))
+            heading = f"\n## {run.name}: mean ROI importance per class\n\n"
+            importance.append(heading + to_markdown(roi_table.set_index("class")))
     target = out or runs[0].parent / "report.md"
-    target.write_text("# Results\n\n" + to_markdown(table) + "\n")
+    target.write_text("# Results\n\n" + to_markdown(table) + "\n" + "".join(importance))
     console.print(f"table: {target}; {len(figures)} figure(s) beside the runs (confusion.png, history.png, angles.png)")

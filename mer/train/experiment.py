@@ -189,7 +189,7 @@ def run_experiment(
         net.to(device)
         cb = (lambda e, loss, _fi=fi: progress(_fi, e, loss)) if progress is not None else None
         hist = fit(net, fold_inputs, yd, fold_cfg, indices=fold.train_idx, groups=keys[fold.train_idx], progress=cb)
-        probs = predict(net, fold_inputs, fold.test_idx, config.eval_batch_size, config.amp).cpu().numpy()
+        probs = predict(net, fold_inputs, fold.test_idx, config.eval_batch_size, config.amp, config.tta).cpu().numpy()
         if ckpt_dir is not None:
             torch.save(net.state_dict(), ckpt_dir / f"fold{fi:03d}.pt")
         y_pred = probs.argmax(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from mer.train.presets import load_preset
 from mer.train.trainer import TrainConfig
 
 # The public code: AdamW, lr 8e-4, weight decay 0.6, exponential decay 0.987 per epoch, 50 epochs, batch 32,
@@ -42,6 +43,12 @@ class Recipe:
         return dataclasses.replace(TrainConfig(**self.values), **overrides)
 
 
+def _from_preset(name: str, preset: str) -> Recipe:
+    """A recipe whose values are the ``[train]`` table of a TOML preset (``mer/train/presets/``)."""
+    data = load_preset(preset)
+    return Recipe(name, data["description"], dict(data["train"]))
+
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
@@ -57,6 +64,7 @@ RECIPES: dict[str, Recipe] = {
             _PUBLIC | {"lr_groups": {"theta": 1e-2}, "epochs": 80, "val_fraction": 0.2, "early_stopping": True},
         ),
         Recipe("mmnet-paper", "public MMNet recipe, fixed 50 epochs (no per-test-subject epoch choice)", _PUBLIC),
+        _from_preset("stag-paper", "stag"),
     )
 }
 

@@ -29,6 +29,16 @@ import torch
 from torch import nn
 
 from mer.train.augment import PAPER_ANGLES, apply_transform, draw_transform
+from mer.train.extras import (
+    SwaTracker,
+    TrainingExtras,
+    augment_named,
+    epoch_rows,
+    make_extras_loss,
+    make_extras_scheduler,
+    predict_probs,
+    roi_permutation_for,
+)
 from mer.train.losses import inverse_frequency_weights, make_loss
 from mer.train.metrics import compute_metrics
 
@@ -52,6 +62,13 @@ class TrainConfig:
     ``lr_decay``: exponential learning-rate decay per epoch (1.0 = constant).
     ``lr_groups``: ``{substring: lr}``: parameters whose name contains the substring (first match) get that
     learning rate and no weight decay (e.g. ``{"theta": 1e-2}`` for FaceSleuth's SOA angles).
+
+    Extras for any model (:mod:`mer.train.extras`; all off by default): ``class_weights="effective"``
+    (``class_weights_beta``), ``lr_schedule="warmup_cosine"`` (``warmup_epochs``, ``min_lr_factor``), SWA from
+    the ``swa_start`` fraction of the epochs at ``swa_lr_factor`` × lr (the average replaces the best-epoch
+    weights), ``mixup_alpha`` / ``cutmix_alpha`` / ``cutmix_prob`` / ``mix_prob``, ``oversample`` (minority
+    classes up to that fraction of the largest per epoch), ``roi_flip_prob`` (ROI-sequence mirror of a
+    ``roi_flow`` input) and ``tta="flip"`` (test-time mirror of a ``roi_flow`` input).
     """
 
     epochs: int = 50
@@ -82,6 +99,41 @@ class TrainConfig:
     standardize: bool = True
     eval_batch_size: int = 256
     profile: bool = False
+    class_weights_beta: float = 0.999
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
+    min_lr_factor: float = 0.0
+    swa_start: float | None = None
+    swa_lr_factor: float = 0.2
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    cutmix_prob: float = 0.5
+    mix_prob: float = 1.0
+    oversample: float = 0.0
+    roi_flip_prob: float = 0.0
+    tta: str = "none"
+
+    def extras(self) -> TrainingExtras:
+        """The training extras' values (:class:`~mer.train.extras.TrainingExtras`, validated)."""
+        return TrainingExtras(
+            loss=self.loss,
+            gamma=self.gamma,
+            label_smoothing=self.label_smoothing,
+            class_weights=self.class_weights or "none",
+            class_weights_beta=self.class_weights_beta,
+            lr_schedule=self.lr_schedule,
+            warmup_epochs=self.warmup_epochs,
+            min_lr_factor=self.min_lr_factor,
+            swa_start=self.swa_start,
+            swa_lr_factor=self.swa_lr_factor,
+            mixup_alpha=self.mixup_alpha,
+            cutmix_alpha=self.cutmix_alpha,
+            cutmix_prob=self.cutmix_prob,
+            mix_prob=self.mix_prob,
+            oversample=self.oversample,
+            roi_flip_prob=self.roi_flip_prob,
+            tta=self.tta,
+        )
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict of the fields."""
@@ -113,6 +165,7 @@ class History:
 
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
+    swa_epochs: int = 0
     train_rows: np.ndarray | None = None
     val_rows: np.ndarray | None = None
 
@@ -304,14 +357,24 @@ def fit(
     g = None if groups is None else np.asarray(groups)
     fit_rows, val_rows = inner_split(rows, y_rows, g, config.val_fraction, config.seed)
     num_classes = _num_classes(model)
-    alpha = None
-    if config.class_weights == "inverse":
-        alpha = inverse_frequency_weights(y[torch.as_tensor(fit_rows, device=y.device)], num_classes)
-    elif config.class_weights is not None:
-        raise ValueError(f"unknown class_weights {config.class_weights!r}")
-    loss_fn = make_loss(config.loss, config.gamma, alpha, config.label_smoothing).to(device)
+    extras = config.extras()
+    y_fit = y[torch.as_tensor(fit_rows, device=y.device)].cpu().numpy()
+    if _plain(extras):
+        alpha = inverse_frequency_weights(y_fit, num_classes) if config.class_weights == "inverse" else None
+        if config.class_weights not in (None, "inverse"):
+            raise ValueError(f"unknown class_weights {config.class_weights!r}")
+        loss_fn = make_loss(config.loss, config.gamma, alpha, config.label_smoothing).to(device)
+    else:
+        loss_fn = make_extras_loss(extras, y_fit, num_classes).to(device)  # takes MixUp's soft targets
     optimizer = _make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, config.lr_decay) if config.lr_decay != 1 else None
+    if extras.lr_schedule != "constant" or extras.swa_start is not None:
+        if scheduler is not None:
+            raise ValueError("lr_decay cannot be combined with lr_schedule or swa_start; use one of them")
+        scheduler = make_extras_scheduler(optimizer, config.epochs, extras)
+    swa = SwaTracker(extras, config.epochs)
+    roi_perm = roi_permutation_for(model) if extras.roi_flip_prob > 0 else None
+    row_rng = np.random.default_rng(config.seed)
     use_amp = config.amp and device.type == "cuda"
     gen = torch.Generator(device=device)
     gen.manual_seed(config.seed)
@@ -324,6 +387,9 @@ def fit(
         for epoch in range(config.epochs):
             t0 = time.perf_counter()
             model.train()
+            if extras.oversample > 0:
+                fit_t = torch.as_tensor(epoch_rows(fit_rows, y_fit, extras, row_rng), device=device)
+                n = len(fit_t)
             perm = fit_t[torch.randperm(n, generator=gen, device=device)]
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
@@ -343,12 +409,15 @@ def fit(
                     )
                     for name in images:
                         batch[name] = apply_transform(batch[name], tf, channels_of(config, name))
+                target = yb
+                if roi_perm is not None or extras.mix.enabled:
+                    batch, target = augment_named(batch, yb, num_classes, extras, gen, roi_perm)
                 if config.profile:
                     _sync(device)
                     data_time += time.perf_counter() - td
                 with _autocast(device, use_amp):
                     logits = call_model(model, batch)
-                    loss = loss_fn(logits.float(), yb)
+                    loss = loss_fn(logits.float(), target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -366,6 +435,7 @@ def fit(
             rec["lr"] = float(optimizer.param_groups[0]["lr"])
             if scheduler is not None:
                 scheduler.step()
+            swa.after_epoch(model, epoch)
             if config.profile:
                 rec["data_time"] = data_time
             rec.update(epoch_record(model))
@@ -382,9 +452,18 @@ def fit(
                     waited += 1
                     if waited >= config.patience:
                         break
-    if best_state is not None:
+    fit_all = torch.as_tensor(fit_rows, device=device)
+    bn_batches = (gather_batch(inputs, fit_all[s : s + bs]) for s in range(0, len(fit_all), bs))
+    if swa.finish(model, bn_batches, call_model):  # the average of the last epochs replaces the best epoch
+        history.swa_epochs = swa.count
+    elif best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def _plain(extras: TrainingExtras) -> bool:
+    """No extra that needs the recipe loss (soft targets or effective-number weights)."""
+    return not extras.mix.enabled and extras.class_weights in ("none", "inverse")
 
 
 @torch.no_grad()
@@ -394,8 +473,11 @@ def predict(
     indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
     batch_size: int = 256,
     amp: bool = False,
+    tta: str = "none",
 ) -> torch.Tensor:
-    """Class probabilities (softmax of logits, float32, N x K) for rows ``indices`` of ``X`` (eval mode)."""
+    """Class probabilities (softmax of logits, float32, N x K) for rows ``indices`` of ``X`` (eval mode).
+
+    ``tta="flip"`` averages them with those of the mirrored batch (a model with a ``roi_flow`` input)."""
     model.eval()
     inputs = as_inputs(X)
     check_inputs(model, inputs)
@@ -410,14 +492,17 @@ def predict(
     with _autocast(device, amp):
         for start in range(0, len(rows), batch_size):
             batch = gather_batch(inputs, rows[start : start + batch_size])
-            out.append(torch.softmax(call_model(model, batch).float(), dim=1))
+            if tta == "none":
+                out.append(torch.softmax(call_model(model, batch).float(), dim=1))
+            else:
+                out.append(predict_probs(model, batch, TrainingExtras(tta=tta), roi_permutation_for(model)))
     if not out:
         return torch.zeros(0, _num_classes(model), device=device)
     return torch.cat(out)
 
 
 def _validate(model, X, y, rows, loss_fn, cfg: TrainConfig, num_classes: int) -> dict:
-    probs = predict(model, X, rows, cfg.eval_batch_size, cfg.amp)
+    probs = predict(model, X, rows, cfg.eval_batch_size, cfg.amp, cfg.tta)
     yv = y[torch.as_tensor(rows, device=y.device)]
     with torch.no_grad():
         loss = float(loss_fn(torch.log(probs.clamp_min(1e-12)), yv))
