@@ -1,6 +1,6 @@
 """The built-in demo: synthetic data → preprocessing → MESTI, dynamic image, apex frame → MEGANet → a table.
 
-Sizes are chosen so that the whole run fits in about five minutes on a 2-core CPU; the output says which.
+Sizes are chosen so that the whole run fits in about six or seven minutes on a 2-core CPU; the output says which.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def run_demo(out: Path, sizes: DemoSizes = DemoSizes(), fresh: bool = False) -> 
     console.print(
         f"sizes: {sizes.subjects} subjects × {sizes.clips_per_subject} clips, {sizes.classes} classes, "
         f"{sizes.frame_size[0]}×{sizes.frame_size[1]} frames; network inputs {sizes.image_size} px "
-        f"(the paper uses 224; shrunk so the demo fits in ~5 minutes on 2 CPU cores), "
+        f"(the paper uses 224; shrunk so the demo fits in ~6-7 minutes on 2 CPU cores), "
         f"{sizes.epochs} epochs, seed {sizes.seed}"
     )
 
