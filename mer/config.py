@@ -12,6 +12,18 @@ from typing import Any
 import numpy as np
 
 
+def plain_value(value: Any) -> Any:
+    """A table cell as a plain value for comparing and hashing: None for missing (None, pandas NA, NaN), lists for
+    arrays and tuples (recursively), everything else as it is."""
+    if value is None or type(value).__name__ == "NAType" or (isinstance(value, float) and value != value):
+        return None
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, list | tuple):
+        return [plain_value(v) for v in value]
+    return value
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert dataclasses, tuples, paths and NumPy scalars into plain JSON values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from .frame_listing import FrameListing
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".bmp", ".png"})
 _DIGITS = re.compile(r"\d+")
@@ -27,34 +28,6 @@ def frame_number(name: str) -> int | None:
 def is_image(name: str) -> bool:
     """True for jpg/jpeg/bmp/png names, case-insensitive."""
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
-
-
-@dataclass
-class FrameListing:
-    """Image files of one folder keyed by frame number; callers report `duplicates` and `unnumbered`."""
-
-    folder: str
-    exists: bool
-    frames: dict[int, str] = field(default_factory=dict)
-    duplicates: dict[int, list[str]] = field(default_factory=dict)
-    unnumbered: list[str] = field(default_factory=list)
-
-    @property
-    def numbers(self) -> list[int]:
-        """All frame numbers found, ascending."""
-        return sorted(self.frames)
-
-    def span(self, first: int, last: int) -> tuple[list[int], list[str], list[int]]:
-        """(numbers, absolute paths, missing numbers) for frames first..last inclusive, in numeric order."""
-        numbers, paths, missing = [], [], []
-        for n in range(first, last + 1):
-            path = self.frames.get(n)
-            if path is None:
-                missing.append(n)
-            else:
-                numbers.append(n)
-                paths.append(path)
-        return numbers, paths, missing
 
 
 def scan_frames(folder: str | Path) -> FrameListing:

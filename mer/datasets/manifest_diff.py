@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mer.config import plain_value
 from mer.datasets.content import CONTENT_COLUMN
 
 _COMPARED = ("subject", "clip", "onset", "apex", "offset", "n_frames", "frame_numbers", "action_units", "emotion",
@@ -49,16 +50,6 @@ class ManifestDiff:
         return lines
 
 
-def _plain(value: object) -> object:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return None
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def diff_manifests(old: pd.DataFrame, new: pd.DataFrame) -> ManifestDiff:
     """Compare two clips tables clip by clip (by ``clip_id``)."""
     diff = ManifestDiff()
@@ -70,13 +61,13 @@ def diff_manifests(old: pd.DataFrame, new: pd.DataFrame) -> ManifestDiff:
         before = old_rows.get(clip)
         if before is None:
             continue
-        fields = [c for c in _COMPARED if c in row and c in before and _plain(row[c]) != _plain(before[c])]
+        fields = [c for c in _COMPARED if c in row and c in before and plain_value(row[c]) != plain_value(before[c])]
         names_now = [Path(p).name for p in row.get("frame_paths", [])]
         names_then = [Path(p).name for p in before.get("frame_paths", [])]
         if names_now != names_then:
             fields.append("frame files")
         if fields:
             diff.changed[clip] = fields
-        elif _plain(row.get(CONTENT_COLUMN)) != _plain(before.get(CONTENT_COLUMN)):
+        elif plain_value(row.get(CONTENT_COLUMN)) != plain_value(before.get(CONTENT_COLUMN)):
             diff.content_changed.append(clip)
     return diff

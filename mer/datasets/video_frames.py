@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .frames import FrameListing
+from .frame_listing import FrameListing
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 _SEPARATOR = "#"

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from mer.config import stable_hash
+from mer.config import plain_value, stable_hash
 from mer.content_digest import clip_content_digest
 from mer.pipeline.frames_io import read_clip
 
@@ -34,19 +33,9 @@ FINGERPRINT_FIELDS = ("clip_id", "onset", "apex", "offset", "frame_numbers", "co
 def clip_fingerprint(row: dict[str, Any]) -> str:
     """What a clip's stage values depend on in its manifest row: its id, span, annotated apex, frame numbers and
     file names, and the frames' content digest (labels and AUs are not in it: relabelling recomputes nothing)."""
-    item = {f: _plain(row.get(f)) for f in FINGERPRINT_FIELDS}
+    item = {f: plain_value(row.get(f)) for f in FINGERPRINT_FIELDS}
     item["frame_names"] = [os.path.basename(str(p)) for p in row.get("frame_paths", [])]
     return stable_hash(item)
-
-
-def _plain(value: Any) -> Any:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return None
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 class ClipContext:

@@ -26,6 +26,7 @@ import numpy as np
 from mer.pipeline.flow_codec import FLOW_SCALE, decode_flow, encode_flow, flow_codec_max_error
 from mer.pipeline.flow_image import FLOW_IMAGE_SIZES, flow_image, flow_images, resize_flow
 from mer.pipeline.flow_strain import optical_strain
+from mer.pipeline.tvl1_params import TVL1Params
 
 __all__ = [
     "FLOW_IMAGE_SIZES",
@@ -88,42 +89,6 @@ class FarnebackParams:
     poly_n: int = 5
     poly_sigma: float = 1.1
     gaussian: bool = True
-
-
-@dataclass(frozen=True)
-class TVL1Params:
-    """Parameters of OpenCV's Dual TV-L1 flow (``cv2.optflow.DualTVL1OpticalFlow_create``).
-
-    Defaults are OpenCV's except ``epsilon`` 0.02 (OpenCV: 0.01): on a 256-px face warped by known fields
-    of 0.3–3 px with noise, it halves the run time (≈0.44 s instead of ≈0.81 s CPU per pair) with the
-    same end-point error (median 0.03–0.07 px where the face moves). 0.05 is faster still (≈0.19 s) but
-    ≈1.5× less accurate on sub-pixel motion.
-
-    Attributes:
-        tau: time step of the numerical scheme (stable for <= 0.25).
-        lambda_: data-term weight; smaller gives smoother flow.
-        theta: tightness of the coupling between the two sub-problems.
-        nscales: number of pyramid scales.
-        warps: warpings per scale.
-        epsilon: stopping threshold of the inner iterations.
-        inner_iterations: inner iterations per warp.
-        outer_iterations: outer iterations per warp.
-        scale_step: pyramid scale step.
-        gamma: weight of the gradient-constancy term (0 disables it).
-        median_filtering: median filter size applied to the flow between warps (odd; 1 disables it).
-    """
-
-    tau: float = 0.25
-    lambda_: float = 0.15
-    theta: float = 0.3
-    nscales: int = 5
-    warps: int = 5
-    epsilon: float = 0.02
-    inner_iterations: int = 30
-    outer_iterations: int = 10
-    scale_step: float = 0.8
-    gamma: float = 0.0
-    median_filtering: int = 5
 
 
 # --------------------------------------------------------------------------------------------------------

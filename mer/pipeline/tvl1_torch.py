@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mer.pipeline.flow import TVL1Params
 from mer.pipeline.median_net import median_filter
+from mer.pipeline.tvl1_params import TVL1Params
 
 __all__ = ["DEVICES", "check_device", "default_batch_size", "resolve_device", "tvl1_torch", "tvl1_torch_batch"]
 
