@@ -56,12 +56,13 @@ def _run_adapter(
 
 
 def default_dataset_name(name: str, root: str | Path | Mapping[str, str | Path]) -> str:
-    """The name a dataset gets in a store when none is given: for `folder`, the root's name plus a short hash of its
-    resolved path (two folders never collide); else the adapter or composite name (`casme2`, `casme2+samm`)."""
+    """The name a dataset gets in a store when none is given: for `folder` and `video`, the root's name plus a short
+    hash of its resolved path (two folders never collide); else the adapter or composite name (`casme2`,
+    `casme2+samm`)."""
     if is_composite(name):
         return name.strip().lower()
     adapter = canonical_adapter(name)
-    if adapter == "folder" and not isinstance(root, Mapping):
+    if adapter in ("folder", "video") and not isinstance(root, Mapping):  # generic layouts: name by the root
         return folder.dataset_name_for(Path(root))
     return adapter
 
