@@ -75,3 +75,16 @@ def test_long_values_are_cut_in_messages():
         validate_component("clip", "a" * 300)
     assert len(str(info.value)) < 160 and "300 characters" in str(info.value)
     assert printable("c\x00x") == "c\\x00x" and printable("微表情") == "微表情"
+
+
+@pytest.mark.parametrize("adapter", ["folder", "video"])
+def test_default_names_of_generic_layouts_follow_the_root(adapter, tmp_path):
+    from mer.datasets import default_dataset_name
+
+    a, b = tmp_path / "lab" / "data", tmp_path / "other" / "data"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    name_a, name_b = default_dataset_name(adapter, a), default_dataset_name(adapter, b)
+    assert name_a != name_b and name_a.startswith("data-") and name_b.startswith("data-")
+    assert default_dataset_name(adapter, a) == name_a  # stable for one root
+    assert default_dataset_name("casme2", a) == "casme2"
