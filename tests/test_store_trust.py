@@ -245,3 +245,33 @@ def test_changed_frame_recomputes_that_clips_mesti_only(tmp_path, face_store):
     assert not np.array_equal(after[4], before[4])
     for i in (0, 1, 2, 3, 5):
         assert after[i].tobytes() == before[i].tobytes()
+
+
+def test_a_run_waiting_on_a_live_claim_says_who_holds_it(tmp_path, tiny_dataset):
+    """A clip claimed by a live process on another host is awaited with a message naming host, pid and clip."""
+    import time
+
+    from mer.pipeline.claim_wait import claim_wait_message
+    from mer.pipeline.runner import prepare_entries
+
+    root, manifest = tiny_dataset
+    st = open_store(str(tmp_path / "store"), "a")
+    write_dataset_manifest(st, "tiny", manifest, root, "folder", None)
+    plan = build_plan(st, "tiny", STAGES)
+    (ingest, _) = prepare_entries(st, "tiny", plan)
+    claim = Path(st.location) / ingest.ref.path / "_claims" / "000001.json"
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    claim.write_text(json.dumps({"host": "lab-node-7", "pid": 4242, "time": time.time()}))
+    seen: list[list[dict]] = []
+
+    def on_wait(holders: list[dict]) -> None:
+        seen.append(holders)
+        claim.unlink()  # the other process finishes and releases its claim
+
+    report = run_plan(st, "tiny", plan, workers=1, poll_seconds=0.01, on_wait=on_wait)
+    assert report.failures == [] and report.computed == {"ingest": 4, "test-trust": 4}
+    assert len(seen) == 1 and [(h["host"], h["pid"], h["clip"]) for h in seen[0]] == [
+        ("lab-node-7", 4242, manifest.iloc[1]["clip_id"])
+    ]
+    line = claim_wait_message(seen[0])
+    assert "lab-node-7" in line and "4242" in line and "MER_CLAIM_TIMEOUT" in line
