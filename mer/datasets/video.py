@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mer.names import is_safe_component
+
 from .folder import COLUMNS, SHEET_NAMES, dataset_name_for
 from .layout import read_sheet_adapter, resolve_subject, subdirs
 from .manifest import AdapterOutput
@@ -50,7 +52,7 @@ def read(
     folders = subdirs(root)
 
     def video_of(subject: str, clip: str, values: dict[str, object]) -> Path | None:
-        if not subject or "/" in subject or "\\" in subject or ".." in subject:
+        if not is_safe_component(subject):  # the one name rule (mer.names): never a path from unsafe text
             return None
         return find_video(root / subject, clip)
 

@@ -24,6 +24,17 @@ def _check(name: str, value: Any, allowed: tuple) -> None:
         raise ValueError(f"{name}={value!r}; choose one of {', '.join(map(str, allowed))}")
 
 
+def _check_size(size: int) -> None:
+    if size < 8:
+        raise ValueError(f"size must be at least 8 pixels, got {size}")
+
+
+def _check_apex(apex: str, fallback: str | None) -> None:
+    """The apex mode and its fallback, as every apex-reading stage takes them."""
+    _check("apex", apex, APEX_MODES)
+    _check("apex_fallback", fallback, (None, "middle", "detected"))
+
+
 @dataclass(frozen=True)
 class ImageParams:
     """Size and normalisation shared by every single-image input."""
@@ -33,8 +44,7 @@ class ImageParams:
 
     def __post_init__(self) -> None:
         _check("norm", self.norm, NORMS)
-        if self.size < 8:
-            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+        _check_size(self.size)
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,7 @@ class ApexImageParams(ImageParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check("apex", self.apex, APEX_MODES)
-        _check("apex_fallback", self.apex_fallback, (None, "middle", "detected"))
+        _check_apex(self.apex, self.apex_fallback)
 
 
 @dataclass(frozen=True)
@@ -137,8 +146,7 @@ class RawFrameParams:
     size: int = 224
 
     def __post_init__(self) -> None:
-        if self.size < 8:
-            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+        _check_size(self.size)
 
 
 @dataclass(frozen=True)
@@ -150,8 +158,7 @@ class RawApexParams(RawFrameParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check("apex", self.apex, APEX_MODES)
-        _check("apex_fallback", self.apex_fallback, (None, "middle", "detected"))
+        _check_apex(self.apex, self.apex_fallback)
 
 
 def compute_raw_frame(which: str, ctx: ClipContext, params: RawFrameParams) -> dict[str, np.ndarray]:

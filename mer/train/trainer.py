@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -115,25 +116,8 @@ class TrainConfig:
 
     def extras(self) -> TrainingExtras:
         """The training extras' values (:class:`~mer.train.extras.TrainingExtras`, validated)."""
-        return TrainingExtras(
-            loss=self.loss,
-            gamma=self.gamma,
-            label_smoothing=self.label_smoothing,
-            class_weights=self.class_weights or "none",
-            class_weights_beta=self.class_weights_beta,
-            lr_schedule=self.lr_schedule,
-            warmup_epochs=self.warmup_epochs,
-            min_lr_factor=self.min_lr_factor,
-            swa_start=self.swa_start,
-            swa_lr_factor=self.swa_lr_factor,
-            mixup_alpha=self.mixup_alpha,
-            cutmix_alpha=self.cutmix_alpha,
-            cutmix_prob=self.cutmix_prob,
-            mix_prob=self.mix_prob,
-            oversample=self.oversample,
-            roi_flip_prob=self.roi_flip_prob,
-            tta=self.tta,
-        )
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingExtras)}
+        return TrainingExtras(**(values | {"class_weights": self.class_weights or "none"}))
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict of the fields."""
