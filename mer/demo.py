@@ -14,7 +14,7 @@ from mer.cli.console import console
 from mer.cli.run_view import print_report, run_with_progress
 from mer.pipeline.graph import build_plan
 from mer.pipeline.manifest_store import write_dataset_manifest
-from mer.store import open_store
+from mer.store import FeatureStore, open_store
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,36 @@ class DemoSizes:
     seed: int = 0
 
 
+def _synthetic_dataset(data_dir: Path, sizes: DemoSizes | FaceSleuthDemoSizes, what: str) -> None:
+    """Step 1 of both demos: write the synthetic dataset unless it is already there."""
+    from mer.datasets.synthetic import generate_synthetic
+
+    if (data_dir / "annotations.csv").exists():
+        console.print("[bold]1. synthetic dataset[/bold]: already there")
+        return
+    console.print(f"[bold]1. synthetic dataset[/bold] ({what})")
+    generate_synthetic(
+        data_dir,
+        subjects=sizes.subjects,
+        clips_per_subject=sizes.clips_per_subject,
+        classes=sizes.classes,
+        seed=sizes.seed,
+        frame_size=sizes.frame_size,
+    )
+
+
+def _synthetic_store(store_dir: Path, data_dir: Path, classes: int) -> FeatureStore:
+    """The demos' store with the synthetic clips table (relabelled to ``classes``) as dataset ``synth``."""
+    from mer.datasets import load
+
+    result = load("folder", data_dir, labels=f"{classes}class", dataset_name="synth")
+    store = open_store(str(store_dir), "a")
+    write_dataset_manifest(store, "synth", result.manifest, data_dir, result.adapter, result.label_set.to_dict())
+    return store
+
+
 def run_demo(out: Path, sizes: DemoSizes = DemoSizes(), fresh: bool = False) -> Path:
     """Run the whole chain into ``out`` (data/, store/, runs/) and return the Markdown report's path."""
-    from mer.datasets import load
-    from mer.datasets.synthetic import generate_synthetic
     from mer.report.tables import compare_runs, to_markdown, to_text
     from mer.train.experiment import run_experiment
     from mer.train.store_inputs import load_training_data
@@ -52,26 +78,12 @@ def run_demo(out: Path, sizes: DemoSizes = DemoSizes(), fresh: bool = False) -> 
         f"{sizes.epochs} epochs, seed {sizes.seed}"
     )
 
-    if not (data_dir / "annotations.csv").exists():
-        console.print("[bold]1. synthetic dataset[/bold] (real face photos, AU-shaped motions)")
-        generate_synthetic(
-            data_dir,
-            subjects=sizes.subjects,
-            clips_per_subject=sizes.clips_per_subject,
-            classes=sizes.classes,
-            seed=sizes.seed,
-            frame_size=sizes.frame_size,
-        )
-    else:
-        console.print("[bold]1. synthetic dataset[/bold]: already there")
+    _synthetic_dataset(data_dir, sizes, "real face photos, AU-shaped motions")
 
     console.print(
         "[bold]2. preprocess[/bold]: ingest → detect → landmarks → align → equalize → MESTI, dynamic image, apex frame"
     )
-    labels = f"{sizes.classes}class"
-    result = load("folder", data_dir, labels=labels, dataset_name="synth")
-    store = open_store(str(store_dir), "a")
-    write_dataset_manifest(store, "synth", result.manifest, data_dir, result.adapter, result.label_set.to_dict())
+    store = _synthetic_store(store_dir, data_dir, sizes.classes)
     image = {"size": sizes.image_size}
     plan = build_plan(
         store,
@@ -149,8 +161,6 @@ DEMO_FACESLEUTH = dict(
 def run_facesleuth_demo(out: Path, sizes: FaceSleuthDemoSizes = FaceSleuthDemoSizes(), fresh: bool = False) -> Path:
     """Synthetic data → aligned faces → raw onset/apex frames → FaceSleuth (SOA, FPF; with and without AUs)
     under LOSO with the public recipe (fixed epochs) → a table and the θ curves."""
-    from mer.datasets import load
-    from mer.datasets.synthetic import generate_synthetic
     from mer.report.angle_figures import plot_angles
     from mer.report.figures import save_run_figures
     from mer.report.tables import compare_runs, to_markdown, to_text
@@ -168,22 +178,9 @@ def run_facesleuth_demo(out: Path, sizes: FaceSleuthDemoSizes = FaceSleuthDemoSi
         f"{sizes.frame_size[0]}×{sizes.frame_size[1]} frames; onset/apex at {sizes.image_size} px and a narrow "
         f"FaceSleuth (the paper: 224 px, 76 M parameters), {sizes.epochs} epochs, seed {sizes.seed}"
     )
-    if not (data_dir / "annotations.csv").exists():
-        console.print("[bold]1. synthetic dataset[/bold] (real face photos, AU-shaped motions, FACS codings)")
-        generate_synthetic(
-            data_dir,
-            subjects=sizes.subjects,
-            clips_per_subject=sizes.clips_per_subject,
-            classes=sizes.classes,
-            seed=sizes.seed,
-            frame_size=sizes.frame_size,
-        )
-    else:
-        console.print("[bold]1. synthetic dataset[/bold]: already there")
+    _synthetic_dataset(data_dir, sizes, "real face photos, AU-shaped motions, FACS codings")
     console.print("[bold]2. preprocess[/bold]: ingest → detect → landmarks → align → raw onset and apex frames")
-    result = load("folder", data_dir, labels=f"{sizes.classes}class", dataset_name="synth")
-    store = open_store(str(store_dir), "a")
-    write_dataset_manifest(store, "synth", result.manifest, data_dir, result.adapter, result.label_set.to_dict())
+    store = _synthetic_store(store_dir, data_dir, sizes.classes)
     raw = {"size": sizes.image_size}
     plan = build_plan(store, "synth", ["onset-raw", "apex-raw"], {"onset-raw": raw, "apex-raw": raw})
     report = run_with_progress(store, "synth", plan, sizes.workers, False, "preprocess synth")

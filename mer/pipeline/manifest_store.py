@@ -56,12 +56,13 @@ class ManifestOutcome:
         return self.hash
 
 
-def _moved(stored: pd.DataFrame, table: pd.DataFrame, previous: dict[str, Any], root: str | Path) -> bool:
+def _moved(table: pd.DataFrame, previous: dict[str, Any], root: str | Path) -> bool:
     """Whether the same clips table (same version) now lives elsewhere: its frame paths or root differ. The location
     is not part of the identity, but readers must find the files, so the stored table is updated in place."""
     if previous.get("root") != str(Path(root).resolve()):
         return True
-    return [list(p) for p in stored["frame_paths"]] != [list(p) for p in table["frame_paths"]]
+    at = previous["columns"].index("frame_paths")  # the stored record itself: no second table to build
+    return [list(row[at]) for row in previous["rows"]] != [list(p) for p in table["frame_paths"]]
 
 
 def _cache_key(name: str) -> str:
@@ -106,7 +107,7 @@ def write_dataset_manifest(
                 raise ManifestChangedError(name, outcome.diff)
     if scan.hashed_files or raw_cache is None:
         store.backend.write_bytes(_cache_key(name), json.dumps(scan.cache, sort_keys=True).encode("utf-8"))
-    if outcome.previous == digest and not _moved(store.manifest(name), table, previous, root):
+    if outcome.previous == digest and not _moved(table, previous, root):
         return outcome
     meta = {
         "hash": digest,
