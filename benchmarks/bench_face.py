@@ -201,11 +201,11 @@ def time_stages(clip: np.ndarray, repeats: int, n_clips: int = 4) -> tuple[float
     from pathlib import Path
 
     from mer.datasets import load
+    from mer.datasets.manifest_store import write_dataset_manifest
+    from mer.pipeline.catalog import expand_stages
     from mer.pipeline.frames_io import read_clip
     from mer.pipeline.graph import build_plan
-    from mer.pipeline.manifest_store import write_dataset_manifest
     from mer.pipeline.runner import run_plan
-    from mer.pipeline.stages import expand_stages
     from mer.store import open_store
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_face_"))

@@ -74,7 +74,7 @@ def make_pair(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def work(method: str, a: np.ndarray, b: np.ndarray, n: int, threads: int) -> tuple[float, float]:
     """Run ``n`` flows with ``threads`` OpenCV threads in this process → (wall s, process CPU s)."""
-    from mer.pipeline.flow import compute_flow
+    from mer.pipeline.flow.optical_flow import compute_flow
 
     before = cv2.getNumThreads()
     cv2.setNumThreads(threads)
@@ -145,7 +145,7 @@ def main() -> None:
             f"{cpu:11.1f} {ceff:7.1f}% {ratio:8.2f}"
         )
     print(f"load average {os.getloadavg()[0]:.2f} at end (the machine is shared: expect ±10–20 % noise)")
-    from mer.pipeline.flow import recommended_cv_threads
+    from mer.pipeline.flow.optical_flow import recommended_cv_threads
 
     for method in args.methods.split(","):
         print(
@@ -171,8 +171,8 @@ def main() -> None:
 
 def agreement(a: np.ndarray, b: np.ndarray) -> None:
     """Median end-point difference between tvl1-torch (CPU) and OpenCV tvl1 with the same parameters."""
-    from mer.pipeline.flow import tvl1
-    from mer.pipeline.tvl1_torch import tvl1_torch
+    from mer.pipeline.flow.optical_flow import tvl1
+    from mer.pipeline.flow.tvl1_torch import tvl1_torch
 
     d = np.linalg.norm(tvl1_torch(a, b) - tvl1(a, b), axis=-1)
     print(
@@ -213,8 +213,8 @@ def gpu_section(size: int, n_pairs: int, opencv_per_core: float) -> None:
     """tvl1-torch on CUDA: pairs/s per batch size at ``size``² and 320×240, agreement with OpenCV."""
     import torch
 
-    from mer.pipeline.flow import tvl1
-    from mer.pipeline.tvl1_torch import default_batch_size, tvl1_torch_batch
+    from mer.pipeline.flow.optical_flow import tvl1
+    from mer.pipeline.flow.tvl1_torch import default_batch_size, tvl1_torch_batch
 
     device = torch.device("cuda")
     print(f"\ntvl1-torch on {torch.cuda.get_device_name(device)} (float32, batched, {n_pairs} different pairs)")

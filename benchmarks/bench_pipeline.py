@@ -88,7 +88,7 @@ def main() -> None:
     worker_counts = [int(w) for w in args.workers.split(",")]
     width, height = (int(v) for v in args.size.lower().split("x"))
 
-    from mer.datasets.synthetic import generate_synthetic
+    from mer.synthetic.clips import generate_synthetic
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_pipeline."))
     work.mkdir(parents=True, exist_ok=True)

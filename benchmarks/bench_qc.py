@@ -19,14 +19,14 @@ from pathlib import Path
 import pandas as pd
 
 from mer.datasets import load
-from mer.datasets.synthetic import generate_synthetic
+from mer.datasets.manifest_store import write_dataset_manifest
+from mer.pipeline.catalog import expand_stages
 from mer.pipeline.graph import build_plan
-from mer.pipeline.manifest_store import write_dataset_manifest
 from mer.pipeline.runner import run_plan
-from mer.pipeline.stages import expand_stages
 from mer.report.qc_page import clip_pictures, render_page, write_qc_report
 from mer.report.qc_scores import resolve_entries
 from mer.store import open_store
+from mer.synthetic.clips import generate_synthetic
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -1,4 +1,4 @@
-"""Benchmark of the rank-pooling kernel (``mer.pipeline.rank_pool``) on a 100x256x256x3 uint8 clip.
+"""Benchmark of the rank-pooling kernel (``mer.pipeline.temporal.rank_pool``) on a 100x256x256x3 uint8 clip.
 
 Goals (ratios measured in one run, interleaved rounds, best of N after warm-up):
   (a) >= 10x faster than ``np.tensordot(weights, frames.astype(np.float32), 1)``;
@@ -15,8 +15,8 @@ import time
 import numba
 import numpy as np
 
-from mer.pipeline.arp import arp_weights
-from mer.pipeline.rank_pool import rank_pool
+from mer.pipeline.temporal.arp import arp_weights
+from mer.pipeline.temporal.rank_pool import rank_pool
 
 
 def timed(fn) -> float:

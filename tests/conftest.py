@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mer.pipeline.catalog  # noqa: F401  (registers the built-in stages for every test)
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -65,12 +67,12 @@ def face_store(tmp_path_factory) -> tuple[Path, str]:
     Tests must not modify it: copy the folder first when a test writes to it.
     """
     from mer.datasets import load
-    from mer.datasets.synthetic import generate_synthetic
+    from mer.datasets.manifest_store import write_dataset_manifest
+    from mer.pipeline.catalog import expand_stages
     from mer.pipeline.graph import build_plan
-    from mer.pipeline.manifest_store import write_dataset_manifest
     from mer.pipeline.runner import run_plan
-    from mer.pipeline.stages import expand_stages
     from mer.store import open_store
+    from mer.synthetic.clips import generate_synthetic
 
     base = tmp_path_factory.mktemp("face_store")
     data = base / "data"

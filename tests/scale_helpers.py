@@ -112,7 +112,7 @@ def claim_files(store: Path) -> list[str]:
 def api_store(root: Path, location: Path) -> Any:
     """Open (create) a store at ``location`` holding the synthetic manifest, as ``preprocess`` writes it."""
     from mer.datasets import load
-    from mer.pipeline.manifest_store import write_dataset_manifest
+    from mer.datasets.manifest_store import write_dataset_manifest
     from mer.store import open_store
 
     result = load("folder", root, labels="3class", dataset_name=DATASET)
@@ -123,7 +123,7 @@ def api_store(root: Path, location: Path) -> Any:
 
 def plan_for(store: Any, stages: str = STAGES) -> list[Any]:
     """The plan ``preprocess --stages`` builds."""
+    from mer.pipeline.catalog import expand_stages
     from mer.pipeline.graph import build_plan
-    from mer.pipeline.stages import expand_stages
 
     return build_plan(store, DATASET, expand_stages(stages))

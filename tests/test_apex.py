@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from mer.pipeline.apex import detected_apex, middle_apex, resolve_apex
+from mer.pipeline.temporal.apex import detected_apex, middle_apex, resolve_apex
 
 
 def bump_clip(n: int, apex: int, seed: int, peak_px: float = 1.5, noise: float = 3.0, size: int = 64):
@@ -52,7 +52,7 @@ def test_detected_apex_ignores_noise_only_frames():
     # with real motion must beat the noise floor clearly at its apex
     still = bump_clip(20, 10, seed=9, peak_px=0.0)
     moving = bump_clip(20, 10, seed=9, peak_px=1.5)
-    from mer.pipeline.apex import motion_curve
+    from mer.pipeline.temporal.apex import motion_curve
 
     assert motion_curve(moving)[10] > 2 * motion_curve(still).max()
 

@@ -10,25 +10,19 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mer.pipeline.flow import (
-    FLOW_SCALE,
+from mer.pipeline.flow.codec import FLOW_SCALE, decode_flow, encode_flow, flow_codec_max_error, flow_codec_range
+from mer.pipeline.flow.image import flow_image, flow_images, resize_flow
+from mer.pipeline.flow.optical_flow import (
     FarnebackParams,
-    TVL1Params,
     compute_flows,
-    decode_flow,
-    encode_flow,
     farneback,
-    flow_codec_max_error,
-    flow_image,
-    flow_images,
     frame_pairs,
-    optical_strain,
     recommended_cv_threads,
-    resize_flow,
     to_grey,
     tvl1,
 )
-from mer.pipeline.flow_codec import flow_codec_range
+from mer.pipeline.flow.strain import optical_strain
+from mer.pipeline.flow.tvl1_params import TVL1Params
 
 # The face of the Grace Hopper photo (600×512); dlib's face box there is (161, 137)–(376, 352).
 CROP = (slice(120, 376), slice(140, 396))

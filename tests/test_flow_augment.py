@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from mer.pipeline.flow import farneback, flow_image
-from mer.pipeline.flow_image import flow_image_channels
+from mer.pipeline.flow.image import flow_image, flow_image_channels
+from mer.pipeline.flow.optical_flow import farneback
 from mer.train.augment import augment_batch, channel_roles, hflip, rotate
 from mer.train.channels import declared_channels
 

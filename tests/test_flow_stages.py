@@ -11,22 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from mer.cli import app
-from mer.datasets.synthetic import generate_synthetic
-from mer.pipeline.flow import (
-    FarnebackParams,
-    compute_flow,
-    decode_flow,
-    farneback,
-    flow_codec_max_error,
-    flow_image,
-    to_grey,
-    tvl1,
-)
+from mer.pipeline.flow.codec import decode_flow, flow_codec_max_error
+from mer.pipeline.flow.image import flow_image
+from mer.pipeline.flow.optical_flow import FarnebackParams, compute_flow, farneback, to_grey, tvl1
+from mer.pipeline.flow.roi import flow_motion, load_roi_set, roi_sequence
 from mer.pipeline.frames_io import read_frame
 from mer.pipeline.graph import build_plan
-from mer.pipeline.roi import flow_motion, load_roi_set, roi_sequence
 from mer.pipeline.runner import run_plan
 from mer.store import open_store
+from mer.synthetic.clips import generate_synthetic
 
 BROW_AUS = {1, 2, 4}  # AU1 inner / AU2 outer brow raiser, AU4 brow lowerer: bumps on landmarks 17-26 only
 MOUTH_AUS = {6, 12, 15}  # AU12 / AU15 lip corners (48, 54); AU6 cheeks below the eyes, neither brows nor lips

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mer.cli import app
 from mer.datasets import AU_LIST, parse_aus
-from mer.pipeline.single_image import raw_frame
+from mer.pipeline.temporal.single_image import raw_frame
 from mer.store import open_store
 from mer.train.store_inputs import load_training_inputs, parse_input_map, parse_source
 

@@ -15,8 +15,8 @@ from scale_helpers import store_files
 from typer.testing import CliRunner
 
 from mer.cli import app
-from mer.datasets.synthetic import generate_synthetic
 from mer.store import open_store
+from mer.synthetic.clips import generate_synthetic
 
 MER_CLI = [sys.executable, "-c", "from mer.cli import app; app()"]
 

@@ -45,10 +45,10 @@ def _shift_second_half(clip_dir: Path) -> None:
 
 def _preprocess(store, name: str, data: Path, stages: str, run: bool = True) -> None:
     from mer.datasets import load
+    from mer.datasets.manifest_store import write_dataset_manifest
+    from mer.pipeline.catalog import expand_stages
     from mer.pipeline.graph import build_plan
-    from mer.pipeline.manifest_store import write_dataset_manifest
     from mer.pipeline.runner import run_plan
-    from mer.pipeline.stages import expand_stages
 
     result = load("folder", data, labels="3class", dataset_name=name)
     write_dataset_manifest(store, name, result.manifest, data, result.adapter, result.label_set.to_dict())
@@ -65,7 +65,7 @@ def _preprocess(store, name: str, data: Path, stages: str, run: bool = True) -> 
 def qc_store(tmp_path_factory) -> Path:
     """Store with ``synth`` (2 subjects × 2 clips, 320×240; BAD_CLIP shifted mid-clip; face stages + MESTI) and
     ``broken`` (one clip of blank frames: face detection fails) and ``pending`` (the same clip, not processed)."""
-    from mer.datasets.synthetic import generate_synthetic
+    from mer.synthetic.clips import generate_synthetic
 
     base = tmp_path_factory.mktemp("qc_store")
     data = base / "data"
@@ -280,8 +280,8 @@ def test_cli_writes_the_same_gallery_and_reports_bad_input(qc_store, gallery, tm
 
 def test_preprocess_summary_line_names_the_flagged_count(qc_store, capsys):
     from mer.cli.qc_cmds import print_quality_summary
+    from mer.pipeline.catalog import expand_stages
     from mer.pipeline.graph import build_plan
-    from mer.pipeline.stages import expand_stages
 
     store = open_store(str(qc_store))
     print_quality_summary(store, "synth", build_plan(store, "synth", expand_stages("ingest,face")))

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mer.pipeline.flow import to_grey, tvl1
-from mer.pipeline.roi import (
+from mer.pipeline.flow.optical_flow import to_grey, tvl1
+from mer.pipeline.flow.roi import (
     RoiDef,
     RoiSet,
     available_roi_sets,

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from mer.datasets import synth_motion as sm
-from mer.datasets import synthetic as syn
-from mer.pipeline.flow import compute_flow, to_grey
-from mer.pipeline.roi import RoiDef, RoiSet, load_roi_set, roi_boxes, roi_sequence
+from mer.pipeline.flow.optical_flow import compute_flow, to_grey
+from mer.pipeline.flow.roi import RoiDef, RoiSet, load_roi_set, roi_boxes, roi_sequence
+from mer.synthetic import clips as syn
+from mer.synthetic import motion as sm
 from mer.train.roi_flip import DLIB68_MIRROR, flip_roi_flow, mirror_landmarks, random_flip, roi_flip_permutation
 
 
 def test_landmark_mirror_map_matches_dlib_on_a_mirrored_photo():
-    from mer.datasets.photos import photo_face
+    from mer.synthetic.photos import photo_face
 
     a, b = photo_face("astronaut"), photo_face("astronaut", mirrored=True)
     assert np.array_equal(DLIB68_MIRROR[DLIB68_MIRROR], np.arange(68))

@@ -36,9 +36,9 @@ from scale_helpers import (
     store_files,
 )
 
-from mer.datasets.synthetic import generate_synthetic
 from mer.pipeline.runner import pending_clips, prepare_entries, run_plan
 from mer.store import open_store
+from mer.synthetic.clips import generate_synthetic
 
 FACE_STAGES = ["ingest", "detect", "landmarks", "align", "equalize"]
 ALL_STAGES = [*FACE_STAGES, "mesti"]

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mer.datasets import synthetic as syn
 from mer.datasets.aus import AU_LIST, au_vector
-from mer.pipeline.flow import compute_flow, to_grey
-from mer.pipeline.roi import roi_sequence
+from mer.pipeline.flow.optical_flow import compute_flow, to_grey
+from mer.pipeline.flow.roi import roi_sequence
+from mer.synthetic import clips as syn
 from mer.train.experiment import run_experiment
 from mer.train.recipes import get_recipe
 from mer.train.trainer import TrainConfig, fit

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from mer.datasets import manifest_hash
+from mer.datasets.manifest_store import write_dataset_manifest
 from mer.pipeline.context import ClipContext
 from mer.pipeline.graph import build_plan
-from mer.pipeline.manifest_store import write_dataset_manifest
 from mer.pipeline.runner import run_plan
 from mer.pipeline.stage import Output, Stage, register
 from mer.store import AmbiguousEntryError, IncompleteEntryError, open_store

@@ -5,8 +5,8 @@ from __future__ import annotations
 import fsspec
 import numpy as np
 
+from mer.datasets.manifest_store import write_dataset_manifest
 from mer.pipeline.graph import build_plan
-from mer.pipeline.manifest_store import write_dataset_manifest
 from mer.pipeline.runner import run_plan
 from mer.store import open_store
 

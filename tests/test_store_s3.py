@@ -22,9 +22,9 @@ import fsspec
 import numpy as np
 import pytest
 
+from mer.datasets.manifest_store import write_dataset_manifest
 from mer.pipeline.context import ClipContext
 from mer.pipeline.graph import build_plan
-from mer.pipeline.manifest_store import write_dataset_manifest
 from mer.pipeline.runner import prepare_entries, process_clip, run_plan
 from mer.pipeline.stage import Output, Stage, get_stage, register
 from mer.store import StoreError, open_store
@@ -196,6 +196,7 @@ WRITER = textwrap.dedent(
     import json, sys
     sys.path.insert(0, {tests!r})
     from test_store_s3 import STAGES, STAGE, register_share_stage
+    import mer.pipeline.catalog  # registers the built-in stages
     from mer.pipeline.graph import build_plan
     from mer.pipeline.runner import run_plan
     from mer.store import open_store

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from mer.datasets.manifest_store import EmptyManifestError, ManifestChangedError, write_dataset_manifest
 from mer.pipeline.context import ClipContext
 from mer.pipeline.graph import build_plan
-from mer.pipeline.manifest_store import EmptyManifestError, ManifestChangedError, write_dataset_manifest
 from mer.pipeline.runner import run_plan
 from mer.pipeline.stage import Output, Stage, get_stage, register
 from mer.store import open_store
@@ -216,7 +216,7 @@ def test_changed_frame_recomputes_that_clips_mesti_only(tmp_path, face_store):
     """The issue's case on real stages: one frame of one clip edited in place; the re-run recomputes that clip only,
     its MESTI changes, and every other clip's MESTI bytes stay identical."""
     from mer.datasets import load
-    from mer.pipeline.stages import expand_stages
+    from mer.pipeline.catalog import expand_stages
 
     base, dataset = face_store
     shutil.copytree(base, tmp_path / "copy")

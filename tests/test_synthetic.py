@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mer.datasets import synth_motion as sm
-from mer.datasets import synthetic as syn
-from mer.datasets.photos import best_face, face_candidates, photo_face, predict_landmarks
+from mer.synthetic import clips as syn
+from mer.synthetic import motion as sm
+from mer.synthetic.photos import best_face, face_candidates, photo_face, predict_landmarks
 
 SIZE = (320, 240)
 CONFIG = {"subjects": 2, "clips_per_subject": 3, "classes": 3, "frame_size": SIZE}

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mer.cli import app
-from mer.pipeline.apex import detected_apex
 from mer.pipeline.graph import build_plan
 from mer.pipeline.runner import run_plan
-from mer.pipeline.single_image import encode_clip
+from mer.pipeline.temporal.apex import detected_apex
+from mer.pipeline.temporal.single_image import encode_clip
 from mer.store import open_store
 
 

@@ -10,11 +10,12 @@ import torch
 from typer.testing import CliRunner
 
 from mer.cli import app
-from mer.datasets import synthetic as syn
-from mer.pipeline.flow import TVL1Params, compute_flows, decode_flow, encode_flow, to_grey, tvl1
-from mer.pipeline.flow_stages import FlowParams
-from mer.pipeline.median_net import median_filter, selection_network
-from mer.pipeline.tvl1_torch import (
+from mer.pipeline.flow.codec import decode_flow, encode_flow
+from mer.pipeline.flow.median_net import median_filter, selection_network
+from mer.pipeline.flow.optical_flow import compute_flows, to_grey, tvl1
+from mer.pipeline.flow.stages import FlowParams
+from mer.pipeline.flow.tvl1_params import TVL1Params
+from mer.pipeline.flow.tvl1_torch import (
     centred_gradient,
     dual_tvl1,
     resize_linear,
@@ -23,6 +24,7 @@ from mer.pipeline.tvl1_torch import (
     warp_bicubic,
 )
 from mer.store import open_store
+from mer.synthetic import clips as syn
 
 OPENCV_DEFAULTS = TVL1Params(epsilon=0.01)  # tau 0.25, lambda 0.15, theta 0.3, 5 scales, 5 warps, 30×10, 0.8, 5×5
 

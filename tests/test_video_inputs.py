@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from mer.datasets import load
-from mer.datasets.synthetic import generate_synthetic
+from mer.datasets.manifest_store import write_dataset_manifest
 from mer.pipeline.graph import build_plan
-from mer.pipeline.manifest_store import write_dataset_manifest
 from mer.pipeline.runner import run_plan
 from mer.store import open_store
+from mer.synthetic.clips import generate_synthetic
 
 N_FRAMES = 6
 SHEET = "subject,clip,onset,apex,offset,emotion\n"

@@ -62,7 +62,7 @@ def demo(
     fresh: bool = typer.Option(False, help="delete the folder first"),
 ) -> None:
     """Synthetic data → preprocessing → MESTI, dynamic-image and apex inputs → MEGANet under LOSO → results table."""
-    from mer.demo import run_demo
+    from mer.cli.demo import run_demo
 
     run_demo(out, fresh=fresh)
 
@@ -73,7 +73,7 @@ def demo_facesleuth(
     fresh: bool = typer.Option(False, help="delete the folder first"),
 ) -> None:
     """Synthetic data → aligned faces → raw onset/apex frames → FaceSleuth under LOSO → table and θ curves."""
-    from mer.demo import run_facesleuth_demo
+    from mer.cli.demo import run_facesleuth_demo
 
     run_facesleuth_demo(out, fresh=fresh)
 

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+import mer.pipeline.catalog  # noqa: F401  (registers the built-in stages)
 from mer.cli.console import console
 from mer.cli.errors import user_errors
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
@@ -127,7 +128,7 @@ def build_flow(
         raise typer.BadParameter(f"--roi {roi}: choose 6, 14 or 18")
     flow: dict[str, Any] = {"method": method, "pairs": pairs, "apex": apex, "apex_fallback": apex_fallback}
     if method == "tvl1-torch":
-        from mer.pipeline.tvl1_torch import resolve_device
+        from mer.pipeline.flow.tvl1_torch import resolve_device
 
         try:
             resolve_device(device)  # a missing CUDA device fails here, before any clip

@@ -13,10 +13,10 @@ from mer.cli.errors import user_errors
 from mer.cli.qc_cmds import print_quality_summary
 from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
 from mer.cli.store_open import open_cli_store
+from mer.datasets.manifest_store import write_dataset_manifest
 from mer.names import printable, validate_component
+from mer.pipeline.catalog import expand_stages
 from mer.pipeline.graph import build_plan
-from mer.pipeline.manifest_store import write_dataset_manifest
-from mer.pipeline.stages import expand_stages
 
 DEFAULT_STAGES = "ingest,face"
 
@@ -38,7 +38,7 @@ def synth(
     size: str = typer.Option("640x480", help="frame size WIDTHxHEIGHT"),
 ) -> None:
     """Write a synthetic micro-expression dataset (real face photos, AU-shaped motions, ground truth)."""
-    from mer.datasets.synthetic import generate_synthetic
+    from mer.synthetic.clips import generate_synthetic
 
     if classes not in (3, 5):
         raise typer.BadParameter(f"--classes must be 3 or 5, got {classes}")

@@ -54,7 +54,7 @@ def show_face(
     aligned_landmarks = st.read(dataset, "align", clip=clip, name="landmarks")[frame]
     rois = None
     if roi != "none":
-        from mer.pipeline.roi import roi_boxes
+        from mer.pipeline.flow.roi import roi_boxes
 
         rois = roi_boxes(aligned_landmarks, roi)
     figure = draw_face_figure(
@@ -81,8 +81,8 @@ def show_mesti(
 ) -> None:
     """MESTI, dynamic image and apex frame side by side with the weight curves."""
     from mer.pipeline.context import ClipContext
-    from mer.pipeline.temporal import show_mesti_figure
-    from mer.pipeline.temporal_stages import MestiParams, clip_apex
+    from mer.pipeline.temporal.figure import show_mesti_figure
+    from mer.pipeline.temporal.stages import MestiParams, clip_apex
 
     st, row = _open_clip(store, dataset, clip)
     frames = st.read(dataset, "equalize", clip=clip)

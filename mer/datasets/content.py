@@ -6,15 +6,14 @@ A file is re-hashed only when its size or modification time changed since the ca
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from mer.content_digest import clip_content_digest
-from mer.datasets.video_frames import frame_digest, parse_frame_ref
+from mer.content_digest import clip_content_digest, file_sha256, frame_digest
+from mer.frame_refs import parse_frame_ref
 
 CONTENT_COLUMN = "content_sha256"
 
@@ -27,15 +26,6 @@ class ContentScan:
     cache: dict[str, list]
     hashed_files: int = 0
     unreadable: dict[str, str] = field(default_factory=dict)
-
-
-def file_sha256(path: str) -> bytes:
-    """SHA-256 of a file's bytes (the same digest the ingest stage records while decoding)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.digest()
 
 
 def scan_content(

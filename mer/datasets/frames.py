@@ -35,7 +35,9 @@ def scan_frames(folder: str | Path) -> FrameListing:
     lists its frames 0..N-1 (see :mod:`mer.datasets.video`)."""
     folder = Path(folder)
     if folder.suffix and folder.is_file():
-        from .video_frames import is_video, scan_video
+        from mer.frame_refs import is_video
+
+        from .video_frames import scan_video
 
         if is_video(folder):
             return scan_video(folder)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mer.frame_refs import VIDEO_EXTENSIONS
 from mer.names import component_problem
 
 from .aus import AU_LIST, au_vector, parse_aus
@@ -25,7 +26,6 @@ from .frames import FrameListing, compress_ranges, natural_key, scan_frames
 from .labels import LabelSet, LabelSetFile, normalise_emotion, resolve_label_set
 from .problems import Problem
 from .sheets import cell_text
-from .video_frames import VIDEO_EXTENSIONS
 
 MANIFEST_COLUMNS = (
     "dataset",

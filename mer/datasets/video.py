@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mer.content_digest import frame_digest
+from mer.frame_refs import VIDEO_EXTENSIONS, frame_ref, is_video, parse_frame_ref
 from mer.names import is_safe_component
 
 from .folder import COLUMNS, SHEET_NAMES, dataset_name_for
 from .layout import read_sheet_adapter, resolve_subject, subdirs
 from .manifest import AdapterOutput
 from .problems import Problem
-from .video_frames import VIDEO_EXTENSIONS, frame_digest, frame_ref, is_video, parse_frame_ref, scan_video
+from .video_frames import scan_video
 
 __all__ = ["NAME", "frame_digest", "frame_ref", "is_video", "parse_frame_ref", "read", "scan_video"]
 

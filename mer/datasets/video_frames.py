@@ -1,41 +1,12 @@
-"""Frames of video files as the clips table names them (``<video path>#<index>``), their identity and listing.
-
-Kept apart from the `video` adapter so that the manifest, content scan and frame decoding can use it without
-importing the adapters.
-"""
+"""Listing the frames of a video file as the clips table names them (:mod:`mer.frame_refs`)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from mer.frame_refs import frame_ref
+
 from .frame_listing import FrameListing
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
-_SEPARATOR = "#"
-
-
-def is_video(path: str | Path) -> bool:
-    """True for file names ending in a video extension (case-insensitive)."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
-
-def frame_ref(video: str | Path, index: int) -> str:
-    """How a clips table names frame ``index`` (0-based) of a video file."""
-    return f"{video}{_SEPARATOR}{index}"
-
-
-def parse_frame_ref(ref: str | Path) -> tuple[str, int] | None:
-    """``(video path, frame index)`` for a frame reference made by :func:`frame_ref`, None for an image path."""
-    video, sep, index = str(ref).rpartition(_SEPARATOR)
-    if not sep or not index.isdigit() or not is_video(video):
-        return None
-    return video, int(index)
-
-
-def frame_digest(video_digest: bytes, index: int) -> bytes:
-    """A video frame's identity: SHA-256 over the video file's SHA-256 and the frame index (8 bytes, little-endian)."""
-    return hashlib.sha256(video_digest + int(index).to_bytes(8, "little")).digest()
 
 
 def frame_count(path: str | Path) -> int:

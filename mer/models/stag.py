@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mer.pipeline.roi import load_roi_set
+from mer.pipeline.flow.roi import load_roi_set
 
 ROI_SETS: tuple[str, ...] = ("stag6", "stag14", "stag18")
 AU_DIM = 21

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mer.datasets.content import file_sha256
-from mer.datasets.video_frames import frame_digest, parse_frame_ref
+from mer.content_digest import file_sha256, frame_digest
+from mer.frame_refs import parse_frame_ref
 
 
 class FrameError(ValueError):

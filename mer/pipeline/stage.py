@@ -66,17 +66,9 @@ def register(stage: Stage) -> Stage:
 
 
 def get_stage(name: str) -> Stage:
-    """Look a stage up by name, loading the built-in stages first."""
-    from mer.pipeline import stages  # noqa: F401  (registers the built-in stages)
-
+    """Look a registered stage up by name (the built-in ones register when :mod:`mer.pipeline.catalog` is imported)."""
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown stage {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
-
-
-def all_stages() -> dict[str, Stage]:
-    """All registered stages by name."""
-    from mer.pipeline import stages  # noqa: F401
-
-    return dict(_REGISTRY)
+        known = ", ".join(sorted(_REGISTRY)) or "none registered (import mer.pipeline.catalog)"
+        raise ValueError(f"unknown stage {name!r}; known: {known}") from None

@@ -24,7 +24,7 @@ import torch
 
 from mer.models import create
 from mer.models.stag import STAG
-from mer.pipeline.roi import roi_boxes
+from mer.pipeline.flow.roi import roi_boxes
 from mer.report.stag_figures import (
     Explanation,
     explanation_figure,

@@ -59,15 +59,6 @@ def channel_roles(channels: Sequence[str] | None, n_channels: int | None = None)
     return ChannelRoles()
 
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Parameters of :func:`augment_batch`."""
-
-    flip_prob: float = 0.5
-    angles: tuple[float, ...] = PAPER_ANGLES
-    channels: tuple[str, ...] | None = None
-
-
 def hflip(x: torch.Tensor, channels: Sequence[str] | None = None) -> torch.Tensor:
     """Mirror N x C x H x W images left-right; a declared u becomes -u (``1 - u`` when min-max scaled)."""
     out = x.flip(-1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mer.pipeline.flow_image import flow_image_channels
+from mer.pipeline.flow.image import flow_image_channels
 
 
 def declared_channels(provenance: dict[str, Any] | None) -> tuple[str, ...] | None:

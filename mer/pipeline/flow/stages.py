@@ -1,7 +1,7 @@
 """Flow stages over equalised, aligned faces: ``flow`` (per clip), ``flow-image`` and ``roi-flow`` (dataset arrays).
 
 ``flow`` stores each clip's fields as int16 fixed point (1/256 px steps, at most 1/512 px error, ±128 px range; see
-:mod:`mer.pipeline.flow_codec`) with the frame pairs they join. ``flow-image`` turns one pair into the
+:mod:`mer.pipeline.flow.codec`) with the frame pairs they join. ``flow-image`` turns one pair into the
 (u, v, strain) network input N×3×S×S; ``roi-flow`` aggregates STAG's ROIs into N×T×R×2 sequences and keeps the K
 frames of largest motion.
 """
@@ -13,26 +13,23 @@ from typing import Any
 
 import numpy as np
 
-from mer.pipeline.apex import APEX_MODES
 from mer.pipeline.context import ClipContext
-from mer.pipeline.flow import (
+from mer.pipeline.flow.codec import FLOW_SCALE, decode_flow, encode_flow
+from mer.pipeline.flow.image import NORMALISE_MODES, flow_image, flow_image_channels
+from mer.pipeline.flow.optical_flow import (
     FLOW_METHODS,
-    FLOW_SCALE,
     PAIR_MODES,
     TORCH_METHODS,
     FarnebackParams,
-    TVL1Params,
     compute_flow_batch,
-    decode_flow,
-    encode_flow,
-    flow_image,
     frame_pairs,
     to_grey,
 )
-from mer.pipeline.flow_image import NORMALISE_MODES, flow_image_channels
-from mer.pipeline.roi import load_roi_set, roi_sequence, top_k_frames
+from mer.pipeline.flow.roi import load_roi_set, roi_sequence, top_k_frames
+from mer.pipeline.flow.tvl1_params import TVL1Params
 from mer.pipeline.stage import Output, Stage, register
-from mer.pipeline.temporal_stages import clip_apex
+from mer.pipeline.temporal.apex import APEX_MODES
+from mer.pipeline.temporal.stages import clip_apex
 
 _NEEDS_APEX = {"onset-apex", "apex-offset"}
 
@@ -85,7 +82,7 @@ class FlowParams:
 def _device(method_params: dict[str, Any]) -> str:
     """``auto`` → ``cuda`` or ``cpu`` (what this machine has); other names are checked, not resolved, so that an
     entry computed on a GPU machine can be named (read, reused upstream) on a CPU-only one."""
-    from mer.pipeline.tvl1_torch import check_device
+    from mer.pipeline.flow.tvl1_torch import check_device
 
     return check_device(str(method_params.get("device", "auto")))
 

@@ -8,9 +8,8 @@ Kernels are pure functions with no I/O and no global state. OpenCV's thread coun
 the runner gives each worker process one OpenCV thread (the workers fill the cores); ``recommended_cv_threads``
 says what a lone process would gain from more, as measured by ``benchmarks/bench_flow.py``.
 
-Optical strain lives in :mod:`mer.pipeline.flow_strain`, flow images for networks in
-:mod:`mer.pipeline.flow_image`, the compact int16 codec in :mod:`mer.pipeline.flow_codec`; all are
-re-exported here.
+Optical strain lives in :mod:`mer.pipeline.flow.strain`, flow images for networks in
+:mod:`mer.pipeline.flow.image`, the compact int16 codec in :mod:`mer.pipeline.flow.codec`.
 """
 
 from __future__ import annotations
@@ -23,41 +22,14 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from mer.pipeline.flow_codec import FLOW_SCALE, decode_flow, encode_flow, flow_codec_max_error
-from mer.pipeline.flow_image import FLOW_IMAGE_SIZES, flow_image, flow_images, resize_flow
-from mer.pipeline.flow_strain import optical_strain
-from mer.pipeline.tvl1_params import TVL1Params
-
-__all__ = [
-    "FLOW_IMAGE_SIZES",
-    "FLOW_SCALE",
-    "FarnebackParams",
-    "FlowMethod",
-    "PairMode",
-    "TVL1Params",
-    "compute_flow",
-    "compute_flow_batch",
-    "compute_flows",
-    "decode_flow",
-    "encode_flow",
-    "farneback",
-    "flow_codec_max_error",
-    "flow_image",
-    "flow_images",
-    "frame_pairs",
-    "optical_strain",
-    "recommended_cv_threads",
-    "resize_flow",
-    "to_grey",
-    "tvl1",
-]
+from mer.pipeline.flow.tvl1_params import TVL1Params
 
 FlowMethod = Literal["farneback", "tvl1", "tvl1-torch"]
 PairMode = Literal["onset-apex", "apex-offset", "sequence", "from-onset"]
 PAIR_MODES: tuple[str, ...] = ("onset-apex", "apex-offset", "sequence", "from-onset")
 FLOW_METHODS: tuple[str, ...] = ("farneback", "tvl1", "tvl1-torch")
 TORCH_METHODS: tuple[str, ...] = ("tvl1-torch",)
-"""Methods run by PyTorch on a chosen device, a batch of pairs per call (:mod:`mer.pipeline.tvl1_torch`)."""
+"""Methods run by PyTorch on a chosen device, a batch of pairs per call (:mod:`mer.pipeline.flow.tvl1_torch`)."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -203,7 +175,7 @@ def compute_flow_batch(
     ``tvl1-torch`` runs the pairs in batches on ``device``; the OpenCV methods run them one by one.
     """
     if method in TORCH_METHODS:
-        from mer.pipeline.tvl1_torch import tvl1_torch_batch  # torch is imported only when asked for
+        from mer.pipeline.flow.tvl1_torch import tvl1_torch_batch  # torch is imported only when asked for
 
         return tvl1_torch_batch(first, second, _params(TVL1Params, params, {}), device)
     out = np.empty((*np.shape(first), 2), dtype=np.float32)
@@ -278,7 +250,7 @@ def recommended_cv_threads(method: FlowMethod, workers: int, cores: int | None =
     gets its share (``cores // workers``, at least 1): 2 workers × 1 thread reached 100 % efficiency, while
     2 workers × 2 threads (oversubscribed) fell to ≈60 %. Results are bit-identical for any thread count.
     ``cores`` defaults to ``os.cpu_count()``. ``tvl1-torch`` uses no OpenCV thread in its loop (it sets its own
-    PyTorch threads, see :func:`mer.pipeline.tvl1_torch.tvl1_torch_batch`): 1.
+    PyTorch threads, see :func:`mer.pipeline.flow.tvl1_torch.tvl1_torch_batch`): 1.
     """
     if method not in FLOW_METHODS:
         raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")

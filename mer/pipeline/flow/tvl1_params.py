@@ -1,5 +1,5 @@
-"""The parameters of Dual TV-L1 flow, shared by the OpenCV kernel (:mod:`mer.pipeline.flow`) and the PyTorch one
-(:mod:`mer.pipeline.tvl1_torch`), so that neither imports the other for them."""
+"""The parameters of Dual TV-L1 flow, shared by the OpenCV kernel (:mod:`mer.pipeline.flow.optical_flow`) and the
+PyTorch one (:mod:`mer.pipeline.flow.tvl1_torch`), so that neither imports the other for them."""
 
 from __future__ import annotations
 

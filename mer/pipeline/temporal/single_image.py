@@ -20,8 +20,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mer.pipeline.arp import arp_weights, check_apex
-from mer.pipeline.rank_pool import rank_pool
+from mer.pipeline.temporal.apex import check_apex
+from mer.pipeline.temporal.arp import arp_weights
+from mer.pipeline.temporal.rank_pool import rank_pool
 
 KINDS: tuple[str, ...] = ("mesti", "dynamic", "apex", "onset", "diff")
 NORMS: tuple[str, ...] = ("minmax", "zscore", "none")

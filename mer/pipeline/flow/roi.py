@@ -1,6 +1,6 @@
 """Landmark ROIs and per-ROI flow aggregation (STAG, section 3.2–3.3).
 
-ROI sets are data: TOML files in ``mer/pipeline/roi_sets/`` (``stag6``, ``stag14``, ``stag18``), each ROI a
+ROI sets are data: TOML files in ``mer/pipeline/flow/roi_sets/`` (``stag6``, ``stag14``, ``stag18``), each ROI a
 subset of dlib's 68 landmarks (0-based) and a padding in inter-ocular distances. Box rule::
 
     iod = |L42 − L39|                       (inner eye corners, as STAG)
@@ -63,11 +63,11 @@ class RoiSet:
 
 
 def _roi_dir():
-    return resources.files("mer.pipeline").joinpath("roi_sets")
+    return resources.files("mer.pipeline.flow").joinpath("roi_sets")
 
 
 def available_roi_sets() -> list[str]:
-    """Names of the ROI sets shipped with the package (file stems in ``mer/pipeline/roi_sets``)."""
+    """Names of the ROI sets shipped with the package (file stems in ``mer/pipeline/flow/roi_sets``)."""
     return sorted(p.name[:-5] for p in _roi_dir().iterdir() if p.name.endswith(".toml"))
 
 

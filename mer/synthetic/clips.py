@@ -30,8 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mer.datasets import synth_motion as sm
-from mer.datasets.photos import PHOTOS, photo_face
+from mer.synthetic import motion as sm
+from mer.synthetic.photos import PHOTOS, photo_face
 
 GENERATOR_VERSION = "1"
 """Bumped whenever the same seed would give different files."""

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mer.pipeline.median_net import median_filter
-from mer.pipeline.tvl1_params import TVL1Params
+from mer.pipeline.flow.median_net import median_filter
+from mer.pipeline.flow.tvl1_params import TVL1Params
 
 __all__ = ["DEVICES", "check_device", "default_batch_size", "resolve_device", "tvl1_torch", "tvl1_torch_batch"]
 
@@ -326,6 +326,6 @@ def tvl1_torch_batch(
 
 def tvl1_torch(a: np.ndarray, b: np.ndarray, params: TVL1Params | None = None, device: str = "cpu", **overrides):
     """Dual TV-L1 flow of one uint8 grey pair ``H×W`` → float32 ``H×W×2``; ``overrides`` replace fields of
-    ``params`` (as :func:`mer.pipeline.flow.tvl1`)."""
+    ``params`` (as :func:`mer.pipeline.flow.optical_flow.tvl1`)."""
     p = replace(params or TVL1Params(), **overrides) if overrides else (params or TVL1Params())
     return tvl1_torch_batch(np.asarray(a)[None], np.asarray(b)[None], p, device)[0]

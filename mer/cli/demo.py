@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import mer.pipeline.catalog  # noqa: F401  (registers the built-in stages)
 from mer.cli.console import console
 from mer.cli.run_view import print_report, run_with_progress
+from mer.datasets.manifest_store import write_dataset_manifest
 from mer.pipeline.graph import build_plan
-from mer.pipeline.manifest_store import write_dataset_manifest
 from mer.store import FeatureStore, open_store
 
 
@@ -33,7 +34,7 @@ class DemoSizes:
 
 def _synthetic_dataset(data_dir: Path, sizes: DemoSizes | FaceSleuthDemoSizes, what: str) -> None:
     """Step 1 of both demos: write the synthetic dataset unless it is already there."""
-    from mer.datasets.synthetic import generate_synthetic
+    from mer.synthetic.clips import generate_synthetic
 
     if (data_dir / "annotations.csv").exists():
         console.print("[bold]1. synthetic dataset[/bold]: already there")

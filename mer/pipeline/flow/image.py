@@ -28,7 +28,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from mer.pipeline.flow_strain import optical_strain
+from mer.pipeline.flow.strain import optical_strain
 
 FLOW_IMAGE_SIZES: tuple[int, ...] = (28, 112, 224)
 Normalise = Literal["maxabs", "minmax", "none"]

@@ -23,27 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from mer.pipeline.temporal.apex import check_apex
+
 SCHEMES: tuple[str, ...] = ("mesti", "mesti-distance", "di", "di-linear")
 """Known weighting schemes; the MESTI ones need an apex."""
 
 APEX_SCHEMES: frozenset[str] = frozenset({"mesti", "mesti-distance"})
-
-
-def check_apex(apex: int | None, n_frames: int) -> int:
-    """Return ``apex`` as a Python int after checking it is a frame position ``0..n_frames-1``.
-
-    Raises ValueError naming the value and the clip length when it is missing or out of range.
-    """
-    if apex is None:
-        raise ValueError(f"an apex position is required (got None) for a clip of n_frames={n_frames}")
-    if isinstance(apex, bool) or not float(apex).is_integer():
-        raise ValueError(f"apex must be an integer frame position, got {apex!r} (n_frames={n_frames})")
-    a = int(apex)
-    if not 0 <= a < n_frames:
-        raise ValueError(
-            f"apex={a} is outside the clip: valid positions are 0..{n_frames - 1} (n_frames={n_frames})"
-        )
-    return a
 
 
 def _mesti(n: int, a: int) -> np.ndarray:

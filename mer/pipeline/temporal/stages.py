@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from mer.pipeline.apex import APEX_MODES, resolve_apex
 from mer.pipeline.context import ClipContext
-from mer.pipeline.single_image import NORMS, encode_clip, raw_frame
 from mer.pipeline.stage import Output, Stage, register
+from mer.pipeline.temporal.apex import APEX_MODES, resolve_apex
+from mer.pipeline.temporal.single_image import NORMS, encode_clip, raw_frame
 
 
 def _check(name: str, value: Any, allowed: tuple) -> None:

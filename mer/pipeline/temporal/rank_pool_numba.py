@@ -1,9 +1,10 @@
-"""Weighted sum of a clip's frames (the rank-pooling kernel): ``out = sum_t w_t * frames[t]``.
+"""The Numba kernels of :func:`mer.pipeline.temporal.rank_pool.rank_pool` (imported on the first pooling, so that
+importing the pipeline does not load Numba).
 
-The Numba kernel splits the flattened values of a frame into tiles and runs the tiles in parallel
-(``prange``). A tile's float32 accumulator (a slice of the output) stays in cache while the frames stream
-through it eight at a time, so every frame byte is read once, as uint8, with no float copy of the clip.
-The result of each output value does not depend on the tiling or the thread count (same bytes).
+The kernel splits the flattened values of a frame into tiles and runs the tiles in parallel (``prange``). A
+tile's float32 accumulator (a slice of the output) stays in cache while the frames stream through it eight at a
+time, so every frame byte is read once, as uint8, with no float copy of the clip. The result of each output value
+does not depend on the tiling or the thread count (same bytes).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _acc1(acc, f0, w0):  # pragma: no cover
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False, fastmath=_FM)
-def _pool_kernel(frames, w, out, tile):  # pragma: no cover - compiled
+def pool_kernel(frames, w, out, tile):  # pragma: no cover - compiled
     n_t, n_p = frames.shape
     n_tiles = (n_p + tile - 1) // tile
     for b in numba.prange(n_tiles):
@@ -75,34 +76,8 @@ def _pool_kernel(frames, w, out, tile):  # pragma: no cover - compiled
             t += 1
 
 
-def _tile_size(n_values: int) -> int:
+def tile_size(n_values: int) -> int:
     """About four tiles per thread (load balance), clamped to ``MIN_TILE..MAX_TILE``, a multiple of 256."""
     per = -(-n_values // (4 * numba.get_num_threads()))
     per = -(-per // 256) * 256
     return int(min(MAX_TILE, max(MIN_TILE, per)))
-
-
-def rank_pool(frames: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Pool a clip ``T x H x W x C`` (or ``T x H x W``) into ``sum_t weights[t] * frames[t]``, float32.
-
-    uint8 and float32 frames are read in place (C-contiguous ones without any copy); other dtypes are
-    converted to float32 first. Accumulation runs in float32 (fused multiply-adds, frames in order) with
-    float32-rounded weights. Runs on Numba's current thread count (``numba.set_num_threads``); the first
-    call in a fresh process loads or compiles the kernel (cached on disk).
-    """
-    frames = np.asarray(frames)
-    w = np.asarray(weights, dtype=np.float64)
-    if frames.ndim < 2:
-        raise ValueError(f"frames must be T x H x W [x C], got shape {frames.shape}")
-    if w.ndim != 1 or w.shape[0] != frames.shape[0]:
-        raise ValueError(f"weights must have one value per frame: {w.shape} for {frames.shape[0]} frames")
-    if not np.isfinite(w).all():
-        raise ValueError("weights must be finite")
-    if frames.dtype != np.uint8 and frames.dtype != np.float32:
-        frames = frames.astype(np.float32)
-    if frames.size == 0:
-        return np.zeros(frames.shape[1:], dtype=np.float32)
-    frames2d = np.ascontiguousarray(frames).reshape(frames.shape[0], -1)
-    out = np.empty(frames2d.shape[1], dtype=np.float32)  # every value is written by the kernel
-    _pool_kernel(frames2d, w.astype(np.float32), out, _tile_size(frames2d.shape[1]))
-    return out.reshape(frames.shape[1:])

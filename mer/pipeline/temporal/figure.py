@@ -1,49 +1,15 @@
-"""Temporal encodings of a clip: ARP weights, rank pooling, single-image inputs, and the MESTI figure.
-
-This module is the public face of :mod:`mer.pipeline.arp` (weights), :mod:`mer.pipeline.rank_pool`
-(the Numba kernel) and :mod:`mer.pipeline.single_image` (network-ready images); it adds
-:func:`show_mesti_figure` for ``mer-cli show-mesti``.
-"""
+"""The MESTI figure of ``mer-cli show-mesti``: apex frame, MESTI and dynamic image beside their ARP weights."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mer.pipeline.arp import APEX_SCHEMES, SCHEMES, arp_weights, check_apex
-from mer.pipeline.rank_pool import rank_pool
-from mer.pipeline.single_image import (
-    KINDS,
-    NORMS,
-    apex_image,
-    diff_image,
-    dynamic_image,
-    encode_clip,
-    finish,
-    mesti_image,
+from mer.pipeline.temporal.apex import check_apex
+from mer.pipeline.temporal.arp import arp_weights
+from mer.pipeline.temporal.rank_pool import rank_pool
+from mer.pipeline.temporal.single_image import (
     minmax_uint8,
-    onset_image,
-    zscore,
 )
-
-__all__ = [
-    "APEX_SCHEMES",
-    "KINDS",
-    "NORMS",
-    "SCHEMES",
-    "apex_image",
-    "arp_weights",
-    "check_apex",
-    "diff_image",
-    "dynamic_image",
-    "encode_clip",
-    "finish",
-    "mesti_image",
-    "minmax_uint8",
-    "onset_image",
-    "rank_pool",
-    "show_mesti_figure",
-    "zscore",
-]
 
 
 def show_mesti_figure(
