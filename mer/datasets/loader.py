@@ -7,24 +7,21 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
-from . import casme2, casme3, dfme, folder, fourdme, mmew, samm, smic, video
+from . import dfme, folder, smic, video
 from .composite import canonical_adapter, composite_labels, composite_roots, is_composite, parse_composite
 from .corrections import load_corrections
 from .labels import read_label_set
 from .manifest import AdapterOutput, LoadResult, build_manifest
 from .problems import Problem
+from .sheet_specs import builtin_specs
 
 ADAPTERS: dict[str, Callable[..., AdapterOutput]] = {
     "folder": folder.read,
     "video": video.read,
-    "casme2": casme2.read,
-    "samm": samm.read,
+    **{name: spec.read for name, spec in builtin_specs().items()},
     "smic": partial(smic.read, name="smic"),
     "smic-vis": partial(smic.read, name="smic-vis"),
     "smic-nir": partial(smic.read, name="smic-nir"),
-    "mmew": mmew.read,
-    "casme3": casme3.read,
-    "4dme": fourdme.read,
     "dfme": dfme.read,
 }
 

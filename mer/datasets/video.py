@@ -18,8 +18,7 @@ from pathlib import Path
 
 from mer.names import is_safe_component
 
-from .folder import COLUMNS, SHEET_NAMES, dataset_name_for
-from .layout import read_sheet_adapter, resolve_subject, subdirs
+from . import folder
 from .manifest import AdapterOutput
 from .problems import Problem
 from .video_frames import VIDEO_EXTENSIONS, frame_digest, frame_ref, is_video, parse_frame_ref, scan_video
@@ -40,6 +39,12 @@ def find_video(folder: Path, clip: str) -> Path | None:
     return folder / f"{clip}{VIDEO_EXTENSIONS[0]}"  # reported as missing by the manifest check
 
 
+def _video_of(root: Path, subject: str, clip: str) -> Path | None:
+    if not is_safe_component(subject):  # the one name rule (mer.names): never a path from unsafe text
+        return None
+    return find_video(root / subject, clip)
+
+
 def read(
     root: Path,
     annotations: Path | None,
@@ -48,24 +53,4 @@ def read(
     dataset_name: str | None = None,
 ) -> AdapterOutput:
     """Read a video dataset under `root` into records (one video file per clip)."""
-    name = dataset_name_for(root, dataset_name)
-    folders = subdirs(root)
-
-    def video_of(subject: str, clip: str, values: dict[str, object]) -> Path | None:
-        if not is_safe_component(subject):  # the one name rule (mer.names): never a path from unsafe text
-            return None
-        return find_video(root / subject, clip)
-
-    out = read_sheet_adapter(
-        name,
-        root,
-        annotations,
-        column_map,
-        problems,
-        SHEET_NAMES,
-        COLUMNS,
-        subject_of=lambda v: resolve_subject(v, folders),
-        folder_of=video_of,
-    )
-    out.corrections = None
-    return out
+    return folder.read(root, annotations, column_map, problems, dataset_name, folder_of=_video_of)
