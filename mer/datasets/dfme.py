@@ -66,14 +66,7 @@ def read(
     out = AdapterOutput(dataset=NAME, records=[], corrections=load_corrections(NAME))
     if not sheets:
         problems.append(
-            Problem(
-                "error",
-                str(root),
-                None,
-                None,
-                "",
-                "no DFME annotation sheet (.csv/.xlsx) found in the root; pass annotations=PATH",
-            )
+            Problem.about_file(root, "no DFME annotation sheet (.csv/.xlsx) found in the root; pass annotations=PATH")
         )
         return out
     for sheet in sheets:

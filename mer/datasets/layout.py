@@ -68,14 +68,10 @@ def locate_sheet(
     found = find_sheet(root, patterns)
     if found is None:
         problems.append(
-            Problem(
-                "error",
-                str(root),
-                None,
-                None,
-                "",
-                f"no {dataset} annotation sheet found under the root (looked for "
-                f"{', '.join(patterns)}); pass annotations=PATH",
+            Problem.about_file(
+                root,
+                f"no {dataset} annotation sheet found under the root (looked for {', '.join(patterns)}); "
+                "pass annotations=PATH",
             )
         )
     return found

@@ -41,7 +41,7 @@ def _run_adapter(
     if dataset_name is not None and "dataset_name" in inspect.signature(target).parameters:
         kwargs["dataset_name"] = dataset_name
     if not root.is_dir():
-        problems.append(Problem("error", str(root), None, None, "", f"{name} root folder not found"))
+        problems.append(Problem.about_file(root, f"{name} root folder not found"))
         return AdapterOutput(dataset=name, records=[])
     out = read(root, Path(annotations) if annotations is not None else None, column_map, problems, **kwargs)
     out.root = str(root)
@@ -98,13 +98,10 @@ def load(
             droot = roots.get(d)
             if droot is None:
                 problems.append(
-                    Problem(
-                        "error",
-                        str(root),
-                        None,
-                        None,
-                        d,
+                    Problem.about_file(
+                        root,
                         f"no root for {d} in the composite (give a mapping, or a sub-folder named like {d})",
+                        value=d,
                     )
                 )
                 continue

@@ -73,14 +73,10 @@ def read(
     out = AdapterOutput(dataset=name, records=[], has_apex=False, corrections=load_corrections(name))
     if not any(d.lower() == "micro" for s in subjects for d in subdirs(vroot / s)):
         problems.append(
-            Problem(
-                "error",
-                str(root),
-                None,
-                None,
-                "",
-                f"no SMIC {VARIANTS[name]} clips found: expected {VARIANTS[name]}/s1/micro/"
-                "<emotion>/<clip>/ under the root",
+            Problem.about_file(
+                root,
+                f"no SMIC {VARIANTS[name]} clips found: expected {VARIANTS[name]}/s1/micro/<emotion>/<clip>/ "
+                "under the root",
             )
         )
         return out

@@ -14,13 +14,12 @@ file's bytes and the frame index (:func:`frame_digest`), so re-encoding a video 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from mer.names import is_safe_component
 
 from . import folder
-from .manifest import AdapterOutput
-from .problems import Problem
 from .video_frames import VIDEO_EXTENSIONS, frame_digest, frame_ref, is_video, parse_frame_ref, scan_video
 
 __all__ = ["NAME", "frame_digest", "frame_ref", "is_video", "parse_frame_ref", "read", "scan_video"]
@@ -45,12 +44,5 @@ def _video_of(root: Path, subject: str, clip: str) -> Path | None:
     return find_video(root / subject, clip)
 
 
-def read(
-    root: Path,
-    annotations: Path | None,
-    column_map: dict[str, str] | None,
-    problems: list[Problem],
-    dataset_name: str | None = None,
-) -> AdapterOutput:
-    """Read a video dataset under `root` into records (one video file per clip)."""
-    return folder.read(root, annotations, column_map, problems, dataset_name, folder_of=_video_of)
+# Read a video dataset under `root` into records: the `folder` adapter with one video file per clip.
+read = partial(folder.read, folder_of=_video_of)
