@@ -12,6 +12,9 @@ Sheet columns (any of the spellings): subject (`Subject`, `sub`, `subject_id`), 
 `video`, `sample`), `Onset`/`OnsetFrame`, `Apex`/`ApexFrame` (optional), `Offset`/`OffsetFrame`, AUs
 (`AU`, `AUs`, `Action Units`, optional), emotion (`Emotion`, `Estimated Emotion`, `label`). Seven classes:
 anger, contempt, disgust, fear, happiness, sadness, surprise.
+
+Why code and not only a specification (`mer.datasets.sheet_adapter`): the release splits the labels over several
+sheets that are all read, and clip folders may sit under subject folders or directly under the root.
 """
 
 from __future__ import annotations

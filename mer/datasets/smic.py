@@ -10,6 +10,10 @@ Expected layout (SMIC ships as folders; labels come from the folder names)::
 Without a sheet every clip runs over all its frames. A user sheet (`annotations=`) with columns `subject`,
 `material` (clip folder), `emotion`, `onset`, `offset` (apex optional) limits clips to onset..offset; its
 emotion must agree with the folder's. SMIC has no apex annotation: apex is <NA> (one summary warning).
+
+Why code and not only a specification (`mer.datasets.sheet_adapter`): the release has no sheet, so the clips come
+from walking the folders; with a user sheet the generic adapter reads it (`sheet_spec`) and this module only adds
+the check that the sheet's emotion is the folder's.
 """
 
 from __future__ import annotations
