@@ -19,14 +19,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ADAPTER_NAMES = ("folder", "video", "casme2", "samm", "smic", "smic-vis", "smic-nir", "mmew", "casme3", "4dme", "dfme")
-ALIASES = {
-    "smic-hs": "smic",
-    "casmeii": "casme2",
-    "casme_ii": "casme2",
-    "fourdme": "4dme",
-    "cas(me)3": "casme3",
-}
+from .sheet_specs import builtin_specs
+
+_SPECS = builtin_specs()
+ADAPTER_NAMES = ("folder", "video", *_SPECS, "smic", "smic-vis", "smic-nir", "dfme")
+ALIASES = {"smic-hs": "smic", **{alias: spec.name for spec in _SPECS.values() for alias in spec.aliases}}
 
 
 @dataclass(frozen=True)
@@ -50,14 +47,10 @@ COMPOSITES = {
 
 # Sub-folder names (lower case, letters and digits only) that hold each dataset inside a composite root.
 FOLDER_KEYS = {
-    "casme2": ("casme2", "casmeii"),
-    "samm": ("samm",),
+    **{spec.name: spec.composite_folders for spec in _SPECS.values()},
     "smic": ("smic", "smicallraw", "smichs"),
     "smic-vis": ("smic", "smicallraw", "smicvis"),
     "smic-nir": ("smic", "smicallraw", "smicnir"),
-    "mmew": ("mmew",),
-    "casme3": ("casme3", "casmeiii"),
-    "4dme": ("4dme",),
     "dfme": ("dfme",),
 }
 

@@ -12,6 +12,9 @@ Sheet columns (any of the spellings): subject (`Subject`, `sub`, `subject_id`), 
 `video`, `sample`), `Onset`/`OnsetFrame`, `Apex`/`ApexFrame` (optional), `Offset`/`OffsetFrame`, AUs
 (`AU`, `AUs`, `Action Units`, optional), emotion (`Emotion`, `Estimated Emotion`, `label`). Seven classes:
 anger, contempt, disgust, fear, happiness, sadness, surprise.
+
+Why code and not only a specification (`mer.datasets.sheet_adapter`): the release splits the labels over several
+sheets that are all read, and clip folders may sit under subject folders or directly under the root.
 """
 
 from __future__ import annotations
@@ -66,14 +69,7 @@ def read(
     out = AdapterOutput(dataset=NAME, records=[], corrections=load_corrections(NAME))
     if not sheets:
         problems.append(
-            Problem(
-                "error",
-                str(root),
-                None,
-                None,
-                "",
-                "no DFME annotation sheet (.csv/.xlsx) found in the root; pass annotations=PATH",
-            )
+            Problem.about_file(root, "no DFME annotation sheet (.csv/.xlsx) found in the root; pass annotations=PATH")
         )
         return out
     for sheet in sheets:

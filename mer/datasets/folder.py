@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from mer.names import validate_component
@@ -58,12 +59,14 @@ def read(
     column_map: dict[str, str] | None,
     problems: list[Problem],
     dataset_name: str | None = None,
+    folder_of: Callable[[Path, str, str], Path | None] | None = None,
 ) -> AdapterOutput:
-    """Read a generic folder dataset under `root` into records."""
-    name = dataset_name_for(root, dataset_name)
+    """Read a generic folder dataset under `root` into records; `folder_of(root, subject, clip)` places a clip
+    (default: the folder `root/subject/clip`; the `video` adapter finds a video file instead)."""
     folders = subdirs(root)
-    out = read_sheet_adapter(
-        name,
+    place = folder_of or safe_join
+    return read_sheet_adapter(
+        dataset_name_for(root, dataset_name),
         root,
         annotations,
         column_map,
@@ -71,7 +74,5 @@ def read(
         SHEET_NAMES,
         COLUMNS,
         subject_of=lambda v: resolve_subject(v, folders),
-        folder_of=lambda subject, clip, values: safe_join(root, subject, clip),
+        folder_of=lambda subject, clip, values: place(root, subject, clip),
     )
-    out.corrections = None
-    return out

@@ -43,6 +43,21 @@ def find_frames_root(root: Path, subject_pattern: str, preferred: Iterable[str] 
     return root
 
 
+def find_named_folder(root: Path, names: Iterable[str], depth: int = 1) -> Path | None:
+    """The first folder named one of `names` (ignoring case) `depth` or fewer levels below `root` (1: a sub-folder of
+    `root`; 2: also a sub-folder of one of those), shallower first, then in `names` order; None when there is none."""
+    wanted = [n.lower() for n in names]
+    level = [root]
+    for _ in range(depth):
+        for parent in level:
+            lower = {n.lower(): n for n in subdirs(parent)}
+            for name in wanted:
+                if name in lower:
+                    return parent / lower[name]
+        level = [d / n for d in level for n in subdirs(d)]
+    return None
+
+
 def locate_sheet(
     root: Path, annotations: Path | None, patterns: tuple[str, ...], dataset: str, problems: list[Problem]
 ) -> Path | None:
@@ -53,14 +68,10 @@ def locate_sheet(
     found = find_sheet(root, patterns)
     if found is None:
         problems.append(
-            Problem(
-                "error",
-                str(root),
-                None,
-                None,
-                "",
-                f"no {dataset} annotation sheet found under the root (looked for "
-                f"{', '.join(patterns)}); pass annotations=PATH",
+            Problem.about_file(
+                root,
+                f"no {dataset} annotation sheet found under the root (looked for {', '.join(patterns)}); "
+                "pass annotations=PATH",
             )
         )
     return found
@@ -156,10 +167,11 @@ def read_sheet_adapter(
     folder_of: Callable[[str, str, dict[str, object]], Path | None],
     clip_of: Callable[[str, dict[str, object]], str] | None = None,
     row_filter: Callable[[SheetTable], SheetTable] | None = None,
+    corrections: str | None = None,
 ) -> AdapterOutput:
     """Common path of the sheet-based adapters: locate and read the sheet, filter rows, make records, attach
-    the adapter's corrections table."""
-    out = AdapterOutput(dataset=name, records=[], corrections=load_corrections(name))
+    the built-in corrections table named `corrections` (none when None)."""
+    out = AdapterOutput(dataset=name, records=[], corrections=load_corrections(corrections))
     sheet = locate_sheet(root, annotations, sheet_patterns, name, problems)
     if sheet is None:
         return out

@@ -7,24 +7,21 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
-from . import casme2, casme3, dfme, folder, fourdme, mmew, samm, smic, video
+from . import dfme, folder, smic, video
 from .composite import canonical_adapter, composite_labels, composite_roots, is_composite, parse_composite
 from .corrections import load_corrections
 from .labels import read_label_set
 from .manifest import AdapterOutput, LoadResult, build_manifest
 from .problems import Problem
+from .sheet_specs import builtin_specs
 
 ADAPTERS: dict[str, Callable[..., AdapterOutput]] = {
     "folder": folder.read,
     "video": video.read,
-    "casme2": casme2.read,
-    "samm": samm.read,
+    **{name: spec.read for name, spec in builtin_specs().items()},
     "smic": partial(smic.read, name="smic"),
     "smic-vis": partial(smic.read, name="smic-vis"),
     "smic-nir": partial(smic.read, name="smic-nir"),
-    "mmew": mmew.read,
-    "casme3": casme3.read,
-    "4dme": fourdme.read,
     "dfme": dfme.read,
 }
 
@@ -44,7 +41,7 @@ def _run_adapter(
     if dataset_name is not None and "dataset_name" in inspect.signature(target).parameters:
         kwargs["dataset_name"] = dataset_name
     if not root.is_dir():
-        problems.append(Problem("error", str(root), None, None, "", f"{name} root folder not found"))
+        problems.append(Problem.about_file(root, f"{name} root folder not found"))
         return AdapterOutput(dataset=name, records=[])
     out = read(root, Path(annotations) if annotations is not None else None, column_map, problems, **kwargs)
     out.root = str(root)
@@ -101,13 +98,10 @@ def load(
             droot = roots.get(d)
             if droot is None:
                 problems.append(
-                    Problem(
-                        "error",
-                        str(root),
-                        None,
-                        None,
-                        d,
+                    Problem.about_file(
+                        root,
                         f"no root for {d} in the composite (give a mapping, or a sub-folder named like {d})",
+                        value=d,
                     )
                 )
                 continue

@@ -7,12 +7,12 @@ sees it in Excel, column header, offending value) for the user to find and fix i
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
 from mer.names import printable, shown
 
 Severity = Literal["error", "warning"]
-
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,11 @@ class Problem:
         if self.subject is not None or self.clip is not None:
             text += f" [{printable(self.subject or '?', 130)}/{printable(self.clip or '?', 130)}]"
         return text
+
+    @classmethod
+    def about_file(cls, file: str | Path, message: str, value: str = "", severity: Severity = "error") -> Problem:
+        """A problem with a whole file or folder (no row, no column): a missing root, sheet or annotation file."""
+        return cls(severity, str(file), None, None, value, message)
 
     def to_dict(self) -> dict:
         """Plain dict for JSON reports."""

@@ -169,12 +169,12 @@ def read_sheet(
             )
             return None
     if not path.is_file():
-        problems.append(Problem("error", str(path), None, None, "", "annotation file not found"))
+        problems.append(Problem.about_file(path, "annotation file not found"))
         return None
     try:
         sheets = read_cells(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes a Problem naming the file
-        problems.append(Problem("error", str(path), None, None, "", f"cannot read annotation file: {exc}"))
+        problems.append(Problem.about_file(path, f"cannot read annotation file: {exc}"))
         return None
     required = [c.name for c in columns if c.required]
     best: tuple[int, str | None, int, list[str], list[str]] | None = None  # (n, sheet, row, found, missing)
@@ -198,12 +198,8 @@ def read_sheet(
     accepted = "; ".join(f"{c.name}: {', '.join(dict.fromkeys((c.name, *c.aliases)))}" for c in columns if c.required)
     if best is None:
         problems.append(
-            Problem(
-                "error",
-                str(path),
-                None,
-                None,
-                "",
+            Problem.about_file(
+                path,
                 f"no header row with the required columns in the first {max_scan} rows "
                 f"(accepted headers - {accepted}); pass column_map to map other names",
             )

@@ -10,6 +10,10 @@ Expected layout (SMIC ships as folders; labels come from the folder names)::
 Without a sheet every clip runs over all its frames. A user sheet (`annotations=`) with columns `subject`,
 `material` (clip folder), `emotion`, `onset`, `offset` (apex optional) limits clips to onset..offset; its
 emotion must agree with the folder's. SMIC has no apex annotation: apex is <NA> (one summary warning).
+
+Why code and not only a specification (`mer.datasets.sheet_adapter`): the release has no sheet, so the clips come
+from walking the folders; with a user sheet the generic adapter reads it (`sheet_spec`) and this module only adds
+the check that the sheet's emotion is the folder's.
 """
 
 from __future__ import annotations
@@ -18,16 +22,10 @@ from pathlib import Path
 
 from .corrections import load_corrections
 from .labels import normalise_emotion
-from .layout import (
-    find_frames_root,
-    read_sheet_adapter,
-    resolve_subject,
-    safe_join,
-    standard_columns,
-    subdirs,
-)
+from .layout import standard_columns, subdirs
 from .manifest import AdapterOutput, Record
 from .problems import Problem
+from .sheet_adapter import SheetSpec
 from .sheets import cell_text
 
 NAME = "smic"
@@ -35,12 +33,26 @@ VARIANTS = {"smic": "HS", "smic-vis": "VIS", "smic-nir": "NIR"}
 SHEET_PATTERNS = ("*smic*.xls*", "*smic*.csv")
 
 
-def _variant_root(root: Path, variant: str) -> Path:
-    for parent in (root, *[root / d for d in subdirs(root)]):
-        lower = {n.lower(): n for n in subdirs(parent)}
-        if variant.lower() in lower:
-            return parent / lower[variant.lower()]
-    return find_frames_root(root, r"s\d+", (variant,))
+def sheet_spec(name: str) -> SheetSpec:
+    """The specification of a SMIC part read with a user sheet (`annotations=`): the part's folder (`HS`) at or one
+    level under the root, subjects `s1`… and clips under `<subject>/micro/<emotion>/`."""
+    return SheetSpec(
+        name=name,
+        sheets=SHEET_PATTERNS,
+        path="{subject}/micro/{emotion}/{clip}",
+        frame_folders=(VARIANTS[name],),
+        frame_folder_depth=2,
+        subject_folders=r"s\d+",
+        subject_name="s{n}",
+        columns=tuple(
+            standard_columns(
+                subject=("subject", "Subject"),
+                clip=("material", "Filename", "clip"),
+                emotion=("emotion", "Estimated Emotion"),
+            )
+        ),
+        corrections=name,
+    )
 
 
 def _micro_dir(variant_root: Path, subject: str) -> Path:
@@ -57,21 +69,18 @@ def read(
     name: str = NAME,
 ) -> AdapterOutput:
     """Read SMIC (HS by default) under `root` into records."""
-    vroot = _variant_root(root, VARIANTS[name])
-    subjects = subdirs(vroot)
+    spec = sheet_spec(name)
     if annotations is not None:
-        return _read_with_sheet(name, root, vroot, subjects, annotations, column_map, problems)
+        return _emotion_agrees(spec.read(root, annotations, column_map, problems), problems)
+    vroot = spec.frames_root(root)
+    subjects = subdirs(vroot)
     out = AdapterOutput(dataset=name, records=[], has_apex=False, corrections=load_corrections(name))
     if not any(d.lower() == "micro" for s in subjects for d in subdirs(vroot / s)):
         problems.append(
-            Problem(
-                "error",
-                str(root),
-                None,
-                None,
-                "",
-                f"no SMIC {VARIANTS[name]} clips found: expected {VARIANTS[name]}/s1/micro/"
-                "<emotion>/<clip>/ under the root",
+            Problem.about_file(
+                root,
+                f"no SMIC {VARIANTS[name]} clips found: expected {VARIANTS[name]}/s1/micro/<emotion>/<clip>/ "
+                "under the root",
             )
         )
         return out
@@ -96,44 +105,8 @@ def read(
     return out
 
 
-def _read_with_sheet(
-    name: str,
-    root: Path,
-    vroot: Path,
-    subjects: list[str],
-    annotations: Path,
-    column_map: dict[str, str] | None,
-    problems: list[Problem],
-) -> AdapterOutput:
-    def folder_of(subject: str, clip: str, values: dict[str, object]) -> Path | None:
-        micro = _micro_dir(vroot, subject) if safe_join(vroot, subject) is not None else None
-        if micro is None:
-            return None
-        emotions = subdirs(micro)
-        wanted = normalise_emotion(values.get("emotion"))
-        first = [e for e in emotions if normalise_emotion(e) == wanted]
-        for e in first + [e for e in emotions if e not in first]:
-            candidate = safe_join(micro, e, clip)
-            if candidate is not None and candidate.is_dir():
-                return candidate
-        return safe_join(micro, cell_text(values.get("emotion")) or "?", clip)
-
-    columns = standard_columns(
-        subject=("subject", "Subject"),
-        clip=("material", "Filename", "clip"),
-        emotion=("emotion", "Estimated Emotion"),
-    )
-    out = read_sheet_adapter(
-        name,
-        root,
-        annotations,
-        column_map,
-        problems,
-        SHEET_PATTERNS,
-        columns,
-        subject_of=lambda v: resolve_subject(v, subjects, lambda n: f"s{n}"),
-        folder_of=folder_of,
-    )
+def _emotion_agrees(out: AdapterOutput, problems: list[Problem]) -> AdapterOutput:
+    """Leave out (with an error) each sheet row whose emotion is not that of the folder its clip was found in."""
     kept = []
     for rec in out.records:
         folder_emotion = normalise_emotion(rec.folder.parent.name) if rec.folder is not None else ""

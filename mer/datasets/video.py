@@ -14,19 +14,15 @@ file's bytes and the frame index (:func:`frame_digest`), so re-encoding a video 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
-from mer.content_digest import frame_digest
-from mer.frame_refs import VIDEO_EXTENSIONS, frame_ref, is_video, parse_frame_ref
+from mer.frame_refs import VIDEO_EXTENSIONS
 from mer.names import is_safe_component
 
-from .folder import COLUMNS, SHEET_NAMES, dataset_name_for
-from .layout import read_sheet_adapter, resolve_subject, subdirs
-from .manifest import AdapterOutput
-from .problems import Problem
-from .video_frames import scan_video
+from . import folder
 
-__all__ = ["NAME", "frame_digest", "frame_ref", "is_video", "parse_frame_ref", "read", "scan_video"]
+__all__ = ["NAME", "read"]
 
 NAME = "video"
 
@@ -42,32 +38,11 @@ def find_video(folder: Path, clip: str) -> Path | None:
     return folder / f"{clip}{VIDEO_EXTENSIONS[0]}"  # reported as missing by the manifest check
 
 
-def read(
-    root: Path,
-    annotations: Path | None,
-    column_map: dict[str, str] | None,
-    problems: list[Problem],
-    dataset_name: str | None = None,
-) -> AdapterOutput:
-    """Read a video dataset under `root` into records (one video file per clip)."""
-    name = dataset_name_for(root, dataset_name)
-    folders = subdirs(root)
+def _video_of(root: Path, subject: str, clip: str) -> Path | None:
+    if not is_safe_component(subject):  # the one name rule (mer.names): never a path from unsafe text
+        return None
+    return find_video(root / subject, clip)
 
-    def video_of(subject: str, clip: str, values: dict[str, object]) -> Path | None:
-        if not is_safe_component(subject):  # the one name rule (mer.names): never a path from unsafe text
-            return None
-        return find_video(root / subject, clip)
 
-    out = read_sheet_adapter(
-        name,
-        root,
-        annotations,
-        column_map,
-        problems,
-        SHEET_NAMES,
-        COLUMNS,
-        subject_of=lambda v: resolve_subject(v, folders),
-        folder_of=video_of,
-    )
-    out.corrections = None
-    return out
+# Read a video dataset under `root` into records: the `folder` adapter with one video file per clip.
+read = partial(folder.read, folder_of=_video_of)
