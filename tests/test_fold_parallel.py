@@ -150,3 +150,57 @@ def test_fold_memory_estimate_counts_parameter_state_and_activations():
     expected = fold_parallel.STATE_COPIES * 4 * params + 2 * 4 * activations
     assert estimate_fold_bytes(model, {"x": torch.zeros(9, 4)}, 5, call_model) == expected
     assert all(p.device.type == "cpu" for p in model.parameters())  # the model itself is left alone
+
+
+def test_interleaved_folds_each_draw_their_own_random_stream():
+    """Fold f seeds the default generator with f; its draws are those of fold f alone, whatever runs beside it."""
+    lengths = [5, 2, 4, 3]  # steps per fold: folds finish out of order and slots are refilled
+    draws: dict[int, list[float]] = {f: [] for f in range(len(lengths))}
+    order, finished = [], []
+
+    def start(fold):
+        torch.manual_seed(fold)
+        model = nn.Linear(1, 1)  # draws from the default generator like a model's initialisation
+
+        def steps():
+            for _ in range(lengths[fold]):
+                draws[fold].append(float(torch.rand(())))  # as dropout does
+                order.append(fold)
+                yield
+            return f"history {fold}"
+
+        return model, steps()
+
+    fold_parallel.train_interleaved(4, 2, start, lambda f, m, h: finished.append((f, h)), torch.device("cpu"))
+    for fold, n in enumerate(lengths):
+        torch.manual_seed(fold)
+        nn.Linear(1, 1)
+        assert draws[fold] == [float(torch.rand(())) for _ in range(n)]
+    assert order[:7] == [0, 1, 0, 1, 0, 0, 2]  # two slots, step by step; fold 2 takes the slot fold 1 left
+    assert [f for f, _ in finished] == [1, 0, 2, 3] and dict(finished)[2] == "history 2"
+
+
+def test_an_error_in_one_fold_leaves_no_global_mode_behind():
+    def start(fold):
+        def steps():
+            yield
+            if fold == 1:
+                raise ValueError("fold 1 fails")
+            yield
+
+        return nn.Linear(1, 1), steps()
+
+    before = torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(ValueError, match="fold 1 fails"):
+        fold_parallel.train_interleaved(3, 3, start, lambda *a: None, torch.device("cpu"), deterministic=not before)
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_plan_falls_back_to_one_fold_when_memory_cannot_be_estimated(monkeypatch):
+    monkeypatch.setattr(fold_parallel.torch.cuda, "mem_get_info", lambda device: (10 * 2**30, 20 * 2**30))
+
+    def unsupported():
+        raise NotImplementedError("aten::foo on Meta")
+
+    k, basis = plan_parallel_folds(None, 26, torch.device("cuda"), unsupported)
+    assert k == 1 and "could not be estimated (NotImplementedError)" in basis

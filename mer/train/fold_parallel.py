@@ -77,13 +77,15 @@ def train_interleaved(
         if fold is None:
             return False
         stream = free_streams.popleft() if cuda else None
+        if stream is not None:  # the inputs were put on the device on the current stream
+            stream.wait_stream(torch.cuda.current_stream(device))
         with _on(stream):
             model, steps = start(fold)  # seeds the default generator with the fold's seed
         cuda_rng = torch.cuda.get_rng_state(device) if cuda else None
         active.append(_Slot(fold, model, steps, stream, torch.get_rng_state(), cuda_rng))
         return True
 
-    with deterministic_mode(deterministic):
+    with deterministic_mode(deterministic), _closing(active):
         while len(active) < slots and open_slot():
             pass
         while active:
@@ -112,11 +114,18 @@ def train_interleaved(
 
 
 def _on(stream: torch.cuda.Stream | None):
-    """Issue work on ``stream`` (after everything already queued on the current one); no-op without one."""
-    if stream is None:
-        return contextlib.nullcontext()
-    stream.wait_stream(torch.cuda.current_stream(stream.device))
-    return torch.cuda.stream(stream)
+    """Issue work on ``stream``; no-op without one."""
+    return contextlib.nullcontext() if stream is None else torch.cuda.stream(stream)
+
+
+@contextlib.contextmanager
+def _closing(active: deque[_Slot]):
+    """Close the unfinished folds' generators on the way out (after an error), inside the caller's contexts."""
+    try:
+        yield
+    finally:
+        for slot in active:
+            slot.steps.close()
 
 
 def estimate_fold_bytes(model: nn.Module, inputs: Mapping[str, torch.Tensor], batch_size: int, call) -> int:
@@ -165,7 +174,10 @@ def plan_parallel_folds(
         return k, f"{k} of {n_folds} folds at a time (as asked)"
     if device.type != "cuda":
         return 1, "1 fold at a time: on the CPU fold-parallel training is no faster (automatic choice)"
-    need = max(fold_bytes(), 1)
+    try:
+        need = max(fold_bytes(), 1)
+    except (RuntimeError, NotImplementedError) as exc:  # an operation the meta device cannot run
+        return 1, f"1 fold at a time: a fold's memory could not be estimated ({type(exc).__name__}); set the number"
     free, _total = torch.cuda.mem_get_info(device)
     k = max(1, min(n_folds, int(MEMORY_SHARE * free // need)))
     return k, (
