@@ -2,7 +2,9 @@
 
 The input tensor is moved to the device once; each fold builds a fresh model (seeded per fold), trains on
 its training rows only (the trainer indexes the device tensor per batch) and predicts its test rows.
-Input standardisation statistics come from the fold's training rows and live inside the model.
+Input standardisation statistics come from the fold's training rows and live inside the model. Folds train
+one after another, or several together on the device (``parallel_folds``, :mod:`mer.train.fold_parallel`) with
+the same arithmetic, so the same predictions.
 """
 
 from __future__ import annotations
