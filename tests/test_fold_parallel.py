@@ -204,3 +204,23 @@ def test_plan_falls_back_to_one_fold_when_memory_cannot_be_estimated(monkeypatch
 
     k, basis = plan_parallel_folds(None, 26, torch.device("cuda"), unsupported)
     assert k == 1 and "could not be estimated (NotImplementedError)" in basis
+
+
+def test_a_multi_input_model_trains_fold_parallel_with_the_sequential_predictions(tmp_path):
+    """STAG (named inputs roi_flow + au, dropout, ROI-mirror augmentation): the same scores fold-parallel."""
+    rng = np.random.default_rng(0)
+    y = np.arange(24) % 3
+    inputs = {
+        "roi_flow": rng.standard_normal((24, 6, 14, 2)).astype(np.float32) + y[:, None, None, None],
+        "au": rng.random((24, 21)).astype(np.float32),
+    }
+    meta = pd.DataFrame({"dataset": "synth", "subject": [f"s{i % 3}" for i in range(24)], "label": y})
+    small = dict(embed_dim=8, hidden_dim=8, graph_layers=1, heads=2, graph_dim=8, transformer_dim=8)
+    small |= dict(transformer_layers=1, transformer_heads=2, fusion_dim=8, au_dim=4, roi_set="stag14")
+    cfg = TrainConfig(epochs=2, batch_size=6, lr=1e-3, device="cpu", roi_flip_prob=0.5, tta="flip")
+    runs = [
+        experiment.run_experiment(inputs, meta, "loso", "stag", small, cfg, tmp_path / str(k), parallel_folds=k)
+        for k in (1, 3)
+    ]
+    assert runs[1].config["parallel_folds"] == 3 and len(runs[1].predictions) == 24
+    assert runs[1].predictions.equals(runs[0].predictions)
