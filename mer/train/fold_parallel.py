@@ -110,6 +110,7 @@ def train_interleaved(
             if slot.stream is not None:
                 torch.cuda.current_stream(device).wait_stream(slot.stream)
                 free_streams.append(slot.stream)
+            del slot  # the finished model goes before the next one is built
             open_slot()
 
 
