@@ -165,18 +165,24 @@ def whole_tensor(X, meta, folds, args, cfg: TrainConfig, out: Path) -> dict:
 
 
 def fold_parallel_vs_sequential(X, meta, folds, args, cfg: TrainConfig, out: Path) -> dict:
-    """The same LOSO folds trained one at a time and ``--parallel-folds`` at a time (no profiling syncs)."""
-    runs = {}
-    for name, k in (("sequential", 1), ("parallel", args.parallel_folds or len(folds))):
-        t0 = time.perf_counter()
-        res = run_experiment(
-            X, meta, fixed_folds(folds), args.model, args.model_options, cfg, out / name, parallel_folds=k
-        )
-        runs[name] = (time.perf_counter() - t0, res)
-    (t_seq, seq), (t_par, par) = runs["sequential"], runs["parallel"]
+    """The same LOSO folds trained one at a time and ``--parallel-folds`` at a time (no profiling syncs).
+
+    ``--fold-repeats`` rounds in alternating order (the fastest of each counts), so neither path gains from
+    running second on a busy machine."""
+    times: dict[str, list[float]] = {"sequential": [], "parallel": []}
+    results = {}
+    plan = (("sequential", 1), ("parallel", args.parallel_folds or len(folds)))
+    for r in range(args.fold_repeats):
+        for name, k in plan if r % 2 == 0 else plan[::-1]:
+            t0 = time.perf_counter()
+            results[name] = run_experiment(
+                X, meta, fixed_folds(folds), args.model, args.model_options, cfg, out / f"{name}{r}", parallel_folds=k
+            )
+            times[name].append(time.perf_counter() - t0)
+    seq, par = results["sequential"], results["parallel"]
     return {
-        "sequential_s": t_seq,
-        "parallel_s": t_par,
+        "sequential_s": min(times["sequential"]),
+        "parallel_s": min(times["parallel"]),
         "k": par.config["parallel_folds"],
         "same_predictions": bool(par.predictions.equals(seq.predictions)),
     }
@@ -215,6 +221,9 @@ def main() -> None:
         help="folds trained together in the fold-parallel run (default: all)",
     )
     ap.add_argument("--skip-parallel", action="store_true", help="skip fold-parallel against sequential LOSO")
+    ap.add_argument(
+        "--fold-repeats", type=int, default=1, help="rounds of the fold-parallel comparison (fastest counts)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
