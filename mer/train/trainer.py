@@ -350,8 +350,9 @@ def fit_steps(
     """:func:`fit` one optimizer step at a time: yields after every step, returns the history at the end.
 
     Several of these run interleaved (:mod:`mer.train.fold_parallel`) train several folds together with the
-    arithmetic of :func:`fit` unchanged. Nothing global is touched between two yields except the default
-    random generator (dropout), which the caller gives each run its own state of. ``epoch_time`` counts only
+    arithmetic of :func:`fit` unchanged. Nothing global changes between two yields except the default
+    random generator (dropout), which the caller gives each run its own state of (the deterministic-algorithms
+    mode is entered alike by every run and held by the caller around them all). ``epoch_time`` counts only
     the time spent in this run, not while it waits at a yield.
     """
     inputs = as_inputs(X)
