@@ -6,7 +6,10 @@ shrink it, e.g.::
     python benchmarks/bench_train.py --clips 48 --subjects 6 --size 64 --epochs 2 --max-folds 2 --workers 1
 
 Prints, for both paths: total seconds, mean epoch seconds and the fraction of epoch time spent waiting
-for data (goal for the whole-tensor path: < 5 %), then the speed ratio (DataLoader time / ours).
+for data (goal for the whole-tensor path: < 5 %), then the speed ratio (DataLoader time / ours). Then the same
+LOSO folds trained one at a time and fold-parallel (``--parallel-folds``, default all folds at once;
+mer.train.fold_parallel), their total seconds, whether the predictions are identical, and the ratio (goal on a
+GPU: at least 5x; on a CPU interleaving is expected near 1x).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from mer.models import create
 from mer.train.experiment import run_experiment
 from mer.train.losses import make_loss
-from mer.train.protocols import loso
+from mer.train.protocols import Protocol, loso
 from mer.train.trainer import TrainConfig, resolve_device
 
 
@@ -135,17 +138,21 @@ def dataloader_baseline(X, meta, folds, args, cfg: TrainConfig, tmp: Path) -> di
     }
 
 
-def whole_tensor(X, meta, folds, args, cfg: TrainConfig, out: Path) -> dict:
-    """This project's path: one device tensor, per-batch indexing, augmentation on the device."""
-    from mer.train.protocols import Protocol
+def fixed_folds(folds) -> Protocol:
+    """LOSO with the given (possibly truncated) folds, the same for every path measured."""
 
     class Fixed(Protocol):
-        def folds(self, meta):  # the same (possibly truncated) folds as the baseline
+        def folds(self, meta):
             return folds
 
+    return Fixed("loso")
+
+
+def whole_tensor(X, meta, folds, args, cfg: TrainConfig, out: Path) -> dict:
+    """This project's path: one device tensor, per-batch indexing, augmentation on the device."""
     t0 = time.perf_counter()
     res = run_experiment(
-        X, meta, Fixed("loso"), args.model, args.model_options, dataclasses.replace(cfg, profile=True), out
+        X, meta, fixed_folds(folds), args.model, args.model_options, dataclasses.replace(cfg, profile=True), out
     )
     total = time.perf_counter() - t0
     h = res.history
@@ -154,6 +161,30 @@ def whole_tensor(X, meta, folds, args, cfg: TrainConfig, out: Path) -> dict:
         "epoch_s": float(h["epoch_time"].mean()),
         "data_wait_fraction": float(h["data_time"].sum() / h["epoch_time"].sum()),
         "uf1": res.metrics["uf1"],
+    }
+
+
+def fold_parallel_vs_sequential(X, meta, folds, args, cfg: TrainConfig, out: Path) -> dict:
+    """The same LOSO folds trained one at a time and ``--parallel-folds`` at a time (no profiling syncs).
+
+    ``--fold-repeats`` rounds in alternating order (the fastest of each counts), so neither path gains from
+    running second on a busy machine."""
+    times: dict[str, list[float]] = {"sequential": [], "parallel": []}
+    results = {}
+    plan = (("sequential", 1), ("parallel", args.parallel_folds or len(folds)))
+    for r in range(args.fold_repeats):
+        for name, k in plan if r % 2 == 0 else plan[::-1]:
+            t0 = time.perf_counter()
+            results[name] = run_experiment(
+                X, meta, fixed_folds(folds), args.model, args.model_options, cfg, out / f"{name}{r}", parallel_folds=k
+            )
+            times[name].append(time.perf_counter() - t0)
+    seq, par = results["sequential"], results["parallel"]
+    return {
+        "sequential_s": min(times["sequential"]),
+        "parallel_s": min(times["parallel"]),
+        "k": par.config["parallel_folds"],
+        "same_predictions": bool(par.predictions.equals(seq.predictions)),
     }
 
 
@@ -183,6 +214,16 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument(
+        "--parallel-folds",
+        type=int,
+        default=None,
+        help="folds trained together in the fold-parallel run (default: all)",
+    )
+    ap.add_argument("--skip-parallel", action="store_true", help="skip fold-parallel against sequential LOSO")
+    ap.add_argument(
+        "--fold-repeats", type=int, default=1, help="rounds of the fold-parallel comparison (fastest counts)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -217,6 +258,18 @@ def main() -> None:
                 f"speed-up (DataLoader / whole-tensor): total x{base['total_s'] / ours['total_s']:.2f}, "
                 f"per epoch x{base['epoch_s'] / ours['epoch_s']:.2f}"
             )
+        if not args.skip_parallel:
+            fp = fold_parallel_vs_sequential(X, meta, folds, args, cfg, Path(tmp) / "folds")
+            goal = (
+                "goal >= 5x on a GPU"
+                if device.type == "cuda"
+                else "no GPU here: CPU figure; the goal is >= 5x on a GPU"
+            )
+            print(
+                f"LOSO sequential: total {fp['sequential_s']:.2f} s; fold-parallel ({fp['k']} folds at a time): "
+                f"total {fp['parallel_s']:.2f} s; same predictions: {'yes' if fp['same_predictions'] else 'NO'}"
+            )
+            print(f"speed-up (sequential / fold-parallel): x{fp['sequential_s'] / fp['parallel_s']:.2f} ({goal})")
 
 
 if __name__ == "__main__":

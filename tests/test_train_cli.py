@@ -73,16 +73,28 @@ def test_train_writes_metrics_that_match_its_predictions(mesti_store, tmp_path):
 
 
 def test_same_seed_same_metrics_and_relabelling(mesti_store, tmp_path):
+    """One seed, the same metrics and scores: also with the folds trained together (--parallel-folds)."""
     store, ds = mesti_store
     a = _train(store, ds, tmp_path / "a", "--seed", "3")
-    b = _train(store, ds, tmp_path / "b", "--seed", "3")
+    b = _train(store, ds, tmp_path / "b", "--seed", "3", "--parallel-folds", "2")
     assert a["uf1"] == b["uf1"] and a["per_fold"] == b["per_fold"]
+    config_a, config_b = (json.loads((tmp_path / r / "config.json").read_text()) for r in "ab")
+    assert config_a["parallel_folds"] == 1 and "on the CPU" in config_a["parallel_folds_basis"]  # the CPU default
+    assert config_b["parallel_folds"] == 2
     pa = pd.read_csv(tmp_path / "a" / "predictions.csv")
     pb = pd.read_csv(tmp_path / "b" / "predictions.csv")
     score_columns = [c for c in pa.columns if c not in ("clip", "subject", "fold", "dataset", "y_true", "y_pred")]
     np.testing.assert_array_equal(pa[score_columns].to_numpy(), pb[score_columns].to_numpy())
     relabelled = _train(store, ds, tmp_path / "c", "--classes", "3")
     assert relabelled["class_names"] == ["negative", "positive", "surprise"]
+
+
+def test_parallel_folds_below_one_is_one_line(mesti_store, tmp_path):
+    store, ds = mesti_store
+    args = ["train", "--store", str(store), "--dataset", ds, "--parallel-folds", "0", "--out", str(tmp_path / "r")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "--parallel-folds must be at least 1, got 0" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()
 
 
 def test_report_compares_runs(mesti_store, tmp_path):

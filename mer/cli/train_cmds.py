@@ -81,6 +81,12 @@ def train(
     seed: int | None = typer.Option(None, help="default 0"),
     device: str | None = typer.Option(None, help="auto (default) | cpu | cuda"),
     checkpoints: bool = typer.Option(False, help="save each fold's weights (state dicts)"),
+    parallel_folds: int | None = typer.Option(
+        None,
+        "--parallel-folds",
+        help="folds trained together on one device, with the same results as one at a time "
+        "(default: as many as fit in memory on CUDA, 1 on the CPU where it is no faster)",
+    ),
     out: Path = typer.Option(..., "--out", help="run folder, e.g. runs/mesti-meganet"),
 ) -> None:
     """Train and evaluate under a protocol; writes metrics.json, predictions.csv, config and provenance.
@@ -128,6 +134,8 @@ def train(
             validate_component("dataset", part)
         model_options = parse_model_options(option, model)
         config = get_recipe(recipe).config(**overrides) if recipe else dataclasses.replace(TrainConfig(), **overrides)
+        if parallel_folds is not None and parallel_folds < 1:
+            raise typer.BadParameter(f"--parallel-folds must be at least 1, got {parallel_folds}")
         if config.early_stopping and config.val_fraction <= 0:
             raise typer.BadParameter("--early-stopping needs --val-fraction > 0 (an inner split of training subjects)")
         check_train_options(
@@ -178,7 +186,9 @@ def train(
             save_checkpoints=checkpoints,
             progress=lambda fold, epoch, loss_value: progress.advance(task),
             recipe=recipe,
+            parallel_folds=parallel_folds,
         )
+    console.print(f"trained {escape(result.config['parallel_folds_basis'])}")
     m = result.metrics
     console.print(f"UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  ACC {m['acc']:.3f}  WF1 {m['wf1']:.3f}  → {out}")
 

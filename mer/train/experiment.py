@@ -2,7 +2,9 @@
 
 The input tensor is moved to the device once; each fold builds a fresh model (seeded per fold), trains on
 its training rows only (the trainer indexes the device tensor per batch) and predicts its test rows.
-Input standardisation statistics come from the fold's training rows and live inside the model.
+Input standardisation statistics come from the fold's training rows and live inside the model. Folds train
+one after another, or several together on the device (``parallel_folds``, :mod:`mer.train.fold_parallel`) with
+the same arithmetic, so the same predictions.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import dataclasses
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from torch import nn
 from mer.models import create
 from mer.train.channels import declared_channels
 from mer.train.checks import check_folds
+from mer.train.fold_parallel import estimate_fold_bytes, plan_parallel_folds, train_interleaved
 from mer.train.metrics import compute_metrics
 from mer.train.protocols import Fold, Protocol, overlapping_subjects, parse_protocol, subject_keys
 from mer.train.results import (
@@ -34,7 +37,18 @@ from mer.train.results import (
     write_csv,
     write_json,
 )
-from mer.train.trainer import SINGLE, TrainConfig, as_float_batch, fit, model_input_names, predict, resolve_device
+from mer.train.trainer import (
+    SINGLE,
+    History,
+    TrainConfig,
+    as_float_batch,
+    call_model,
+    fit,
+    fit_steps,
+    model_input_names,
+    predict,
+    resolve_device,
+)
 
 FoldProgress = Callable[[int, int, float], None]  # (fold index, epoch, train loss)
 
@@ -129,6 +143,7 @@ def run_experiment(
     input_name: str | None = None,
     save_checkpoints: bool = False,
     recipe: str | None = None,
+    parallel_folds: int | None = 1,
 ) -> ExperimentResult:
     """Train and evaluate ``model_name`` on ``X`` (N x C x H x W) under ``protocol``; write to ``out_dir``.
 
@@ -140,6 +155,8 @@ def run_experiment(
     ``class_names`` or a class-name string). Metrics are computed on the pooled test predictions of all
     folds, per fold and per dataset. ``provenance`` is written to ``provenance.json`` as given; ``recipe``
     (the preset the config came from, if any) is recorded in ``config.json`` beside every value.
+    ``parallel_folds``: folds trained together on the device (:mod:`mer.train.fold_parallel`; the same
+    predictions as one at a time); ``None`` chooses (CUDA: as many as fit in memory; CPU: 1).
     """
     config = config or TrainConfig()
     if config.channels is None:  # the stored input's channel declaration drives flip/rotation (mer.train.augment)
@@ -161,56 +178,29 @@ def run_experiment(
     inputs = _to_device(arrays, device)
     yd = torch.from_numpy(y_np).to(device)
     c, h = _image_geometry(arrays)
-    standardized = False
-
-    pred_frames, hist_frames, per_fold = [], [], []
     ckpt_dir = Path(out_dir) / "checkpoints" if (out_dir is not None and save_checkpoints) else None
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    for fi, fold in enumerate(folds):
+    for fold in folds:
         if len(np.intersect1d(fold.train_idx, fold.test_idx)):
             raise AssertionError(f"fold {fold.name}: train and test rows overlap")
-        fold_cfg = dataclasses.replace(config, seed=config.seed + fi)
-        torch.manual_seed(fold_cfg.seed)
-        net = create(model_name, num_classes=k, in_channels=c or 3, image_size=h or 224, **model_options)
-        named = model_input_names(net)
-        if named is None:
-            if len(inputs) != 1:
-                raise ValueError(f"model {model_name!r} takes one input, got {sorted(inputs)}")
-            fold_inputs = next(iter(inputs.values()))
-            if config.standardize and fold_inputs.ndim == 4:
-                net = StandardizedModel(Standardize(*channel_stats(fold_inputs, fold.train_idx)), net)
-                standardized = True
-        else:
-            if set(named) != set(inputs):
-                raise ValueError(f"model {model_name!r} takes inputs {list(named)}, got {sorted(inputs)}")
-            fold_inputs = inputs
-        net.to(device)
-        cb = (lambda e, loss, _fi=fi: progress(_fi, e, loss)) if progress is not None else None
-        hist = fit(net, fold_inputs, yd, fold_cfg, indices=fold.train_idx, groups=keys[fold.train_idx], progress=cb)
-        probs = predict(net, fold_inputs, fold.test_idx, config.eval_batch_size, config.amp, config.tta).cpu().numpy()
-        if ckpt_dir is not None:
-            torch.save(net.state_dict(), ckpt_dir / f"fold{fi:03d}.pt")
-        y_pred = probs.argmax(1)
-        fm = compute_metrics(y_np[fold.test_idx], y_pred, k)
-        per_fold.append(
-            {
-                "fold": fold.name,
-                "n_train": int(len(hist.train_rows)),
-                "n_val": int(len(hist.val_rows)),
-                "n_test": int(len(fold.test_idx)),
-                "acc": fm["acc"],
-                "uf1": fm["uf1"],
-                "uar": fm["uar"],
-                "best_epoch": hist.best_epoch,
-            }
-        )
-        pred_frames.append(_fold_predictions(meta, fold, fi, y_np, y_pred, probs, names))
-        h_df = pd.DataFrame(hist.epochs)
-        h_df.insert(0, "fold", fold.name)
+    runs = _FoldRuns(model_name, model_options, k, (c, h), inputs, yd, folds, keys, config, device, progress, ckpt_dir)
+    n_parallel, parallel_basis = plan_parallel_folds(parallel_folds, len(folds), device, runs.fold_bytes)
+    t_start = time.perf_counter()
+    if n_parallel == 1:
+        for fi in range(len(folds)):
+            net = runs.build(fi)
+            runs.record(fi, net, runs.train(fi, net, fit))
+            del net
+    else:
+        train_interleaved(len(folds), n_parallel, runs.start, runs.record, device, config.deterministic)
+    standardized = runs.standardized
+    per_fold, pred_frames, hist_frames = [], [], []
+    for fi, fold in enumerate(folds):
+        summary, probs, h_df = runs.results[fi]
+        per_fold.append(summary)
+        pred_frames.append(_fold_predictions(meta, fold, fi, y_np, probs.argmax(1), probs, names))
         hist_frames.append(h_df)
-        del net
 
     preds = pd.concat(pred_frames, ignore_index=True) if pred_frames else pd.DataFrame()
     history = pd.concat(hist_frames, ignore_index=True) if hist_frames else pd.DataFrame()
@@ -233,6 +223,8 @@ def run_experiment(
         "standardized": standardized,
         "n_clips": len(meta),
         "n_folds": len(folds),
+        "parallel_folds": n_parallel,
+        "parallel_folds_basis": parallel_basis,
         "datasets": sorted(meta["dataset"].astype(str).unique()),
         "device": str(device),
         "versions": {
@@ -251,6 +243,97 @@ def run_experiment(
         write_csv(out / HISTORY_FILE, history)
         write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
     return ExperimentResult(metrics, preds, history, run_config, Path(out_dir) if out_dir is not None else None)
+
+
+@dataclasses.dataclass
+class _FoldRuns:
+    """The folds of one run: each fold's seeded model, its training arguments, and its recorded results."""
+
+    model_name: str
+    model_options: dict
+    k: int  # classes
+    geometry: tuple[int, int]  # (channels, height) of the image input; (0, 0) when there is none
+    inputs: dict[str, torch.Tensor]  # on the device
+    yd: torch.Tensor
+    folds: list[Fold]
+    keys: np.ndarray  # subject key per row
+    config: TrainConfig
+    device: torch.device
+    progress: FoldProgress | None
+    ckpt_dir: Path | None
+    results: dict[int, tuple[dict, np.ndarray, pd.DataFrame]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.probe = self._create()  # the model as built (which inputs it takes, how big it is)
+        first = next(iter(self.inputs.values()))
+        single = model_input_names(self.probe) is None and len(self.inputs) == 1
+        self.standardized = self.config.standardize and single and first.ndim == 4
+
+    def _create(self) -> nn.Module:
+        c, h = self.geometry[0] or 3, self.geometry[1] or 224
+        return create(self.model_name, num_classes=self.k, in_channels=c, image_size=h, **self.model_options)
+
+    def fold_config(self, fi: int) -> TrainConfig:
+        return dataclasses.replace(self.config, seed=self.config.seed + fi)
+
+    def inputs_of(self, net: nn.Module):
+        """The named inputs for a multi-input model, the one tensor for a single-input one."""
+        return self.inputs if model_input_names(net) is not None else next(iter(self.inputs.values()))
+
+    def build(self, fi: int) -> nn.Module:
+        """Fold ``fi``'s fresh model, seeded with the fold's seed, standardised with its training rows."""
+        torch.manual_seed(self.fold_config(fi).seed)
+        net = self._create()
+        named = model_input_names(net)
+        if named is None:
+            if len(self.inputs) != 1:
+                raise ValueError(f"model {self.model_name!r} takes one input, got {sorted(self.inputs)}")
+            if self.standardized:
+                stats = channel_stats(self.inputs_of(net), self.folds[fi].train_idx)
+                net = StandardizedModel(Standardize(*stats), net)
+        elif set(named) != set(self.inputs):
+            raise ValueError(f"model {self.model_name!r} takes inputs {list(named)}, got {sorted(self.inputs)}")
+        return net.to(self.device)
+
+    def train(self, fi: int, net: nn.Module, trainer: Callable):
+        """``trainer`` (:func:`fit` or :func:`fit_steps`) on fold ``fi``'s training rows only, with its seed."""
+        progress = self.progress
+        cb = (lambda e, loss: progress(fi, e, loss)) if progress is not None else None
+        rows = self.folds[fi].train_idx
+        x = self.inputs_of(net)
+        return trainer(net, x, self.yd, self.fold_config(fi), indices=rows, groups=self.keys[rows], progress=cb)
+
+    def start(self, fi: int) -> tuple[nn.Module, Generator]:
+        """Fold ``fi``'s model and its step generator, for :func:`train_interleaved`."""
+        net = self.build(fi)
+        return net, self.train(fi, net, fit_steps)
+
+    def record(self, fi: int, net: nn.Module, hist: History) -> None:
+        """Predict fold ``fi``'s test rows with its trained model; keep its summary, scores and history."""
+        fold, cfg = self.folds[fi], self.config
+        probs = predict(net, self.inputs_of(net), fold.test_idx, cfg.eval_batch_size, cfg.amp, cfg.tta).cpu().numpy()
+        if self.ckpt_dir is not None:
+            torch.save(net.state_dict(), self.ckpt_dir / f"fold{fi:03d}.pt")
+        fm = compute_metrics(self.yd[torch.as_tensor(fold.test_idx)].cpu().numpy(), probs.argmax(1), self.k)
+        summary = {
+            "fold": fold.name,
+            "n_train": int(len(hist.train_rows)),
+            "n_val": int(len(hist.val_rows)),
+            "n_test": int(len(fold.test_idx)),
+            "acc": fm["acc"],
+            "uf1": fm["uf1"],
+            "uar": fm["uar"],
+            "best_epoch": hist.best_epoch,
+        }
+        h_df = pd.DataFrame(hist.epochs)
+        h_df.insert(0, "fold", fold.name)
+        self.results[fi] = (summary, probs, h_df)
+
+    def fold_bytes(self) -> int:
+        """Estimated device bytes of one fold in training (:func:`estimate_fold_bytes`)."""
+        named = model_input_names(self.probe) is not None
+        shapes = self.inputs if named else {SINGLE: next(iter(self.inputs.values()))}
+        return estimate_fold_bytes(self.probe, shapes, self.config.batch_size, call_model)
 
 
 def _shapes(inputs: dict[str, torch.Tensor], fn: Callable) -> object:

@@ -22,7 +22,7 @@ import copy
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -330,6 +330,31 @@ def fit(
     (one key per entry of ``indices``, e.g. subject) makes the inner
     validation split subject-wise. ``progress(epoch, loss)`` is called after every epoch.
     """
+    steps = fit_steps(model, X, y, config, indices, groups, progress)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def fit_steps(
+    model: nn.Module,
+    X: Inputs,
+    y: torch.Tensor,
+    config: TrainConfig,
+    indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+    groups: Sequence | np.ndarray | None = None,
+    progress: ProgressFn | None = None,
+) -> Generator[None, None, History]:
+    """:func:`fit` one optimizer step at a time: yields after every step, returns the history at the end.
+
+    Several of these run interleaved (:mod:`mer.train.fold_parallel`) train several folds together with the
+    arithmetic of :func:`fit` unchanged. Nothing global changes between two yields except the default
+    random generator (dropout), which the caller gives each run its own state of (the deterministic-algorithms
+    mode is entered alike by every run and held by the caller around them all). ``epoch_time`` counts only
+    the time spent in this run, not while it waits at a yield.
+    """
     inputs = as_inputs(X)
     check_inputs(model, inputs)
     images = image_input_names(model, inputs)
@@ -369,7 +394,7 @@ def fit(
     bs = config.batch_size
     with deterministic_mode(config.deterministic):
         for epoch in range(config.epochs):
-            t0 = time.perf_counter()
+            t0, paused = time.perf_counter(), 0.0
             model.train()
             if extras.oversample > 0:
                 fit_t = torch.as_tensor(epoch_rows(fit_rows, y_fit, extras, row_rng), device=device)
@@ -408,13 +433,16 @@ def fit(
                 loss_sum += loss.detach() * len(idx)
                 correct += (logits.detach().argmax(1) == yb).sum()
                 seen += len(idx)
+                t_yield = time.perf_counter()
+                yield
+                paused += time.perf_counter() - t_yield
             if config.profile:
                 _sync(device)
             rec = {
                 "epoch": epoch,
                 "train_loss": float(loss_sum) / max(seen, 1),
                 "train_acc": float(correct) / max(seen, 1),
-                "epoch_time": time.perf_counter() - t0,
+                "epoch_time": time.perf_counter() - t0 - paused,
             }
             rec["lr"] = float(optimizer.param_groups[0]["lr"])
             if scheduler is not None:
