@@ -81,6 +81,10 @@ def train(
     seed: int | None = typer.Option(None, help="default 0"),
     device: str | None = typer.Option(None, help="auto (default) | cpu | cuda"),
     checkpoints: bool = typer.Option(False, help="save each fold's weights (state dicts)"),
+    scheduler: str | None = typer.Option(
+        None, help="Dask scheduler tcp://HOST:PORT: each fold is a task on its workers (one GPU each), which read "
+        "--store themselves"
+    ),
     out: Path = typer.Option(..., "--out", help="run folder, e.g. runs/mesti-meganet"),
 ) -> None:
     """Train and evaluate under a protocol; writes metrics.json, predictions.csv, config and provenance.
@@ -143,7 +147,8 @@ def train(
             out=out,
         )
         inputs = resolve_inputs(model, model_options, input, key)
-        data = load_training_inputs(open_cli_store(store, "r"), dataset, inputs, labels)
+        st = open_cli_store(store, "r")
+        data = load_training_inputs(st, dataset, inputs, labels)
         if "roi_flow" in inputs:  # STAG's roi_set comes from the stored entry (a given one must match it)
             model_options = roi_set_option(model_options, data.provenance["entries"])
         spec = parse_protocol(protocol)
@@ -161,6 +166,15 @@ def train(
         f"classes {escape(str(data.class_names))}, {escape(protocol)} ({n_folds} folds × {config.epochs} epochs)"
         + (f", recipe {escape(recipe)}" if recipe else "")
     )
+    if scheduler:
+        from mer.cli.cluster_train import train_on_cluster
+
+        result = train_on_cluster(
+            scheduler, st, data, inputs, labels, protocol, model, model_options, config, out, recipe, checkpoints
+        )
+        m = result.metrics
+        console.print(f"UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  ACC {m['acc']:.3f}  WF1 {m['wf1']:.3f}  → {out}")
+        return
     arrays = data.inputs if set(data.inputs) != {"x"} else data.X
     with Progress(console=err_console) as progress:
         task = progress.add_task("training", total=n_folds * config.epochs)

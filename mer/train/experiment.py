@@ -11,7 +11,7 @@ import dataclasses
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +24,7 @@ from mer.train.channels import declared_channels
 from mer.train.checks import check_folds
 from mer.train.metrics import compute_metrics
 from mer.train.protocols import Fold, Protocol, overlapping_subjects, parse_protocol, subject_keys
-from mer.train.results import (
-    CONFIG_FILE,
-    HISTORY_FILE,
-    METRICS_FILE,
-    PREDICTIONS_FILE,
-    PROVENANCE_FILE,
-    ExperimentResult,
-    write_csv,
-    write_json,
-)
+from mer.train.results import ExperimentResult, write_run
 from mer.train.trainer import SINGLE, TrainConfig, as_float_batch, fit, model_input_names, predict, resolve_device
 
 FoldProgress = Callable[[int, int, float], None]  # (fold index, epoch, train loss)
@@ -129,6 +120,7 @@ def run_experiment(
     input_name: str | None = None,
     save_checkpoints: bool = False,
     recipe: str | None = None,
+    folds_to_train: Collection[int] | None = None,
 ) -> ExperimentResult:
     """Train and evaluate ``model_name`` on ``X`` (N x C x H x W) under ``protocol``; write to ``out_dir``.
 
@@ -140,6 +132,8 @@ def run_experiment(
     ``class_names`` or a class-name string). Metrics are computed on the pooled test predictions of all
     folds, per fold and per dataset. ``provenance`` is written to ``provenance.json`` as given; ``recipe``
     (the preset the config came from, if any) is recorded in ``config.json`` beside every value.
+    ``folds_to_train``: train only the folds of these indices (all folds are still made and checked), for one
+    fold per task on a cluster (:mod:`mer.train.distributed`); the metrics then cover those folds only.
     """
     config = config or TrainConfig()
     if config.channels is None:  # the stored input's channel declaration drives flip/rotation (mer.train.augment)
@@ -169,6 +163,8 @@ def run_experiment(
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     for fi, fold in enumerate(folds):
+        if folds_to_train is not None and fi not in folds_to_train:
+            continue
         if len(np.intersect1d(fold.train_idx, fold.test_idx)):
             raise AssertionError(f"fold {fold.name}: train and test rows overlap")
         fold_cfg = dataclasses.replace(config, seed=config.seed + fi)
@@ -214,7 +210,7 @@ def run_experiment(
 
     preds = pd.concat(pred_frames, ignore_index=True) if pred_frames else pd.DataFrame()
     history = pd.concat(hist_frames, ignore_index=True) if hist_frames else pd.DataFrame()
-    metrics = _summarise(preds, k, names, per_fold)
+    metrics = summarise(preds, k, names, per_fold)
     metrics["train_seconds"] = time.perf_counter() - t_start
     run_config = {
         "model": model_name,
@@ -242,14 +238,7 @@ def run_experiment(
         },
     }
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / CONFIG_FILE, run_config)
-        if provenance is not None:
-            write_json(out / PROVENANCE_FILE, provenance)
-        write_csv(out / PREDICTIONS_FILE, preds)
-        write_csv(out / HISTORY_FILE, history)
-        write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
+        write_run(out_dir, run_config, provenance, preds, history, metrics)
     return ExperimentResult(metrics, preds, history, run_config, Path(out_dir) if out_dir is not None else None)
 
 
@@ -281,7 +270,8 @@ def _fold_predictions(meta, fold: Fold, fi: int, y_np, y_pred, probs, names) -> 
     return df
 
 
-def _summarise(preds: pd.DataFrame, k: int, names: list[str], per_fold: list[dict]) -> dict:
+def summarise(preds: pd.DataFrame, k: int, names: list[str], per_fold: list[dict]) -> dict:
+    """The run's metrics: pooled over every fold's test predictions, per dataset, and the per-fold records."""
     pooled = compute_metrics(preds["y_true"], preds["y_pred"], k) if len(preds) else {}
     per_dataset = {
         str(ds): _headline(compute_metrics(g["y_true"], g["y_pred"], k)) for ds, g in preds.groupby("dataset")

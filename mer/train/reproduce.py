@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mer.pipeline.graph import build_plan
@@ -27,7 +26,7 @@ from mer.pipeline.runner import pending_clips, run_plan
 from mer.store.store import FeatureStore
 from mer.train.paper_grids import Cell, Experiment, InputSpec, RunSpec, get_experiment, published
 from mer.train.results import METRICS_FILE, read_json, write_json
-from mer.train.store_inputs import TrainingData, load_training_data
+from mer.train.store_inputs import TrainingData, load_joined
 from mer.train.trainer import TrainConfig
 
 Log = Callable[[str], None]
@@ -169,23 +168,7 @@ def ensure_input(store: FeatureStore, dataset: str, spec: InputSpec, workers: in
 
 def load_run_data(store: FeatureStore, run: RunSpec, keys: dict[str, str]) -> TrainingData:
     """The run's training tensor: each dataset's entry (its own key) through ``load_training_data``, concatenated."""
-    parts = [load_training_data(store, ds, run.input.stage, keys[ds], run.labels) for ds in run.datasets]
-    if len(parts) == 1:
-        return parts[0]
-    names = parts[0].class_names
-    for ds, part in zip(run.datasets, parts, strict=True):
-        if part.class_names != names:
-            raise ValueError(f"{ds} has classes {part.class_names}, {run.datasets[0]} {names}; they cannot be joined")
-    provenance = dict(parts[0].provenance)
-    provenance["entries"] = {k: v for p in parts for k, v in p.provenance["entries"].items()}
-    provenance["excluded"] = [e for p in parts for e in p.provenance["excluded"]]
-    return TrainingData(
-        np.concatenate([p.X for p in parts]),
-        pd.concat([p.meta for p in parts], ignore_index=True),
-        names,
-        provenance,
-        [e for p in parts for e in p.excluded],
-    )
+    return load_joined(store, run.datasets, run.input.stage, keys, run.labels)
 
 
 def run_folder(out: Path, run: RunSpec) -> Path:
