@@ -124,3 +124,31 @@ def test_an_unreachable_scheduler_is_one_line(mesti_store, tmp_path):
     assert result.exit_code == 2
     assert "Dask scheduler tcp://127.0.0.1:9: cannot connect" in " ".join(result.output.split())
     assert not (tmp_path / "run").exists()
+
+
+def test_reproduce_on_the_cluster_fills_the_table_of_a_local_reproduction(face_store, cluster, tmp_path):
+    base, _ = face_store
+    shutil.copytree(base / "store", tmp_path / "local" / "store")
+    outputs = {}
+    for where in ("local", "cluster"):
+        if where == "cluster":  # the inputs the local reproduction built, so that only the training differs
+            shutil.copytree(tmp_path / "local" / "store", tmp_path / where / "store")
+        out = tmp_path / where / "out"
+        store = tmp_path / where / "store"
+        args = ["reproduce", "ablation-blocks", "--quick", "--store", str(store), "--out", str(out), "--workers", "1"]
+        result = CliRunner().invoke(app, args + (["--scheduler", cluster] if where == "cluster" else []))
+        assert result.exit_code == 0, result.output
+        assert "3 run(s) trained, 0 finished run(s) skipped" in " ".join(result.output.split())
+        outputs[where] = (out, result.output)
+    (local, _), (remote, log) = outputs["local"], outputs["cluster"]
+    table = "ablation-blocks.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(local / table), pd.read_csv(remote / table))
+    runs = sorted(p.name for p in (local / "runs").iterdir())
+    assert runs == sorted(p.name for p in (remote / "runs").iterdir()) and len(runs) == 3
+    for run in runs:  # three runs' folds were tasks at once; each run's folder has its own folds' predictions
+        assert (local / "runs" / run / "predictions.csv").read_bytes() == (
+            remote / "runs" / run / "predictions.csv"
+        ).read_bytes()
+        config = json.loads((remote / "runs" / run / "config.json").read_text())
+        assert set(config["cluster"]["workers"]) == {"synth/s01", "synth/s02"}
+        assert f"{run}: fold synth/s01 done on tcp://127.0.0.1:" in " ".join(log.split())

@@ -14,7 +14,7 @@ from rich.progress import Progress
 from mer.cli.console import err_console, print_error
 from mer.cli.errors import user_errors
 from mer.store.store import FeatureStore
-from mer.train.distributed import ClusterRun, FoldDone, FoldTaskError, run_on_cluster, train_inputs
+from mer.train.distributed import ClusterRun, FoldDone, FoldTaskError, fold_line, run_on_cluster, train_inputs
 from mer.train.results import ExperimentResult
 from mer.train.store_inputs import TrainingData
 from mer.train.trainer import TrainConfig
@@ -28,16 +28,7 @@ def fold_progress(total: int) -> Iterator[Callable[[FoldDone], None]]:
 
         def shown(done: FoldDone) -> None:
             progress.advance(task)
-            run = f"{done.run.label}: " if done.run.label else ""
-            uf1 = done.record.get("uf1")
-            progress.console.print(
-                escape(
-                    f"{run}fold {done.run.folds[done.fold_index].name} done on {done.worker} in {done.seconds:.1f} s"
-                    + (f", UF1 {uf1:.3f}" if isinstance(uf1, float) else "")
-                ),
-                soft_wrap=True,
-                highlight=False,
-            )
+            progress.console.print(escape(fold_line(done)), soft_wrap=True, highlight=False)
 
         yield shown
 

@@ -186,6 +186,14 @@ class FoldDone:
     record: dict[str, Any]
 
 
+def fold_line(done: FoldDone) -> str:
+    """``run: fold synth/s01 done on tcp://… (host) in 6.0 s, UF1 0.556``: one finished fold, for a log."""
+    run = f"{done.run.label}: " if done.run.label else ""
+    uf1 = done.record.get("uf1")
+    score = f", UF1 {uf1:.3f}" if isinstance(uf1, float) else ""
+    return f"{run}fold {done.run.folds[done.fold_index].name} done on {done.worker} in {done.seconds:.1f} s{score}"
+
+
 # ------------------------------------------------------------------------------------------------ on a worker
 _ONE_FOLD_AT_A_TIME = threading.Lock()
 _LOADED: dict[str, TrainingData] = {}  # the last inputs read by this worker process (folds of a run share them)

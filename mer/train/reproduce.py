@@ -35,7 +35,10 @@ TIMM_MODELS = ("vgg19", "resnet50", "efficientnet_b0")
 
 @dataclass(frozen=True)
 class ReproduceOptions:
-    """Training and build options shared by every run of a grid (paper defaults)."""
+    """Training and build options shared by every run of a grid (paper defaults).
+
+    ``scheduler``: a Dask scheduler address; missing inputs are built there and every fold of every run is a task
+    on its workers (:mod:`mer.train.distributed`), each run written once its folds are in."""
 
     epochs: int = 50
     batch_size: int = 32
@@ -47,6 +50,7 @@ class ReproduceOptions:
     workers: int | None = None
     pretrained: bool = False
     subject_independent: bool = False
+    scheduler: str | None = None
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -152,13 +156,16 @@ def rewrite_grid(
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def ensure_input(store: FeatureStore, dataset: str, spec: InputSpec, workers: int | None, log: Log) -> tuple[str, int]:
-    """Build what ``spec`` lacks for ``dataset`` (and its upstream stages); return its entry key and clips computed."""
+def ensure_input(
+    store: FeatureStore, dataset: str, spec: InputSpec, workers: int | None, log: Log, scheduler: str | None = None
+) -> tuple[str, int]:
+    """Build what ``spec`` lacks for ``dataset`` (and its upstream stages; on the Dask cluster at ``scheduler`` when
+    given); return its entry key and clips computed."""
     plan = build_plan(store, dataset, [spec.stage], spec.params)
     if not pending_clips(store, dataset, plan):
         return plan[-1].key, 0
     log(f"building {spec.label} ({spec.stage}) for {dataset}")
-    report = run_plan(store, dataset, plan, workers=workers)
+    report = run_plan(store, dataset, plan, workers=workers, scheduler=scheduler)
     if report.failures:
         first = report.failures[0]
         log(f"{len(report.failures)} clip(s) of {dataset} failed in {spec.stage}, e.g. row {first.index}: "
@@ -194,6 +201,7 @@ def reproduce(
     dataset unless ``dataset_map`` says otherwise, and the store's labels are used.
     """
     from mer.report.reproduce_report import write_reproduction
+    from mer.train.distributed import ClusterRun, fold_line, joined_inputs, run_on_cluster
     from mer.train.experiment import run_experiment
 
     options = options or ReproduceOptions()
@@ -219,6 +227,8 @@ def reproduce(
     result = ReproduceResult(exp, pd.DataFrame(), [])
     metrics: dict[str, dict[str, Any]] = {}
     folders: dict[str, Path] = {}
+    cluster_runs: list[ClusterRun] = []
+    on_cluster: dict[str, str] = {}  # run folder name -> run identity, for the runs trained on the cluster
     for run in exp.runs():
         folder = run_folder(out, run)
         folders[run.identity] = folder
@@ -228,7 +238,7 @@ def reproduce(
             continue
         keys = {}
         for ds in run.datasets:
-            keys[ds], computed = ensure_input(store, ds, run.input, options.workers, log)
+            keys[ds], computed = ensure_input(store, ds, run.input, options.workers, log, options.scheduler)
             result.clips_computed[f"{ds}/{run.input.stage}"] = (
                 result.clips_computed.get(f"{ds}/{run.input.stage}", 0) + computed
             )
@@ -238,6 +248,16 @@ def reproduce(
             model_options["pretrained"] = True
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / "reproduce.json", {"experiment": name, "run": run.to_dict(), "train": config.to_dict()})
+        if options.scheduler:
+            on_cluster[folder.name] = run.identity
+            cluster_runs.append(
+                ClusterRun(
+                    joined_inputs(store, data, run.input.stage, keys, run.labels), data.meta, data.class_names,
+                    run.protocol, run.model, model_options, config, folder, data.provenance, run.input.label,
+                    label=folder.name,
+                )
+            )
+            continue
         log(f"training {folder.name}: {len(data.meta)} clips, {run.protocol}")
         res = run_experiment(
             data.X,
@@ -253,6 +273,10 @@ def reproduce(
         )
         metrics[run.identity] = res.metrics
         result.runs_trained += 1
+    if cluster_runs:
+        for done, res in run_on_cluster(cluster_runs, options.scheduler, on_fold=lambda f: log(fold_line(f)), log=log):
+            metrics[on_cluster[done.label]] = res.metrics
+            result.runs_trained += 1
     result.cells = cell_table(exp, metrics, folders)
     result.files = write_reproduction(exp, result.cells, out, quick=quick is not None)
     return result
