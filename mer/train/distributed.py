@@ -36,15 +36,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mer.cluster import GPU_RESOURCE as GPU  # the worker resource a fold asks for when the cluster has it
 from mer.store import open_store
 from mer.store.store import FeatureStore
 from mer.train.experiment import run_experiment, summarise
 from mer.train.protocols import Fold, parse_protocol, subject_keys
 from mer.train.results import ExperimentResult, write_run
 from mer.train.store_inputs import TrainingData, load_joined, load_training_inputs
-from mer.train.trainer import SINGLE, TrainConfig
+from mer.train.trainer import SINGLE, TrainConfig, resolve_device
 
-GPU = "GPU"  # the worker resource a fold asks for when the cluster declares it
 PLAIN = ["msgpack"]  # what the client sends and accepts: plain values (str, bytes, numbers, lists, dicts)
 
 
@@ -127,7 +127,7 @@ def joined_inputs(
 class ClusterRun:
     """One run whose folds are cluster tasks: what to train, and where its folder goes (``None``: not written).
 
-    ``torch_threads``: PyTorch's intra-op threads on the worker during a fold, by default this process's count (a
+    ``torch_threads``: PyTorch's intra-op threads on a worker training on its CPU, by default this process's count (a
     CPU's float reductions, hence the predictions, depend on it: the same count gives a local run's numbers)."""
 
     source: StoreInputs
@@ -264,7 +264,8 @@ def _train_fold(job: Mapping[str, Any]) -> dict[str, Any]:
     fi = int(job["fold"])
     data = _read_inputs(StoreInputs.from_dict(job["source"]))
     threads = torch.get_num_threads()
-    torch.set_num_threads(int(job["torch_threads"]))
+    if resolve_device(job["config"]["device"]).type == "cpu":  # a GPU's arithmetic does not depend on it
+        torch.set_num_threads(int(job["torch_threads"]))
     try:
         with tempfile.TemporaryDirectory() if job["checkpoint"] else contextlib.nullcontext() as tmp:
             return _fold_outcome(job, fi, data, tmp)
