@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from mer.cli import app
 from mer.store import open_store
+from mer.store.errors import AmbiguousEntryError
 from mer.train.distributed import ClusterRun, FoldTaskError, run_on_cluster, train_inputs
 from mer.train.store_inputs import load_training_inputs
 from mer.train.trainer import TrainConfig
@@ -119,8 +120,11 @@ def test_a_worker_refuses_a_clip_table_other_than_the_clients(mesti_store, clust
 
 
 def test_an_unreachable_scheduler_is_one_line(mesti_store, tmp_path):
+    import dask
+
     store, ds = mesti_store
-    result = _train(store, ds, tmp_path / "run", "--scheduler", "tcp://127.0.0.1:9")
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        result = _train(store, ds, tmp_path / "run", "--scheduler", "tcp://127.0.0.1:9")
     assert result.exit_code == 2
     assert "Dask scheduler tcp://127.0.0.1:9: cannot connect" in " ".join(result.output.split())
     assert not (tmp_path / "run").exists()
@@ -152,3 +156,34 @@ def test_reproduce_on_the_cluster_fills_the_table_of_a_local_reproduction(face_s
         config = json.loads((remote / "runs" / run / "config.json").read_text())
         assert set(config["cluster"]["workers"]) == {"synth/s01", "synth/s02"}
         assert f"{run}: fold synth/s01 done on tcp://127.0.0.1:" in " ".join(log.split())
+
+
+def test_workers_read_the_entries_pinned_when_the_run_started(mesti_store, tmp_path):
+    store, ds = mesti_store
+    target = tmp_path / "store"
+    shutil.copytree(store, target)
+    st = open_store(str(target))
+    first = load_training_inputs(st, ds, {"x": "mesti"})
+    single = train_inputs(st, first, {"x": "mesti"}, None)
+    key16 = first.provenance["entries"][ds]["entry"].rsplit("/", 1)[-1]
+    result = CliRunner().invoke(  # a second complete mesti entry: "mesti" alone no longer names one
+        app, ["build-mesti", "--store", str(target), "--dataset", ds, "--size", "8", "--workers", "1", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    st = open_store(str(target))
+    with pytest.raises(AmbiguousEntryError, match="2 complete entries"):
+        load_training_inputs(st, ds, {"x": "mesti"})
+    again = single.load()  # what a worker reads: the entry the client read, by its key
+    assert single.keys == {ds: {"x": key16}}
+    assert again.X.shape == first.X.shape and (again.X == first.X).all()
+    pd.testing.assert_frame_equal(again.meta, first.meta)
+
+    key8 = next(e.ref.key for e in st.ls(ds, "mesti") if e.ref.key != key16)
+    inputs = {"big": f"mesti@{key16[:6]}", "small": f"mesti@{key8[:6]}", "au": "manifest:au_vector"}
+    named = load_training_inputs(st, ds, inputs)
+    source = train_inputs(st, named, inputs, None)
+    assert source.keys == {ds: {"big": key16, "small": key8}}  # each input's entry, by its full key
+    loaded = source.load()
+    for name in inputs:
+        assert (loaded.inputs[name] == named.inputs[name]).all()
+    assert loaded.inputs["small"].shape[-1] == 8 and loaded.inputs["big"].shape[-1] == 16

@@ -5,8 +5,8 @@ to read (their keys, pinned on the client when the run starts), the labels, prot
 the fold's index. The worker reads its inputs from the shared store itself (no tensor travels from the client) and
 trains the fold through :func:`mer.train.experiment.run_experiment` (``folds_to_train``), the same code as a local
 run. It returns plain values: predictions and history as ``.npz`` bytes of one array per column, the fold's
-record and the run's config as JSON text, its checkpoint as bytes. The client accepts only msgpack (nothing is
-unpickled there; a worker's error comes back as text), pools the folds'
+record and the run's config as JSON text, its checkpoint as bytes. The client accepts results only as msgpack
+(it refuses pickled ones; a fold's error comes back as text), pools the folds'
 predictions as a local run does, so a fixed seed gives the same ``predictions.csv`` and metrics, and writes a
 run folder only once all its folds are in (``metrics.json`` last): a failed fold leaves nothing half-written.
 
@@ -317,9 +317,17 @@ def connect(scheduler: str) -> Iterator[Any]:
         yield client
 
 
+def _workers(client: Any) -> dict[str, dict[str, Any]]:
+    try:
+        info = client.scheduler_info(n_workers=-1)  # every worker (newer versions list 5 by default)
+    except TypeError:  # distributed before 2025.1 lists them all
+        info = client.scheduler_info()
+    return info.get("workers", {})
+
+
 def fold_resources(client: Any) -> dict[str, float] | None:
     """``{"GPU": 1}`` when a worker of the cluster declares the GPU resource, else None (any worker takes a fold)."""
-    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    workers = _workers(client)
     if not workers:
         raise ValueError(f"the Dask scheduler at {client.scheduler.address} has no workers")
     return {GPU: 1} if any(GPU in (w.get("resources") or {}) for w in workers.values()) else None
@@ -327,7 +335,7 @@ def fold_resources(client: Any) -> dict[str, float] | None:
 
 def cluster_summary(client: Any) -> str:
     """``3 workers (2 with a GPU resource), 1 thread each``: what the folds will run on."""
-    workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
+    workers = _workers(client).values()
     gpus = sum(1 for w in workers if GPU in (w.get("resources") or {}))
     threads = sorted({int(w.get("nthreads", 1)) for w in workers})
     return (f"{len(workers)} worker(s) ({gpus} with a {GPU} resource), "
@@ -385,9 +393,8 @@ def run_on_cluster(
             log(f"Dask scheduler {scheduler}: {cluster_summary(client)}; "
                 f"{sum(len(r.folds) for r in runs)} fold task(s)")
         which: dict[Any, tuple[int, int]] = {}
-        started = [time.perf_counter()] * len(runs)
+        started = time.perf_counter()
         for ri, run in enumerate(runs):
-            started[ri] = time.perf_counter()
             for fi in range(len(run.folds)):
                 future = client.submit(train_fold, run.job(fi), pure=False, resources=resources, priority=-ri)
                 which[future] = (ri, fi)
@@ -407,7 +414,7 @@ def run_on_cluster(
                     record = json.loads(outcome["record"])
                     on_fold(FoldDone(run, fi, outcome["worker"], outcome["seconds"], record))
                 if len(done[ri]) == len(run.folds):
-                    yield run, assemble(run, done[ri], time.perf_counter() - started[ri], scheduler)
+                    yield run, assemble(run, done[ri], time.perf_counter() - started, scheduler)
                     done[ri] = {}
         finally:
             if which:
