@@ -408,7 +408,8 @@ def run_on_cluster(
                 except Exception as exc:  # the worker died (KilledWorker) or the task could not start
                     outcome = {"error": f"{type(exc).__name__}: {exc}", "worker": "?"}
                 if "error" in outcome:
-                    raise FoldTaskError(f"{run.describe_fold(fi)} failed on {outcome['worker']}: {outcome['error']}")
+                    error = "; ".join(line.strip() for line in str(outcome["error"]).splitlines() if line.strip())
+                    raise FoldTaskError(f"{run.describe_fold(fi)} failed on {outcome['worker']}: {error}")
                 done[ri][fi] = outcome
                 if on_fold is not None:
                     record = json.loads(outcome["record"])
