@@ -46,3 +46,32 @@ def test_workers_of_a_cluster_write_straight_into_the_shared_store(tiny_dataset,
     reader = open_store(shared, "r")
     assert reader.verify() == []
     assert reader.read("tiny", STAGE, name="image").tolist() == _expected_images(manifest).tolist()
+
+
+def test_gpu_slurm_jobs_ask_for_one_gpu_and_declare_it_to_the_folds():
+    pytest.importorskip("dask_jobqueue")
+    from mer.cluster import slurm_cluster
+
+    cluster = slurm_cluster(jobs=0, cores=4, memory="16GB", gpu=True)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH --gres=gpu:1" in script
+    assert "--resources GPU=1" in script and "--nworkers" not in script  # one worker, one fold at a time per GPU
+
+
+def test_local_gpu_cluster_gives_each_worker_its_own_device():
+    import os
+
+    from distributed import Client
+
+    from mer.cluster import local_gpu_cluster
+
+    with local_gpu_cluster(["0", "1"], use_dask_cuda=False) as cluster, Client(cluster) as client:
+        client.wait_for_workers(2, timeout=120)
+        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        assert sorted(seen.values()) == ["0", "1"]
+        assert {w["nthreads"] for w in workers.values()} == {1}
+        assert [w["resources"] for w in workers.values()] == [{"GPU": 1}, {"GPU": 1}]

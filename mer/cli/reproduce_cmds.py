@@ -27,6 +27,9 @@ def reproduce(
         False, help="hold out whole subjects where the paper split clips (Table 1's 90/10 split)"
     ),
     workers: int | None = typer.Option(None, help="processes for building missing inputs (default: all cores)"),
+    scheduler: str | None = typer.Option(
+        None, help="Dask scheduler tcp://HOST:PORT: missing inputs built and every fold of every run trained there"
+    ),
 ) -> None:
     """Build the missing inputs, train every run of the grid (finished runs are skipped), write NAME.md/.tex/.png."""
     from mer.store import open_store
@@ -42,12 +45,13 @@ def reproduce(
         store = build_quick_store(out / "quick", workers=workers or 1)
     options = ReproduceOptions(
         epochs=epochs, seed=seed, device=device, amp=amp, workers=workers, pretrained=pretrained,
-        subject_independent=subject_independent,
+        subject_independent=subject_independent, scheduler=scheduler,
     )
     sizes = QuickSizes(tiny_networks=not real_networks) if quick else None
+    from mer.cli.cluster_train import fold_failures
     from mer.models.baselines import PretrainedWeightsUnavailableError
 
-    with user_errors():
+    with user_errors(), fold_failures():
         try:
             result = run(name, open_store(store, "a"), out, options, sizes, log=lambda m: err_console.print(escape(m)))
         except PretrainedWeightsUnavailableError as exc:

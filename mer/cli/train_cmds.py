@@ -87,6 +87,10 @@ def train(
         help="folds trained together on one device, with the same results as one at a time "
         "(default: as many as fit in memory on CUDA, 1 on the CPU where it is no faster)",
     ),
+    scheduler: str | None = typer.Option(
+        None, help="Dask scheduler tcp://HOST:PORT: each fold is a task on its workers (one GPU each), which read "
+        "--store themselves"
+    ),
     out: Path = typer.Option(..., "--out", help="run folder, e.g. runs/mesti-meganet"),
 ) -> None:
     """Train and evaluate under a protocol; writes metrics.json, predictions.csv, config and provenance.
@@ -136,6 +140,10 @@ def train(
         config = get_recipe(recipe).config(**overrides) if recipe else dataclasses.replace(TrainConfig(), **overrides)
         if parallel_folds is not None and parallel_folds < 1:
             raise typer.BadParameter(f"--parallel-folds must be at least 1, got {parallel_folds}")
+        if parallel_folds is not None and scheduler:
+            raise typer.BadParameter(
+                "--parallel-folds and --scheduler: on a cluster each fold is its own task (one per GPU); give one"
+            )
         if config.early_stopping and config.val_fraction <= 0:
             raise typer.BadParameter("--early-stopping needs --val-fraction > 0 (an inner split of training subjects)")
         check_train_options(
@@ -151,7 +159,8 @@ def train(
             out=out,
         )
         inputs = resolve_inputs(model, model_options, input, key)
-        data = load_training_inputs(open_cli_store(store, "r"), dataset, inputs, labels)
+        st = open_cli_store(store, "r")
+        data = load_training_inputs(st, dataset, inputs, labels)
         if "roi_flow" in inputs:  # STAG's roi_set comes from the stored entry (a given one must match it)
             model_options = roi_set_option(model_options, data.provenance["entries"])
         spec = parse_protocol(protocol)
@@ -169,6 +178,15 @@ def train(
         f"classes {escape(str(data.class_names))}, {escape(protocol)} ({n_folds} folds × {config.epochs} epochs)"
         + (f", recipe {escape(recipe)}" if recipe else "")
     )
+    if scheduler:
+        from mer.cli.cluster_train import train_on_cluster
+
+        result = train_on_cluster(
+            scheduler, st, data, inputs, labels, protocol, model, model_options, config, out, recipe, checkpoints
+        )
+        m = result.metrics
+        console.print(f"UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  ACC {m['acc']:.3f}  WF1 {m['wf1']:.3f}  → {out}")
+        return
     arrays = data.inputs if set(data.inputs) != {"x"} else data.X
     with Progress(console=err_console) as progress:
         task = progress.add_task("training", total=n_folds * config.epochs)

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import platform
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Collection, Generator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +27,7 @@ from mer.train.checks import check_folds
 from mer.train.fold_parallel import estimate_fold_bytes, plan_parallel_folds, train_interleaved
 from mer.train.metrics import compute_metrics
 from mer.train.protocols import Fold, Protocol, overlapping_subjects, parse_protocol, subject_keys
-from mer.train.results import (
-    CONFIG_FILE,
-    HISTORY_FILE,
-    METRICS_FILE,
-    PREDICTIONS_FILE,
-    PROVENANCE_FILE,
-    ExperimentResult,
-    write_csv,
-    write_json,
-)
+from mer.train.results import ExperimentResult, write_run
 from mer.train.trainer import (
     SINGLE,
     History,
@@ -144,6 +135,7 @@ def run_experiment(
     save_checkpoints: bool = False,
     recipe: str | None = None,
     parallel_folds: int | None = 1,
+    folds_to_train: Collection[int] | None = None,
 ) -> ExperimentResult:
     """Train and evaluate ``model_name`` on ``X`` (N x C x H x W) under ``protocol``; write to ``out_dir``.
 
@@ -157,6 +149,8 @@ def run_experiment(
     (the preset the config came from, if any) is recorded in ``config.json`` beside every value.
     ``parallel_folds``: folds trained together on the device (:mod:`mer.train.fold_parallel`; the same
     predictions as one at a time); ``None`` chooses (CUDA: as many as fit in memory; CPU: 1).
+    ``folds_to_train``: train only the folds of these indices (all folds are still made and checked), for one
+    fold per task on a cluster (:mod:`mer.train.distributed`); the metrics then cover those folds only.
     """
     config = config or TrainConfig()
     if config.channels is None:  # the stored input's channel declaration drives flip/rotation (mer.train.augment)
@@ -181,22 +175,31 @@ def run_experiment(
     ckpt_dir = Path(out_dir) / "checkpoints" if (out_dir is not None and save_checkpoints) else None
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
+    selected = [fi for fi in range(len(folds)) if folds_to_train is None or fi in folds_to_train]
     for fold in folds:
         if len(np.intersect1d(fold.train_idx, fold.test_idx)):
             raise AssertionError(f"fold {fold.name}: train and test rows overlap")
     runs = _FoldRuns(model_name, model_options, k, (c, h), inputs, yd, folds, keys, config, device, progress, ckpt_dir)
-    n_parallel, parallel_basis = plan_parallel_folds(parallel_folds, len(folds), device, runs.fold_bytes)
+    n_parallel, parallel_basis = plan_parallel_folds(parallel_folds, len(selected), device, runs.fold_bytes)
     t_start = time.perf_counter()
     if n_parallel == 1:
-        for fi in range(len(folds)):
+        for fi in selected:
             net = runs.build(fi)
             runs.record(fi, net, runs.train(fi, net, fit))
             del net
     else:
-        train_interleaved(len(folds), n_parallel, runs.start, runs.record, device, config.deterministic)
+        train_interleaved(
+            len(selected),
+            n_parallel,
+            lambda i: runs.start(selected[i]),
+            lambda i, net, hist: runs.record(selected[i], net, hist),
+            device,
+            config.deterministic,
+        )
     standardized = runs.standardized
     per_fold, pred_frames, hist_frames = [], [], []
-    for fi, fold in enumerate(folds):
+    for fi in selected:
+        fold = folds[fi]
         summary, probs, h_df = runs.results[fi]
         per_fold.append(summary)
         pred_frames.append(_fold_predictions(meta, fold, fi, y_np, probs.argmax(1), probs, names))
@@ -204,7 +207,7 @@ def run_experiment(
 
     preds = pd.concat(pred_frames, ignore_index=True) if pred_frames else pd.DataFrame()
     history = pd.concat(hist_frames, ignore_index=True) if hist_frames else pd.DataFrame()
-    metrics = _summarise(preds, k, names, per_fold)
+    metrics = summarise(preds, k, names, per_fold)
     metrics["train_seconds"] = time.perf_counter() - t_start
     run_config = {
         "model": model_name,
@@ -234,14 +237,7 @@ def run_experiment(
         },
     }
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / CONFIG_FILE, run_config)
-        if provenance is not None:
-            write_json(out / PROVENANCE_FILE, provenance)
-        write_csv(out / PREDICTIONS_FILE, preds)
-        write_csv(out / HISTORY_FILE, history)
-        write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
+        write_run(out_dir, run_config, provenance, preds, history, metrics)
     return ExperimentResult(metrics, preds, history, run_config, Path(out_dir) if out_dir is not None else None)
 
 
@@ -364,7 +360,8 @@ def _fold_predictions(meta, fold: Fold, fi: int, y_np, y_pred, probs, names) -> 
     return df
 
 
-def _summarise(preds: pd.DataFrame, k: int, names: list[str], per_fold: list[dict]) -> dict:
+def summarise(preds: pd.DataFrame, k: int, names: list[str], per_fold: list[dict]) -> dict:
+    """The run's metrics: pooled over every fold's test predictions, per dataset, and the per-fold records."""
     pooled = compute_metrics(preds["y_true"], preds["y_pred"], k) if len(preds) else {}
     per_dataset = {
         str(ds): _headline(compute_metrics(g["y_true"], g["y_pred"], k)) for ds, g in preds.groupby("dataset")

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mer.pipeline.graph import build_plan
@@ -27,7 +26,7 @@ from mer.pipeline.runner import pending_clips, run_plan
 from mer.store.store import FeatureStore
 from mer.train.paper_grids import Cell, Experiment, InputSpec, RunSpec, get_experiment, published
 from mer.train.results import METRICS_FILE, read_json, write_json
-from mer.train.store_inputs import TrainingData, load_training_data
+from mer.train.store_inputs import TrainingData, load_joined
 from mer.train.trainer import TrainConfig
 
 Log = Callable[[str], None]
@@ -36,7 +35,10 @@ TIMM_MODELS = ("vgg19", "resnet50", "efficientnet_b0")
 
 @dataclass(frozen=True)
 class ReproduceOptions:
-    """Training and build options shared by every run of a grid (paper defaults)."""
+    """Training and build options shared by every run of a grid (paper defaults).
+
+    ``scheduler``: a Dask scheduler address; missing inputs are built there and every fold of every run is a task
+    on its workers (:mod:`mer.train.distributed`), each run written once its folds are in."""
 
     epochs: int = 50
     batch_size: int = 32
@@ -48,6 +50,7 @@ class ReproduceOptions:
     workers: int | None = None
     pretrained: bool = False
     subject_independent: bool = False
+    scheduler: str | None = None
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -153,13 +156,16 @@ def rewrite_grid(
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def ensure_input(store: FeatureStore, dataset: str, spec: InputSpec, workers: int | None, log: Log) -> tuple[str, int]:
-    """Build what ``spec`` lacks for ``dataset`` (and its upstream stages); return its entry key and clips computed."""
+def ensure_input(
+    store: FeatureStore, dataset: str, spec: InputSpec, workers: int | None, log: Log, scheduler: str | None = None
+) -> tuple[str, int]:
+    """Build what ``spec`` lacks for ``dataset`` (and its upstream stages; on the Dask cluster at ``scheduler`` when
+    given); return its entry key and clips computed."""
     plan = build_plan(store, dataset, [spec.stage], spec.params)
     if not pending_clips(store, dataset, plan):
         return plan[-1].key, 0
     log(f"building {spec.label} ({spec.stage}) for {dataset}")
-    report = run_plan(store, dataset, plan, workers=workers)
+    report = run_plan(store, dataset, plan, workers=workers, scheduler=scheduler)
     if report.failures:
         first = report.failures[0]
         log(f"{len(report.failures)} clip(s) of {dataset} failed in {spec.stage}, e.g. row {first.index}: "
@@ -169,23 +175,7 @@ def ensure_input(store: FeatureStore, dataset: str, spec: InputSpec, workers: in
 
 def load_run_data(store: FeatureStore, run: RunSpec, keys: dict[str, str]) -> TrainingData:
     """The run's training tensor: each dataset's entry (its own key) through ``load_training_data``, concatenated."""
-    parts = [load_training_data(store, ds, run.input.stage, keys[ds], run.labels) for ds in run.datasets]
-    if len(parts) == 1:
-        return parts[0]
-    names = parts[0].class_names
-    for ds, part in zip(run.datasets, parts, strict=True):
-        if part.class_names != names:
-            raise ValueError(f"{ds} has classes {part.class_names}, {run.datasets[0]} {names}; they cannot be joined")
-    provenance = dict(parts[0].provenance)
-    provenance["entries"] = {k: v for p in parts for k, v in p.provenance["entries"].items()}
-    provenance["excluded"] = [e for p in parts for e in p.provenance["excluded"]]
-    return TrainingData(
-        np.concatenate([p.X for p in parts]),
-        pd.concat([p.meta for p in parts], ignore_index=True),
-        names,
-        provenance,
-        [e for p in parts for e in p.excluded],
-    )
+    return load_joined(store, run.datasets, run.input.stage, keys, run.labels)
 
 
 def run_folder(out: Path, run: RunSpec) -> Path:
@@ -211,6 +201,7 @@ def reproduce(
     dataset unless ``dataset_map`` says otherwise, and the store's labels are used.
     """
     from mer.report.reproduce_report import write_reproduction
+    from mer.train.distributed import ClusterRun, fold_line, joined_inputs, run_on_cluster
     from mer.train.experiment import run_experiment
 
     options = options or ReproduceOptions()
@@ -236,6 +227,8 @@ def reproduce(
     result = ReproduceResult(exp, pd.DataFrame(), [])
     metrics: dict[str, dict[str, Any]] = {}
     folders: dict[str, Path] = {}
+    cluster_runs: list[ClusterRun] = []
+    on_cluster: dict[str, str] = {}  # run folder name -> run identity, for the runs trained on the cluster
     for run in exp.runs():
         folder = run_folder(out, run)
         folders[run.identity] = folder
@@ -245,7 +238,7 @@ def reproduce(
             continue
         keys = {}
         for ds in run.datasets:
-            keys[ds], computed = ensure_input(store, ds, run.input, options.workers, log)
+            keys[ds], computed = ensure_input(store, ds, run.input, options.workers, log, options.scheduler)
             result.clips_computed[f"{ds}/{run.input.stage}"] = (
                 result.clips_computed.get(f"{ds}/{run.input.stage}", 0) + computed
             )
@@ -255,6 +248,16 @@ def reproduce(
             model_options["pretrained"] = True
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / "reproduce.json", {"experiment": name, "run": run.to_dict(), "train": config.to_dict()})
+        if options.scheduler:
+            on_cluster[folder.name] = run.identity
+            cluster_runs.append(
+                ClusterRun(
+                    joined_inputs(store, data, run.input.stage, keys, run.labels), data.meta, data.class_names,
+                    run.protocol, run.model, model_options, config, folder, data.provenance, run.input.label,
+                    label=folder.name,
+                )
+            )
+            continue
         log(f"training {folder.name}: {len(data.meta)} clips, {run.protocol}")
         res = run_experiment(
             data.X,
@@ -270,6 +273,10 @@ def reproduce(
         )
         metrics[run.identity] = res.metrics
         result.runs_trained += 1
+    if cluster_runs:
+        for done, res in run_on_cluster(cluster_runs, options.scheduler, on_fold=lambda f: log(fold_line(f)), log=log):
+            metrics[on_cluster[done.label]] = res.metrics
+            result.runs_trained += 1
     result.cells = cell_table(exp, metrics, folders)
     result.files = write_reproduction(exp, result.cells, out, quick=quick is not None)
     return result

@@ -66,3 +66,23 @@ def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text())
+
+
+def write_run(
+    out_dir: str | os.PathLike,
+    config: dict,
+    provenance: dict | None,
+    predictions: pd.DataFrame,
+    history: pd.DataFrame,
+    metrics: dict,
+) -> None:
+    """Write a run folder: config, provenance (when given), predictions, history, and ``metrics.json`` last (its
+    presence marks a finished run)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / CONFIG_FILE, config)
+    if provenance is not None:
+        write_json(out / PROVENANCE_FILE, provenance)
+    write_csv(out / PREDICTIONS_FILE, predictions)
+    write_csv(out / HISTORY_FILE, history)
+    write_json(out / METRICS_FILE, metrics)

@@ -8,7 +8,8 @@ manifest; a clip missing from any input, not yet computed, or without a label is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,7 @@ def load_training_inputs(
     datasets: str,
     inputs: Mapping[str, str | InputSource],
     labels: str | None = None,
+    keys: Mapping[str, Mapping[str, str]] | None = None,
 ) -> TrainingData:
     """Read every named input for each dataset; keep the clips that all inputs have and that have a label.
 
@@ -155,7 +157,8 @@ def load_training_inputs(
     ``manifest:column``). ``labels`` (a label-set name such as ``3class`` or a TOML path) relabels the clips
     from their emotions; by default the labels chosen at preprocessing are used, and several datasets must
     then share classes. Provenance lists every entry read, with its manifest hash, and each manifest's hash:
-    ``entries[dataset][input name]`` (``entries[dataset]`` itself for a single input).
+    ``entries[dataset][input name]`` (``entries[dataset]`` itself for a single input). ``keys``
+    (``{dataset: {input name: entry key}}``) pins the entry of an input per dataset, over its source's key.
     """
     if not inputs:
         raise ValueError("no inputs to load")
@@ -182,7 +185,9 @@ def load_training_inputs(
                 lookups[input_name] = (None, values)
                 entries[dataset][input_name] = {"source": str(source), "manifest_hash": manifests[dataset]}
                 continue
-            rows, array, record, skipped = _stored_rows(store, input_name, dataset, source)
+            pinned = (keys or {}).get(dataset, {}).get(input_name)
+            stored = source if pinned is None else dataclasses.replace(source, key=pinned)
+            rows, array, record, skipped = _stored_rows(store, input_name, dataset, stored)
             lookups[input_name] = (rows, array)
             entries[dataset][input_name] = record
             for tag, reason in skipped:
@@ -261,3 +266,27 @@ def load_training_data(
     """One stored input (``input_stage``'s primary array), as before the inputs by name; see
     :func:`load_training_inputs`."""
     return load_training_inputs(store, datasets, {"x": parse_source(input_stage, key)}, labels)
+
+
+def load_joined(
+    store: FeatureStore, datasets: Sequence[str], stage: str, keys: Mapping[str, str], labels: str | None = None
+) -> TrainingData:
+    """``stage``'s primary array of each dataset (entry ``keys[dataset]``) through :func:`load_training_data`, the
+    datasets' rows concatenated in order; they must share classes."""
+    parts = [load_training_data(store, ds, stage, keys[ds], labels) for ds in datasets]
+    if len(parts) == 1:
+        return parts[0]
+    names = parts[0].class_names
+    for ds, part in zip(datasets, parts, strict=True):
+        if part.class_names != names:
+            raise ValueError(f"{ds} has classes {part.class_names}, {datasets[0]} {names}; they cannot be joined")
+    provenance = dict(parts[0].provenance)
+    provenance["entries"] = {k: v for p in parts for k, v in p.provenance["entries"].items()}
+    provenance["excluded"] = [e for p in parts for e in p.provenance["excluded"]]
+    return TrainingData(
+        {"x": np.concatenate([p.X for p in parts])},
+        pd.concat([p.meta for p in parts], ignore_index=True),
+        names,
+        provenance,
+        [e for p in parts for e in p.excluded],
+    )
