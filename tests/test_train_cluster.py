@@ -75,6 +75,8 @@ def test_cluster_run_writes_the_files_of_a_local_run(mesti_store, cluster, tmp_p
 
     c_local, c_remote = (json.loads((tmp_path / r / "config.json").read_text()) for r in ("local", "remote"))
     record = c_remote.pop("cluster")
+    assert c_remote.pop("parallel_folds_basis") == "one fold per task on the cluster"
+    assert "automatic choice" in c_local.pop("parallel_folds_basis")
     assert c_local == c_remote
     folds = sorted(pd.read_csv(tmp_path / "local" / "predictions.csv")["fold"].unique())
     assert sorted(record["workers"]) == folds and record["scheduler"] == cluster

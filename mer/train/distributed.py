@@ -359,6 +359,8 @@ def assemble(
     metrics = summarise(preds, len(run.class_names), list(run.class_names), per_fold)
     metrics["train_seconds"] = seconds
     config = json.loads(outcomes[order[0]]["config"]) if order else {}
+    config["parallel_folds"] = 1
+    config["parallel_folds_basis"] = "one fold per task on the cluster"
     config["cluster"] = {
         "scheduler": scheduler,
         "workers": {run.folds[i].name: outcomes[i]["worker"] for i in order},
