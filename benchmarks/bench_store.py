@@ -10,7 +10,9 @@ Figures:
                     with the share spent encoding chunks (blosc/zstd, inherent to the stored bytes);
   reuse ms/clip     the same for copying one clip's eight stages from the sibling entry;
   S3 requests       with moto installed: requests by HTTP method (HEAD, GET, PUT, ...) for committing and for
-                    reusing ``--s3-clips`` clips on a local moto server.
+                    reusing ``--s3-clips`` clips on a local moto server, and for a whole ``mer-cli preprocess
+                    --stages ingest,detect`` of a synthetic set of that many clips into a bucket (the manifest,
+                    entries, claims, commits and run report: what a run costs an object store).
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_store.py [--clips 8 --frames 60 --s3-clips 4]``.
 """
@@ -199,6 +201,44 @@ def s3_requests(n_clips: int, frames: int) -> dict[str, collections.Counter[str]
                 os.environ[k] = v
 
 
+def s3_run_requests(n_clips: int) -> collections.Counter[str] | str:
+    """Requests by method of one ``mer-cli preprocess --stages ingest,detect --workers 1`` into a moto bucket."""
+    try:
+        import boto3
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        return "moto/boto3 not installed: no S3 figures"
+    import logging
+    import subprocess
+    import sys
+
+    from mer.datasets.synthetic import generate_synthetic
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    try:
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
+                     aws_secret_access_key="bench", region_name="us-east-1").create_bucket(Bucket="run")
+        counter = RequestCounter(server._server.app)
+        server._server.app = counter
+        with tempfile.TemporaryDirectory(prefix="bench_store_run.") as tmp:
+            data = Path(tmp) / "data"
+            generate_synthetic(data, subjects=1, clips_per_subject=n_clips, classes=3, seed=0, frame_size=(160, 120))
+            cmd = [sys.executable, "-c", "from mer.cli import app; app()", "preprocess", "--root", str(data),
+                   "--store", "s3://run/store", "--name", "synth", "--labels", "3class", "--stages", "ingest,detect",
+                   "--workers", "1", "--quiet"]
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                return f"preprocess into moto failed: {done.stderr.strip().splitlines()[-1:]}"
+        return collections.Counter(counter.counts)
+    finally:
+        server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=8)
@@ -230,6 +270,12 @@ def main() -> None:
             for kind, c in counts.items():
                 print(f"S3 requests, {kind} of {args.s3_clips} clips x {len(stages)} stages: "
                       f"{sum(c.values())} ({', '.join(f'{m} {n}' for m, n in sorted(c.items()))})")
+        whole = s3_run_requests(args.s3_clips)
+        if isinstance(whole, str):
+            print(whole)
+        else:
+            print(f"S3 requests, mer-cli preprocess --stages ingest,detect of {args.s3_clips} clips: "
+                  f"{sum(whole.values())} ({', '.join(f'{m} {n}' for m, n in sorted(whole.items()))})")
 
 
 if __name__ == "__main__":
