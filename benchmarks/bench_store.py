@@ -7,7 +7,8 @@ reused into an entry of the same recipe built from another clips-table version.
 
 Figures:
   commit ms/clip    wall and CPU time of committing all eight stages' outputs of one clip (median over clips),
-                    with the share spent encoding chunks (blosc/zstd, inherent to the stored bytes);
+                    and the wall time of that spent waiting for fsync (the disk, not this process: on a shared
+                    machine it grows with other users' writes);
   reuse ms/clip     the same for copying one clip's eight stages from the sibling entry;
   S3 requests       with moto installed: requests by HTTP method (HEAD, GET, PUT, ...) for committing and for
                     reusing ``--s3-clips`` clips on a local moto server, and for a whole ``mer-cli preprocess
@@ -86,10 +87,27 @@ def make_entries(store, stages, clip_ids: list[str], key: str) -> dict[str, obje
     return entries
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, float]:
-    w0, c0 = time.perf_counter(), time.process_time()
+FSYNC_SECONDS = [0.0]  # time spent waiting in os.fsync (a wrapper installed by main)
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float, float]:
+    """Wall, CPU and fsync-wait seconds of one call."""
+    w0, c0, f0 = time.perf_counter(), time.process_time(), FSYNC_SECONDS[0]
     fn()
-    return time.perf_counter() - w0, time.process_time() - c0
+    return time.perf_counter() - w0, time.process_time() - c0, FSYNC_SECONDS[0] - f0
+
+
+def count_fsync_time() -> None:
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            real(fd)
+        finally:
+            FSYNC_SECONDS[0] += time.perf_counter() - t0
+
+    os.fsync = fsync
 
 
 def encode_seconds(arrays: list[dict[str, np.ndarray]], stages) -> float:
@@ -112,14 +130,14 @@ def encode_seconds(arrays: list[dict[str, np.ndarray]], stages) -> float:
     return time.perf_counter() - t0
 
 
-def run(location: str, n_clips: int, frames: int, seed: int) -> dict[str, list[tuple[float, float]]]:
+def run(location: str, n_clips: int, frames: int, seed: int) -> dict[str, list[tuple[float, float, float]]]:
     """Commit every clip (timed per clip), then reuse every clip into a sibling entry (timed per clip)."""
     stages = pipeline_outputs(frames)
     clip_ids = [f"s{i // 4:02d}/s{i // 4:02d}_c{i % 4:02d}" for i in range(n_clips)]
     store = open_store(location, "a")
     first = make_entries(store, stages, clip_ids, "k1")
     rng = np.random.default_rng(seed)
-    times: dict[str, list[tuple[float, float]]] = {"commit": [], "reuse": []}
+    times: dict[str, list[tuple[float, float, float]]] = {"commit": [], "reuse": []}
     for index in range(n_clips):
         arrays = {stage: clip_arrays(rng, outs) for stage, outs in stages.items()}
 
@@ -252,15 +270,17 @@ def main() -> None:
     print(f"{args.clips} clips of {args.frames} frames, {len(stages)} stages, {n_arrays} outputs a clip "
           f"({n_per_clip} per-clip arrays, {n_arrays - n_per_clip} stacked rows); load avg "
           + "/".join(f"{v:.2f}" for v in os.getloadavg()))
+    count_fsync_time()
     with tempfile.TemporaryDirectory(prefix="bench_store.") as tmp:
         times = run(str(Path(tmp) / "store"), args.clips, args.frames, args.seed)
     rng = np.random.default_rng(args.seed)
     sample = [{k: v for outs in stages.values() for k, v in clip_arrays(rng, outs).items()} for _ in range(2)]
     enc = encode_seconds(sample, stages) / len(sample)
-    print(f"{'':>8} {'wall ms/clip':>12} {'cpu ms/clip':>11}  (median over {args.clips} clips)")
+    print(f"{'':>8} {'wall ms/clip':>12} {'cpu ms/clip':>11} {'fsync wait ms/clip':>18}"
+          f"  (medians over {args.clips} clips)")
     for kind, rows in times.items():
-        print(f"{kind:>8} {statistics.median(w for w, _ in rows) * 1e3:>12.1f} "
-              f"{statistics.median(c for _, c in rows) * 1e3:>11.1f}")
+        wall, cpu, wait = (statistics.median(r[i] for r in rows) * 1e3 for i in range(3))
+        print(f"{kind:>8} {wall:>12.1f} {cpu:>11.1f} {wait:>18.1f}")
     print(f"encoding the per-clip chunks alone (zarr in memory, includes its array creation): {enc * 1e3:.1f} ms/clip")
     if args.s3_clips:
         counts = s3_requests(args.s3_clips, args.frames)
