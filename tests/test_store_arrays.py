@@ -177,3 +177,55 @@ def test_every_file_a_marker_covers_is_on_disk_before_the_marker(tmp_path, monke
         marker_at = max(i for i, p in enumerate(synced) if p.startswith(f"{root}/{ref.path}/_done/"))
         for key in covered:
             assert f"{root}/{key}" in synced[:marker_at], key
+
+
+@pytest.fixture
+def counted_s3(monkeypatch):
+    """A moto S3 server whose requests are logged as (method, key); ``AWS_*`` point at it."""
+    pytest.importorskip("moto")
+    import logging
+
+    import boto3
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3").create_bucket(Bucket="mer-bucket")
+    log: list[tuple[str, str]] = []
+    app = server._server.app
+
+    def logging_app(environ, start_response):
+        log.append((environ["REQUEST_METHOD"], environ["PATH_INFO"].removeprefix("/mer-bucket/")))
+        return app(environ, start_response)
+
+    server._server.app = logging_app
+    yield log
+    fsspec.filesystem("s3").clear_instance_cache()
+    server.stop()
+
+
+def test_an_s3_commit_asks_nothing_about_the_files_it_writes(counted_s3):
+    st, entry = new_entry("s3://mer-bucket/store")
+    counted_s3.clear()
+    st.commit_clip(entry, 0, clip_arrays(seed=4, n_frames=8))
+    puts = {key for method, key in counted_s3 if method == "PUT"}
+    asked = [(m, key) for m, key in counted_s3 if m in ("HEAD", "GET") and key in puts]
+    assert f"store/{entry.ref.path}/clips/{CLIP}/frames/zarr.json" in puts
+    # only whether the two shared parent groups exist (once a process); zarr's create_array asked about every file
+    # and parent level first, about 30 HEAD/GET for these five arrays
+    parents = [f"store/{entry.ref.path}/clips/zarr.json", f"store/{entry.ref.path}/clips/s01/zarr.json"]
+    assert asked == [("HEAD", key) for key in parents]
+    # and the listing of the new, empty clip folder, after which s3fs checks whether the name is an object
+    assert [key for m, key in counted_s3 if m == "HEAD"] == [f"store/{entry.ref.path}/clips/{CLIP}", *parents]
+
+    counted_s3.clear()
+    assert st.read_entry(entry, clip=CLIP, name="frames").shape == (8, 256, 256, 3)
+    assert st.backend.read_bytes(f"{entry.ref.path}/_done/000000.json") is not None
+    assert counted_s3[-1] == ("GET", f"store/{entry.ref.path}/_done/000000.json")
+    assert counted_s3[-2][0] != "HEAD"  # one GET an object, no HEAD for its size first
