@@ -7,7 +7,10 @@ Figures, per worker count:
   wall          seconds of the whole process, and of ``run_plan`` alone (RunReport.seconds);
   efficiency    T(1 worker) / (workers x T(workers)) on the run_plan wall time -- goal >= 85 %;
   overhead      run_plan wall x workers / sum of the stages' kernel time (RunReport.compute_seconds) -- goal <= 1.25
-                (what the runner adds: commits, compression, claims, scheduling, idle workers at the end).
+                (what the runner adds: commits, compression, claims, scheduling, idle workers at the end);
+  ms/clip       the same difference per clip: (run_plan wall x workers - kernel time) / clips;
+  cpu s         CPU seconds of the whole process and its workers (user + system): on a shared machine the
+                figure that other users' load does not inflate.
 The stores of all worker counts are compared byte for byte (chunks and commit markers). The machine may be
 shared: the load average is printed before and after each run.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -66,13 +70,17 @@ def run_once(data: Path, store: Path, stages: str, workers: int) -> dict:
         "--quiet",
     ]
     t0 = time.perf_counter()
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"preprocess with {workers} worker(s) failed:\n{done.stdout}\n{done.stderr}")
     (report_path,) = (store / "_runs").glob("*.json")
     report = json.loads(report_path.read_text())
     report["process_wall"] = wall
+    report["process_cpu"] = cpu
     return report
 
 
@@ -118,15 +126,17 @@ def main() -> None:
     base_run = base["seconds"] * worker_counts[0]
     print()
     print(
-        f"{'workers':>7} {'process s':>9} {'run s':>7} {'kernel s':>8} {'efficiency':>10} {'overhead':>8} "
-        f"{'clips/s':>7}  load avg 1/5/15 min (before -> after)"
+        f"{'workers':>7} {'process s':>9} {'cpu s':>7} {'run s':>7} {'kernel s':>8} {'efficiency':>10} {'overhead':>8} "
+        f"{'ms/clip':>7} {'clips/s':>7}  load avg 1/5/15 min (before -> after)"
     )
     for workers, r in results.items():
         eff = base_run / (workers * r["seconds"])
         overhead = r["seconds"] * workers / max(r["compute_seconds"], 1e-9)
+        per_clip = (r["seconds"] * workers - r["compute_seconds"]) / max(r["n_clips"], 1) * 1e3
         print(
-            f"{workers:>7} {r['process_wall']:>9.1f} {r['seconds']:>7.1f} {r['compute_seconds']:>8.1f} "
-            f"{eff:>9.0%} {overhead:>8.2f} {r['n_clips'] / r['seconds']:>7.2f}  {r['load']}"
+            f"{workers:>7} {r['process_wall']:>9.1f} {r['process_cpu']:>7.1f} {r['seconds']:>7.1f} "
+            f"{r['compute_seconds']:>8.1f} {eff:>9.0%} {overhead:>8.2f} {per_clip:>7.0f} "
+            f"{r['n_clips'] / r['seconds']:>7.2f}  {r['load']}"
         )
     print("goals: efficiency >= 85 %, overhead <= 1.25")
     print()

@@ -20,6 +20,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from mer.names import validate_clip_id, validate_component
+from mer.store.arrays import ChunkEncoder, implicit_group_document, regular_chunks, template_for
 from mer.store.backend import Backend
 from mer.store.documents import EMPTY_GROUP, chunk_keys, group_document, marker_name, seal_attrs, sealed, sha256
 from mer.store.entries import CLIP_COORD, CLIP_DIM, Entry, EntryRef, OutputSpec
@@ -78,6 +79,8 @@ class Committer:
     mode: str
     _zstore: Any
     _meta_digests: dict[str, str]
+    _encoders: dict[str, ChunkEncoder | None]
+    _known_keys: set[str]
 
     def _require_writable(self) -> None:
         if self.mode != "a":
@@ -166,15 +169,21 @@ class Committer:
     def commit_clip(
         self, entry: Entry, index: int, arrays: dict[str, np.ndarray], fingerprint: str = ""
     ) -> None:
-        """Write one clip's outputs, then its commit marker (the clip becomes visible only then)."""
+        """Write one clip's outputs, then its commit marker (the clip becomes visible only then).
+
+        Chunks and array metadata are encoded here (:mod:`mer.store.arrays`, the bytes zarr would write) and written
+        together with :meth:`Backend.write_many`, durable before the marker is written; the checksums are taken
+        of the bytes written. Arrays that path does not cover are written through zarr and read back."""
         self._require_writable()
         clip_id = validate_clip_id(entry.clip_ids[index])
         missing = set(entry.outputs) - set(arrays)
         if missing:
             raise StoreError(f"stage {entry.ref.stage} returned no {', '.join(sorted(missing))} for clip {clip_id}")
-        keys: list[str] = []
+        writes: dict[str, bytes] = {}  # keys below the entry
+        via_zarr: list[str] = []  # chunk keys written by zarr itself (read back for their checksums)
         meta: dict[str, str] = {}
         shapes: dict[str, list[int]] = {}
+        per_clip: dict[str, np.ndarray] = {}
         for name, spec in entry.outputs.items():
             arr = np.ascontiguousarray(arrays[name])
             if arr.dtype != np.dtype(spec.dtype):
@@ -182,32 +191,32 @@ class Committer:
                     f"{entry.ref.stage}.{name} for clip {clip_id}: dtype {arr.dtype}, declared {spec.dtype}"
                 )
             shapes[name] = list(arr.shape)
-            if spec.stacked:
-                if tuple(arr.shape) != spec.row_shape:
-                    raise StoreError(
-                        f"{entry.ref.stage}.{name} for clip {clip_id}: shape {arr.shape}, declared {spec.row_shape}"
-                    )
-                path = f"{entry.ref.path}/{name}"
+            if not spec.stacked:
+                per_clip[name] = arr.reshape(1) if arr.ndim == 0 else arr
+                continue
+            if tuple(arr.shape) != spec.row_shape:
+                raise StoreError(
+                    f"{entry.ref.stage}.{name} for clip {clip_id}: shape {arr.shape}, declared {spec.row_shape}"
+                )
+            path = f"{entry.ref.path}/{name}"
+            key = f"{name}/c/{index}" + "/0" * len(spec.row_shape)
+            encoder = self._stacked_encoder(f"{path}/zarr.json")
+            if encoder is None or encoder.spec.shape != (1, *spec.row_shape):
                 open_for_writing(self._zstore, path)[index] = arr
-                keys.append(f"{path}/c/{index}" + "/0" * len(spec.row_shape))
-                meta[f"{name}/zarr.json"] = self._meta_digest(f"{path}/zarr.json")
+                via_zarr.append(key)
             else:
-                if arr.ndim == 0:
-                    arr = arr.reshape(1)
-                path = f"{entry.ref.path}/clips/{clip_id}/{name}"
-                chunks = chunk_shape(arr.shape, arr.dtype.itemsize)
-                self._per_clip_array(path, arr.shape, chunks, arr.dtype)[...] = arr
-                keys.extend(chunk_keys(path, arr.shape, chunks))
-                data = self.backend.read_bytes(f"{path}/zarr.json")
-                if data is None:
-                    raise StoreError(f"array metadata {path}/zarr.json was not written for clip {clip_id}")
-                meta[f"clips/{clip_id}/{name}/zarr.json"] = sha256(data)
-        checksums = {}
-        for key in keys:
-            data = self.backend.read_bytes(key)
+                writes[key] = encoder.encode(arr.reshape(1, *spec.row_shape))
+            meta[f"{name}/zarr.json"] = self._meta_digest(f"{path}/zarr.json")
+        stale = self._per_clip_writes(entry, clip_id, per_clip, writes, via_zarr, meta) if per_clip else []
+        self.backend.write_many({f"{entry.ref.path}/{key}": data for key, data in writes.items()})
+        for key in stale:  # files of an earlier array at the same place that the new one does not overwrite
+            self.backend.delete(f"{entry.ref.path}/{key}")
+        checksums = {key: sha256(data) for key, data in writes.items() if not key.endswith("zarr.json")}
+        for key in via_zarr:
+            data = self.backend.read_bytes(f"{entry.ref.path}/{key}")
             if data is None:
-                raise StoreError(f"chunk {key} was not written for clip {clip_id}")
-            checksums[key.removeprefix(entry.ref.path + "/")] = sha256(data)
+                raise StoreError(f"chunk {entry.ref.path}/{key} was not written for clip {clip_id}")
+            checksums[key] = sha256(data)
         marker = {
             "clip": clip_id,
             "index": index,
@@ -219,27 +228,65 @@ class Committer:
         self.backend.write_bytes(f"{entry.ref.path}/_done/{marker_name(index)}", sealed(marker))
         self.backend.delete(f"{entry.ref.path}/_failed/{marker_name(index)}")
 
-    def _per_clip_array(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype) -> Any:
-        """Open the array when its metadata already matches (chunks are then replaced atomically, in place, so a
-        concurrent writer of the same clip never sees it deleted); create or replace it otherwise (also when its
-        metadata is damaged)."""
-        try:
-            existing = open_for_writing(self._zstore, path)
-            if existing.shape == shape and existing.chunks == chunks and existing.dtype == dtype:
-                return existing
-        except Exception:  # noqa: BLE001 — missing, of another type, or damaged metadata: (re)create below
-            pass
-        return zarr.create_array(
-            store=self._zstore,
-            name=path,
-            shape=shape,
-            chunks=chunks,
-            dtype=dtype,
-            fill_value=0,
-            config=ARRAY_CONFIG,
-            overwrite=True,
-            compressors=compressors_for(dtype, len(shape)),
-        )
+    def _stacked_encoder(self, key: str) -> ChunkEncoder | None:
+        """The chunk encoder of a stacked array (its metadata is immutable once created, so built once a process)."""
+        if key not in self._encoders:
+            data = self.backend.read_bytes(key)
+            if data is None:
+                raise StoreError(f"array metadata {key} is missing")
+            self._encoders[key] = ChunkEncoder.from_document(data, ARRAY_CONFIG)
+        return self._encoders[key]
+
+    def _per_clip_writes(
+        self,
+        entry: Entry,
+        clip_id: str,
+        arrays: dict[str, np.ndarray],
+        writes: dict[str, bytes],
+        via_zarr: list[str],
+        meta: dict[str, str],
+    ) -> list[str]:
+        """Add the files of a clip's per-clip arrays (and the clip's group documents where missing) to ``writes``;
+        the files already there that the new arrays replace without overwriting (to delete after the writes).
+
+        One listing of the clip's folder tells what exists, as zarr's ``overwrite=True`` would have found out with
+        a request per file and parent level."""
+        folder = f"clips/{clip_id}"
+        existing = set(self.backend.list_tree(f"{entry.ref.path}/{folder}"))
+        subject = clip_id.split("/")[0]
+        for group in ("clips", f"clips/{subject}"):
+            key = f"{entry.ref.path}/{group}/zarr.json"
+            if key not in self._known_keys:
+                if not self.backend.exists(key):
+                    writes[f"{group}/zarr.json"] = implicit_group_document()
+                self._known_keys.add(key)
+        if "zarr.json" not in existing:
+            writes[f"{folder}/zarr.json"] = implicit_group_document()
+        stale: list[str] = []
+        for name, arr in arrays.items():
+            path = f"{folder}/{name}"
+            chunks = chunk_shape(arr.shape, arr.dtype.itemsize)
+            template = None if 0 in arr.shape else template_for(
+                arr.dtype, arr.ndim, compressors_for(arr.dtype, arr.ndim), ARRAY_CONFIG
+            )
+            if template is None:  # written by zarr (which also removes what was there)
+                self._per_clip_array(f"{entry.ref.path}/{path}", arr.shape, chunks, arr.dtype)[...] = arr
+                via_zarr.extend(k.removeprefix(entry.ref.path + "/") for k in chunk_keys(
+                    f"{entry.ref.path}/{path}", arr.shape, chunks))
+                data = self.backend.read_bytes(f"{entry.ref.path}/{path}/zarr.json")
+                if data is None:
+                    raise StoreError(f"array metadata {entry.ref.path}/{path}/zarr.json was not written for {clip_id}")
+                meta[f"{path}/zarr.json"] = sha256(data)
+                continue
+            document = template.document(arr.shape, chunks)
+            writes[f"{path}/zarr.json"] = document
+            meta[f"{path}/zarr.json"] = sha256(document)
+            for key, block in regular_chunks(arr, chunks):
+                writes[f"{path}/{key}"] = template.encoder.encode(block)
+            stale.extend(
+                f"{folder}/{key}" for key in existing if key.startswith(f"{name}/") and f"{folder}/{key}" not in writes
+            )
+        return stale
 
     def reuse_clip(self, entry: Entry, index: int, fingerprint: str) -> bool:
         """Commit clip ``index`` by copying its chunks, byte for byte, from an entry of the same recipe where the clip
@@ -270,8 +317,7 @@ class Committer:
                 writes[key], meta[key] = data, digest
             else:
                 meta[key] = self._meta_digest(f"{entry.ref.path}/{key}")
-        for key, data in writes.items():
-            self.backend.write_bytes(f"{entry.ref.path}/{key}", data)
+        self.backend.write_many({f"{entry.ref.path}/{key}": data for key, data in writes.items()})
         record = {
             "clip": clip_id,
             "index": index,

@@ -44,6 +44,8 @@ class FeatureStore(Catalogue, ManifestShelf, Committer, Reader, Verifier):
         self._siblings: dict[EntryRef, list[Entry]] = {}
         self._manifest_cache: dict[str, dict[str, Any]] = {}
         self._meta_digests: dict[str, str] = {}
+        self._encoders: dict[str, Any] = {}  # chunk encoders of stacked arrays, by metadata key
+        self._known_keys: set[str] = set()  # group documents known to exist (never removed while writing)
         try:
             root_meta = self.backend.read_bytes("zarr.json")
         except IsADirectoryError:

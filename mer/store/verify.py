@@ -61,6 +61,8 @@ class Verifier:
     backend: Backend
     location: str
     _zstore: Any
+    _known_keys: set[str]
+    _encoders: dict[str, Any]
 
     def verify(self, progress: Callable[[], None] | None = None) -> list[VerifyIssue]:
         """Every problem found (see :meth:`verify_report` for partial entries and claims too)."""
@@ -299,4 +301,6 @@ class Verifier:
         self._entries.clear()
         self._siblings.clear()
         self._manifest_cache.clear()
+        self._known_keys.clear()
+        self._encoders.clear()
         return done
