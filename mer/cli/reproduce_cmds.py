@@ -61,4 +61,7 @@ def reproduce(
         f"{name}: {result.runs_trained} run(s) trained, {result.runs_skipped} finished run(s) skipped, "
         f"{computed} clip input(s) computed"
     )
-    console.print("tables: " + ", ".join(escape(str(p)) for p in result.files))
+    from mer.report.reproduce_report import write_reproduction
+
+    files = write_reproduction(result.experiment, result.cells, out, quick=quick)
+    console.print("tables: " + ", ".join(escape(str(p)) for p in files))

@@ -84,11 +84,11 @@ class QuickSizes:
 
 @dataclass
 class ReproduceResult:
-    """The filled table (one row per cell), the files written and what was computed or skipped."""
+    """The filled table (one row per cell) and what was computed or skipped; ``mer.report.reproduce_report`` writes
+    it as Markdown, LaTeX, CSV and a figure."""
 
     experiment: Experiment
     cells: pd.DataFrame
-    files: list[Path]
     runs_trained: int = 0
     runs_skipped: int = 0
     clips_computed: dict[str, int] = field(default_factory=dict)
@@ -195,12 +195,11 @@ def reproduce(
     dataset_map: dict[str, str] | None = None,
     log: Log = print,
 ) -> ReproduceResult:
-    """Run experiment ``name`` on ``store`` into ``out``; write ``<name>.md``, ``<name>.tex`` and ``<name>.png``.
+    """Run experiment ``name`` on ``store``, each run into its folder under ``out``; the filled table comes back.
 
     ``quick``: shrink the grid (see :class:`QuickSizes`); every paper dataset then maps to the store's first
     dataset unless ``dataset_map`` says otherwise, and the store's labels are used.
     """
-    from mer.report.reproduce_report import write_reproduction
     from mer.train.distributed import ClusterRun, fold_line, joined_inputs, run_on_cluster
     from mer.train.experiment import run_experiment
 
@@ -224,7 +223,7 @@ def reproduce(
             f"(stored: {', '.join(store.datasets()) or 'none'}); preprocess them first"
         )
     config = options.train_config()
-    result = ReproduceResult(exp, pd.DataFrame(), [])
+    result = ReproduceResult(exp, pd.DataFrame())
     metrics: dict[str, dict[str, Any]] = {}
     folders: dict[str, Path] = {}
     cluster_runs: list[ClusterRun] = []
@@ -278,7 +277,6 @@ def reproduce(
             metrics[on_cluster[done.label]] = res.metrics
             result.runs_trained += 1
     result.cells = cell_table(exp, metrics, folders)
-    result.files = write_reproduction(exp, result.cells, out, quick=quick is not None)
     return result
 
 
