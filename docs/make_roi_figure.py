@@ -20,9 +20,9 @@ import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from mer.datasets.synthetic import make_subject  # noqa: E402
 from mer.pipeline.face.align import align_clip  # noqa: E402
-from mer.pipeline.roi import load_roi_set, roi_boxes  # noqa: E402
+from mer.pipeline.flow.roi import load_roi_set, roi_boxes  # noqa: E402
+from mer.synthetic.clips import make_subject  # noqa: E402
 
 SETS = ("stag6", "stag14", "stag18")
 REGION_COLOURS = {"brow": "#e6194b", "eye": "#3cb4f0", "nose": "#f5c000", "mouth": "#3cd24b"}
