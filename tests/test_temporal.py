@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mer.pipeline.image_ops import minmax_uint8
 from mer.pipeline.temporal.arp import SCHEMES, arp_weights
 from mer.pipeline.temporal.figure import show_mesti_figure
 from mer.pipeline.temporal.rank_pool import rank_pool
-from mer.pipeline.temporal.single_image import encode_clip, minmax_uint8, zscore
+from mer.pipeline.temporal.single_image import encode_clip, zscore
 
 FAST = settings(max_examples=60, deadline=None)
 

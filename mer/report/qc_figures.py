@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mer.pipeline.face.draw import draw_face_figure  # noqa: E402
-from mer.pipeline.temporal.single_image import minmax_uint8  # noqa: E402
+from mer.pipeline.image_ops import minmax_uint8  # noqa: E402
 from mer.report.qc_scores import MEASURES, QC_THRESHOLD  # noqa: E402
 
 THUMB_HEIGHT = 96

@@ -18,17 +18,57 @@ _QMAX = 32767
 
 
 def flow_codec_max_error(scale: float = FLOW_SCALE) -> float:
-    """Worst-case absolute error (px) of ``decode_flow(encode_flow(x, scale), scale)`` for in-range x."""
+    """Worst-case absolute error of a round trip ``decode_flow(encode_flow(x, scale), scale)`` for in-range x.
+
+    Parameters
+    ----------
+    scale : float, default FLOW_SCALE (256)
+        Codes per pixel.
+
+    Returns
+    -------
+    float
+        ``0.5 / scale`` pixels (half a step).
+    """
     return 0.5 / scale
 
 
 def flow_codec_range(scale: float = FLOW_SCALE) -> float:
-    """Largest magnitude (px) stored without clipping: ``32767 / scale``."""
+    """Largest magnitude stored without clipping.
+
+    Parameters
+    ----------
+    scale : float, default FLOW_SCALE (256)
+        Codes per pixel.
+
+    Returns
+    -------
+    float
+        ``32767 / scale`` pixels (≈ 127.996 px at the default scale).
+    """
     return _QMAX / scale
 
 
 def encode_flow(flow: np.ndarray, scale: float = FLOW_SCALE) -> np.ndarray:
-    """Encode a float flow array (any shape) as int16 ``round(flow × scale)``, saturated to ±32767."""
+    """Encode flow values as int16 fixed point, ``round(flow × scale)`` saturated to ±32767.
+
+    Parameters
+    ----------
+    flow : numpy.ndarray
+        Flow values in pixels, any shape and real dtype (rounded in float64, half to even); ±inf saturate.
+    scale : float, default FLOW_SCALE (256)
+        Codes per pixel, ``> 0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int16, same shape, in ``-32767 .. 32767`` (-32768 is never produced).
+
+    Raises
+    ------
+    ValueError
+        If ``scale <= 0`` or ``flow`` contains NaN.
+    """
     if scale <= 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     x = np.asarray(flow, dtype=np.float64)
@@ -40,7 +80,27 @@ def encode_flow(flow: np.ndarray, scale: float = FLOW_SCALE) -> np.ndarray:
 
 
 def decode_flow(code: np.ndarray, scale: float = FLOW_SCALE) -> np.ndarray:
-    """Decode int16 fixed point from :func:`encode_flow` back to float32 pixels (``code / scale``)."""
+    """Decode int16 fixed point from :func:`encode_flow` back to pixels.
+
+    Parameters
+    ----------
+    code : numpy.ndarray
+        int16 codes, any shape.
+    scale : float, default FLOW_SCALE (256)
+        Codes per pixel the codes were made with, ``> 0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, same shape: ``code / scale`` in pixels.
+
+    Raises
+    ------
+    ValueError
+        If ``scale <= 0``.
+    TypeError
+        If ``code`` is not int16.
+    """
     if scale <= 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     code = np.asarray(code)

@@ -18,54 +18,80 @@ Normalisation (``normalise=``) and the channel declaration each choice gives (:f
   ``u_minmax, v_minmax, strain``.
 - ``"none"``: u, v in pixels of the ``S×S`` grid (scaled by the resize factor) and strain unscaled; use it
   when a model should see absolute amplitudes (normalise on the training set instead). Channels ``u, v, strain``.
-Resampling uses ``INTER_AREA`` when shrinking (averages, no aliasing) and ``INTER_LINEAR`` when enlarging.
+Resampling is :func:`mer.pipeline.image_ops.resize_square` (``INTER_AREA`` when no side grows: averages, no
+aliasing; ``INTER_LINEAR`` otherwise), the rule of the single images; ``minmax`` is
+:func:`mer.pipeline.image_ops.minmax_scale` per channel, computed in float64.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-import cv2
 import numpy as np
 
+from mer.pipeline.flow.fields import as_flow, as_flows
 from mer.pipeline.flow.strain import optical_strain
+from mer.pipeline.image_ops import minmax_scale, resize_square
 
 FLOW_IMAGE_SIZES: tuple[int, ...] = (28, 112, 224)
 Normalise = Literal["maxabs", "minmax", "none"]
 NORMALISE_MODES: tuple[str, ...] = ("maxabs", "minmax", "none")
 
 
-def flow_image_channels(normalise: str) -> list[str]:
-    """What the three channels of a flow image are, for augmentation (see :mod:`mer.train.augment`)."""
+def _check_normalise(normalise: str) -> None:
     if normalise not in NORMALISE_MODES:
         raise ValueError(f"unknown normalise {normalise!r}; expected one of {', '.join(NORMALISE_MODES)}")
+
+
+def flow_image_channels(normalise: str) -> list[str]:
+    """What the three channels of a flow image are, for augmentation (see :mod:`mer.train.augment`).
+
+    Parameters
+    ----------
+    normalise : {"maxabs", "minmax", "none"}
+        The normalisation the images were made with.
+
+    Returns
+    -------
+    list of str
+        ``["u_minmax", "v_minmax", "strain"]`` for ``minmax`` (a flip maps u to ``1 - u``), else
+        ``["u", "v", "strain"]`` (signed components: a flip negates u).
+
+    Raises
+    ------
+    ValueError
+        If ``normalise`` is unknown.
+    """
+    _check_normalise(normalise)
     return ["u_minmax", "v_minmax", "strain"] if normalise == "minmax" else ["u", "v", "strain"]
 
 
-def _resize(channel: np.ndarray, size: int) -> np.ndarray:
-    h, w = channel.shape
-    if (h, w) == (size, size):
-        return channel.astype(np.float32, copy=True)
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    return cv2.resize(channel.astype(np.float32), (size, size), interpolation=interp)
-
-
 def resize_flow(flow: np.ndarray, size: int) -> np.ndarray:
-    """Resize an ``H×W×2`` flow to ``size×size``, scaling u by ``size/W`` and v by ``size/H`` (keeps px)."""
-    flow = np.asarray(flow, dtype=np.float32)
-    if flow.ndim != 3 or flow.shape[2] != 2:
-        raise ValueError(f"flow must be H×W×2, got {flow.shape}")
+    """Resize a flow field to ``size×size`` and rescale its vectors, so that they stay in pixels of the new grid.
+
+    Parameters
+    ----------
+    flow : numpy.ndarray
+        ``H×W×2`` field ``(u, v)`` in pixels of the ``H×W`` grid.
+    size : int
+        Side of the output in pixels, ``>= 1``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``size×size×2``: each component resampled by :func:`mer.pipeline.image_ops.resize_square`, then
+        u multiplied by ``size / W`` and v by ``size / H`` (pixels of the ``size×size`` grid).
+
+    Raises
+    ------
+    ValueError
+        If ``flow`` is not ``H×W×2`` or ``size < 1``.
+    """
+    flow = as_flow(flow)
     h, w = flow.shape[:2]
-    u = _resize(flow[..., 0], size) * np.float32(size / w)
-    v = _resize(flow[..., 1], size) * np.float32(size / h)
+    u = resize_square(flow[..., 0], size) * np.float32(size / w)
+    v = resize_square(flow[..., 1], size) * np.float32(size / h)
     return np.stack([u, v], axis=-1)
-
-
-def _minmax(channel: np.ndarray) -> np.ndarray:
-    lo, hi = float(channel.min()), float(channel.max())
-    if not hi > lo:
-        return np.zeros_like(channel, dtype=np.float32)
-    return ((channel - lo) / (hi - lo)).astype(np.float32)
 
 
 def _maxabs(img: np.ndarray) -> np.ndarray:
@@ -81,29 +107,68 @@ def _maxabs(img: np.ndarray) -> np.ndarray:
 
 
 def flow_image(flow: np.ndarray, size: int = 28, normalise: Normalise = "maxabs") -> np.ndarray:
-    """Network input ``3×size×size`` float32 from one ``H×W×2`` flow: channels (u, v, optical strain).
+    """Network input of one flow field: channels (u, v, optical strain), resized and normalised.
 
-    See the module docstring for the resize and normalisation rules. ``size`` is usually 28, 112 or 224.
+    Strain is computed at full resolution and resampled without scaling; u and v are resized by
+    :func:`resize_flow` (see the module docstring for the normalisations).
+
+    Parameters
+    ----------
+    flow : numpy.ndarray
+        ``H×W×2`` field ``(u, v)`` in pixels.
+    size : int, default 28
+        Side of the output in pixels, usually one of :data:`FLOW_IMAGE_SIZES` (28, 112, 224).
+    normalise : {"maxabs", "minmax", "none"}, default "maxabs"
+        ``maxabs``: u, v over the largest vector length (in [-1, 1]), strain over its maximum (in [0, 1]);
+        ``minmax``: each channel to 0..1 by its own min and max; ``none``: u, v in pixels of the
+        ``size×size`` grid and strain (dimensionless) unscaled.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``3×size×size``, C-contiguous, channels named by :func:`flow_image_channels`.
+
+    Raises
+    ------
+    ValueError
+        If ``flow`` is not ``H×W×2``, ``size < 1`` or ``normalise`` is unknown.
     """
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    if normalise not in NORMALISE_MODES:
-        raise ValueError(f"unknown normalise {normalise!r}; expected one of {', '.join(NORMALISE_MODES)}")
-    strain = _resize(optical_strain(flow), size)
+    _check_normalise(normalise)
+    strain = resize_square(optical_strain(flow), size)
     uv = resize_flow(flow, size)
     img = np.stack([uv[..., 0], uv[..., 1], strain], axis=0)
     if normalise == "minmax":
-        img = np.stack([_minmax(c) for c in img], axis=0)
+        img = np.stack([minmax_scale(c) for c in img], axis=0)
     elif normalise == "maxabs":
         img = _maxabs(img)
     return np.ascontiguousarray(img, dtype=np.float32)
 
 
 def flow_images(flows: np.ndarray, size: int = 28, normalise: Normalise = "maxabs") -> np.ndarray:
-    """Batch version of :func:`flow_image`: ``P×H×W×2`` → ``P×3×size×size`` float32."""
-    flows = np.asarray(flows)
-    if flows.ndim != 4:
-        raise ValueError(f"flows must be P×H×W×2, got {flows.shape}")
+    """Flow images of a stack of fields, one :func:`flow_image` each.
+
+    Parameters
+    ----------
+    flows : numpy.ndarray
+        ``P×H×W×2`` fields ``(u, v)`` in pixels.
+    size : int, default 28
+        Side of the output in pixels.
+    normalise : {"maxabs", "minmax", "none"}, default "maxabs"
+        As in :func:`flow_image` (per image).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``P×3×size×size``.
+
+    Raises
+    ------
+    ValueError
+        If ``flows`` is not ``P×H×W×2``, ``size < 1`` or ``normalise`` is unknown.
+    """
+    flows = as_flows(flows)
     out = np.empty((len(flows), 3, size, size), dtype=np.float32)
     for i, f in enumerate(flows):
         out[i] = flow_image(f, size, normalise)

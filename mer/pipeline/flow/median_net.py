@@ -40,10 +40,20 @@ def _odd_even_merge(lo: int, n: int, r: int) -> Iterator[tuple[int, int]]:
 def selection_network(k: int) -> tuple[tuple[tuple[int, str, int, int], ...], int]:
     """Min/max operations selecting the median of ``k`` sorted columns of ``k`` values.
 
-    Inputs are nodes ``k·c + i`` (the i-th smallest of column c). Returns ``(ops, out)``: ``ops`` are
-    ``(node, "min" | "max", a, b)`` in execution order, ``out`` the node holding the median. Built by merging
-    the columns (padded with +∞ to a power-of-two square) pairwise with Batcher's network, propagating the
-    constants symbolically and dropping every operation the middle output does not depend on.
+    Built by merging the columns (padded with +∞ to a power-of-two square) pairwise with Batcher's network,
+    propagating the constants symbolically and dropping every operation the middle output does not depend on.
+
+    Parameters
+    ----------
+    k : int
+        Window side (3 or 5 in use; any ``k >= 1`` is built).
+
+    Returns
+    -------
+    tuple
+        ``(ops, out)``. Inputs are nodes ``k·c + i`` (the i-th smallest of column c); ``ops`` are
+        ``(node, "min" | "max", a, b)`` in execution order, each writing a new node; ``out`` (int) is the node
+        holding the median.
     """
     width = 1
     while width < k:
@@ -84,8 +94,25 @@ CPU_CHUNK = 1 << 17
 
 
 def median_filter(u: torch.Tensor, size: int) -> torch.Tensor:
-    """``size×size`` median (size 3 or 5) of each ``H×W`` map of ``…×H×W``, border replicated as
-    ``cv2.medianBlur`` does → same shape and dtype."""
+    """``size×size`` median of each map, border replicated as ``cv2.medianBlur`` does.
+
+    Parameters
+    ----------
+    u : torch.Tensor
+        ``…×H×W`` maps, any real dtype and device.
+    size : int
+        Window side, 3 or 5.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape, dtype and device as ``u``: the median of each pixel's window.
+
+    Raises
+    ------
+    ValueError
+        If ``size`` is not 3 or 5.
+    """
     if size not in _SORT:
         raise ValueError(f"median size {size}: 3 or 5 supported")
     h, w = u.shape[-2:]

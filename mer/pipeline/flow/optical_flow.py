@@ -44,14 +44,22 @@ class FarnebackParams:
     sensor noise: a Gaussian window and poly_sigma 1.1 (the value OpenCV documents for poly_n 5) cut the
     median error by 10–40 % on motions ≥ 1 px at no cost in speed (≈15 ms per pair).
 
-    Attributes:
-        pyr_scale: image scale (<1) between pyramid levels.
-        levels: number of pyramid levels (including the full-resolution one).
-        winsize: averaging window size; larger is smoother and more robust to noise.
-        iterations: iterations per pyramid level.
-        poly_n: pixel neighbourhood of the polynomial expansion (5 or 7).
-        poly_sigma: Gaussian sigma of the polynomial expansion (1.1 for poly_n 5, 1.5 for poly_n 7).
-        gaussian: use a Gaussian window instead of a box filter (``OPTFLOW_FARNEBACK_GAUSSIAN``).
+    Attributes
+    ----------
+    pyr_scale : float, default 0.5
+        Image scale (<1) between pyramid levels.
+    levels : int, default 3
+        Number of pyramid levels (including the full-resolution one).
+    winsize : int, default 15
+        Averaging window size; larger is smoother and more robust to noise.
+    iterations : int, default 3
+        Iterations per pyramid level.
+    poly_n : int, default 5
+        Pixel neighbourhood of the polynomial expansion (5 or 7).
+    poly_sigma : float, default 1.1
+        Gaussian sigma of the polynomial expansion (1.1 for poly_n 5, 1.5 for poly_n 7).
+    gaussian : bool, default True
+        Use a Gaussian window instead of a box filter (``OPTFLOW_FARNEBACK_GAUSSIAN``).
     """
 
     pyr_scale: float = 0.5
@@ -67,9 +75,24 @@ class FarnebackParams:
 # Kernels
 # --------------------------------------------------------------------------------------------------------
 def to_grey(frame: np.ndarray) -> np.ndarray:
-    """Convert an RGB ``H×W×3`` uint8 frame to grey ``H×W`` uint8 (ITU-R 601 luma, as OpenCV's RGB2GRAY).
+    """Convert a frame to grey levels (ITU-R 601 luma, as OpenCV's ``COLOR_RGB2GRAY``).
 
-    A frame that is already ``H×W`` is returned unchanged (contiguous).
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        uint8 RGB ``H×W×3``, or grey ``H×W`` / ``H×W×1``.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``H×W``, C-contiguous, grey levels 0..255 (a grey frame unchanged).
+
+    Raises
+    ------
+    TypeError
+        If ``frame`` is not uint8.
+    ValueError
+        If ``frame`` is not ``H×W``, ``H×W×1`` or ``H×W×3``.
     """
     frame = np.asarray(frame)
     if frame.dtype != np.uint8:
@@ -91,10 +114,30 @@ def _grey_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def farneback(a: np.ndarray, b: np.ndarray, params: FarnebackParams | None = None, **overrides) -> np.ndarray:
-    """Farneback dense flow from frame ``a`` to frame ``b`` → float32 ``H×W×2`` (u, v) in pixels.
+    """Farneback dense flow from frame ``a`` to frame ``b``.
 
-    Fast (≈14–17 ms CPU at 256×256) but smoother and less accurate than TV-L1. ``overrides`` replace fields of
-    ``params`` (e.g. ``farneback(a, b, winsize=21)``).
+    Fast (≈14–17 ms CPU at 256×256) but smoother and less accurate than TV-L1.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        uint8 frames of one size, RGB ``H×W×3`` or grey ``H×W`` (see :func:`to_grey`).
+    params : FarnebackParams, optional
+        Kernel parameters (default ``FarnebackParams()``).
+    **overrides
+        Fields of ``params`` to replace (e.g. ``farneback(a, b, winsize=21)``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``H×W×2``, ``(u, v)`` in pixels with ``a(x, y) ≈ b(x + u, y + v)``.
+
+    Raises
+    ------
+    ValueError
+        If the frames differ in size or are not frames (see :func:`to_grey`).
+    TypeError
+        If ``params`` is not a ``FarnebackParams`` or a frame is not uint8; an unknown override field.
     """
     p = _params(FarnebackParams, params, overrides)
     ga, gb = _grey_pair(a, b)
@@ -124,10 +167,31 @@ def _tvl1_engine(p: TVL1Params):
 
 
 def tvl1(a: np.ndarray, b: np.ndarray, params: TVL1Params | None = None, **overrides) -> np.ndarray:
-    """Dual TV-L1 dense flow from frame ``a`` to frame ``b`` → float32 ``H×W×2`` (u, v) in pixels.
+    """Dual TV-L1 dense flow from frame ``a`` to frame ``b`` (OpenCV's ``DualTVL1OpticalFlow``).
 
     Accurate, edge-preserving flow (the usual choice in MER papers); ≈0.44 s CPU per 256×256 pair with
     the default parameters. A fresh OpenCV object is built per call, so the result never depends on a previous call.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        uint8 frames of one size, RGB ``H×W×3`` or grey ``H×W`` (see :func:`to_grey`).
+    params : TVL1Params, optional
+        Kernel parameters (default ``TVL1Params()``).
+    **overrides
+        Fields of ``params`` to replace (e.g. ``tvl1(a, b, warps=3)``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``H×W×2``, ``(u, v)`` in pixels with ``a(x, y) ≈ b(x + u, y + v)``.
+
+    Raises
+    ------
+    ValueError
+        If the frames differ in size or are not frames (see :func:`to_grey`).
+    TypeError
+        If ``params`` is not a ``TVL1Params`` or a frame is not uint8; an unknown override field.
     """
     p = _params(TVL1Params, params, overrides)
     ga, gb = _grey_pair(a, b)
@@ -152,8 +216,29 @@ def compute_flow(
     params: FarnebackParams | TVL1Params | None = None,
     device: str = "cpu",
 ) -> np.ndarray:
-    """Flow from ``a`` to ``b`` with the named method (``farneback``, ``tvl1``, ``tvl1-torch``) → ``H×W×2``
-    float32. ``device`` (``auto``, ``cpu``, ``cuda``) is used by ``tvl1-torch`` only."""
+    """Flow from frame ``a`` to frame ``b`` with the named method.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        uint8 frames of one size, RGB ``H×W×3`` or grey ``H×W``.
+    method : {"farneback", "tvl1", "tvl1-torch"}, default "tvl1"
+        The kernel: :func:`farneback`, :func:`tvl1` or :func:`mer.pipeline.flow.tvl1_torch.tvl1_torch_batch`.
+    params : FarnebackParams or TVL1Params, optional
+        The method's parameters (its defaults when None).
+    device : str, default "cpu"
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; used by ``tvl1-torch`` only.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``H×W×2``, ``(u, v)`` in pixels.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown, or the frames or ``device`` are invalid.
+    """
     if method == "tvl1-torch":
         return compute_flow_batch(to_grey(a)[None], to_grey(b)[None], method, params, device)[0]
     if method == "farneback":
@@ -170,9 +255,31 @@ def compute_flow_batch(
     params: FarnebackParams | TVL1Params | None = None,
     device: str = "cpu",
 ) -> np.ndarray:
-    """Flows of pairs ``(first[k], second[k])`` of grey uint8 ``B×H×W`` stacks → float32 ``B×H×W×2``.
+    """Flows of the pairs ``(first[k], second[k])`` of two frame stacks.
 
-    ``tvl1-torch`` runs the pairs in batches on ``device``; the OpenCV methods run them one by one.
+    ``tvl1-torch`` runs the pairs in batches on ``device`` (importing torch on its first use); the OpenCV
+    methods run them one by one.
+
+    Parameters
+    ----------
+    first, second : numpy.ndarray
+        uint8 grey ``B×H×W`` stacks of one shape (flow from ``first[k]`` to ``second[k]``).
+    method : {"farneback", "tvl1", "tvl1-torch"}, default "tvl1"
+        The kernel (see :func:`compute_flow`).
+    params : FarnebackParams or TVL1Params, optional
+        The method's parameters (its defaults when None).
+    device : str, default "cpu"
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; used by ``tvl1-torch`` only.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``B×H×W×2``, ``(u, v)`` in pixels.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown, or the frames or ``device`` are invalid.
     """
     if method in TORCH_METHODS:
         from mer.pipeline.flow.tvl1_torch import tvl1_torch_batch  # torch is imported only when asked for
@@ -188,11 +295,27 @@ def compute_flow_batch(
 # Frame pairs
 # --------------------------------------------------------------------------------------------------------
 def frame_pairs(mode: PairMode, n_frames: int, apex: int | None = None) -> list[tuple[int, int]]:
-    """Index pairs ``(a, b)`` (flow from frame a to frame b) of a clip of ``n_frames`` frames onset→offset.
+    """The frame pairs ``(a, b)`` (flow from frame a to frame b) a pair mode takes from a clip.
 
-    Modes: ``onset-apex`` → ``[(0, apex)]``; ``apex-offset`` → ``[(apex, T-1)]``; ``sequence`` → consecutive
-    ``[(0,1), …, (T-2,T-1)]``; ``from-onset`` → ``[(0,1), (0,2), …, (0,T-1)]``. ``apex`` is 0-based inside
-    the clip and needed only by the first two modes. A one-frame clip has no consecutive pairs.
+    Parameters
+    ----------
+    mode : {"onset-apex", "apex-offset", "sequence", "from-onset"}
+        ``onset-apex`` → ``[(0, apex)]``; ``apex-offset`` → ``[(apex, T-1)]``; ``sequence`` → consecutive
+        ``[(0,1), …, (T-2,T-1)]``; ``from-onset`` → ``[(0,1), (0,2), …, (0,T-1)]``.
+    n_frames : int
+        Clip length ``T >= 1``, onset to offset.
+    apex : int, optional
+        0-based position of the apex within the clip (onset = 0); needed only by the first two modes.
+
+    Returns
+    -------
+    list of tuple of int
+        0-based positions ``(a, b)`` within the clip; empty for ``sequence``/``from-onset`` on a one-frame clip.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is unknown, ``n_frames < 1``, or ``apex`` is missing or outside ``0 .. T-1`` where needed.
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
@@ -218,10 +341,34 @@ def compute_flows(
     params: FarnebackParams | TVL1Params | None = None,
     device: str = "cpu",
 ) -> np.ndarray:
-    """Flows of all pairs of ``frame_pairs(mode, T, apex)`` over a clip ``T×H×W(×3)`` → float32 ``P×H×W×2``.
+    """Flows of all the pairs a pair mode takes from a clip (:func:`frame_pairs`), in pair order.
 
-    Each frame is converted to grey once; ``tvl1-torch`` runs the pairs in batches on ``device``. An empty pair
-    list gives a ``0×H×W×2`` array.
+    Each frame is converted to grey once; ``tvl1-torch`` runs the pairs in batches on ``device``.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray or sequence of numpy.ndarray
+        Clip ``T×H×W×3`` (uint8 RGB) or ``T×H×W`` (grey), onset first.
+    mode : {"onset-apex", "apex-offset", "sequence", "from-onset"}
+        The pair mode (see :func:`frame_pairs`).
+    apex : int, optional
+        0-based position of the apex within the clip; needed by ``onset-apex`` and ``apex-offset``.
+    method : {"farneback", "tvl1", "tvl1-torch"}, default "tvl1"
+        The kernel (see :func:`compute_flow`).
+    params : FarnebackParams or TVL1Params, optional
+        The method's parameters (its defaults when None).
+    device : str, default "cpu"
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; used by ``tvl1-torch`` only.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``P×H×W×2``, ``(u, v)`` in pixels; ``0×H×W×2`` when the mode gives no pair.
+
+    Raises
+    ------
+    ValueError
+        If the clip is empty, or the mode, apex, method or device is invalid.
     """
     n = len(frames)
     if n == 0:
@@ -251,6 +398,25 @@ def recommended_cv_threads(method: FlowMethod, workers: int, cores: int | None =
     2 workers × 2 threads (oversubscribed) fell to ≈60 %. Results are bit-identical for any thread count.
     ``cores`` defaults to ``os.cpu_count()``. ``tvl1-torch`` uses no OpenCV thread in its loop (it sets its own
     PyTorch threads, see :func:`mer.pipeline.flow.tvl1_torch.tvl1_torch_batch`): 1.
+
+    Parameters
+    ----------
+    method : {"farneback", "tvl1", "tvl1-torch"}
+        The flow method the workers run.
+    workers : int
+        Worker processes, ``>= 1``.
+    cores : int, optional
+        CPU cores they share (default ``os.cpu_count()``).
+
+    Returns
+    -------
+    int
+        Threads for ``cv2.setNumThreads`` in each worker, ``>= 1``.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown or ``workers < 1``.
     """
     if method not in FLOW_METHODS:
         raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")

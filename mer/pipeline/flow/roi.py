@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mer.pipeline.flow.fields import as_flow, as_flows
+
 DEFAULT_TOP_PERCENT = 20.0
 DEFAULT_LENGTH = 32
 IOD_LANDMARKS = (39, 42)
@@ -67,7 +69,13 @@ def _roi_dir():
 
 
 def available_roi_sets() -> list[str]:
-    """Names of the ROI sets shipped with the package (file stems in ``mer/pipeline/flow/roi_sets``)."""
+    """Names of the ROI sets shipped with the package.
+
+    Returns
+    -------
+    list of str
+        Sorted file stems of the TOML files in ``mer/pipeline/flow/roi_sets`` (e.g. ``["stag14", "stag18", "stag6"]``).
+    """
     return sorted(p.name[:-5] for p in _roi_dir().iterdir() if p.name.endswith(".toml"))
 
 
@@ -99,8 +107,27 @@ def _load_named(name: str) -> RoiSet:
 
 
 def load_roi_set(roi_set: str | Path | RoiSet) -> RoiSet:
-    """Return a :class:`RoiSet` from a shipped name (``"stag6"``, ``"stag14"``, ``"stag18"``), a TOML path
-    or an existing ``RoiSet`` (returned as is)."""
+    """Load a ROI set by name or path.
+
+    Parameters
+    ----------
+    roi_set : str or pathlib.Path or RoiSet
+        A shipped name (``"stag6"``, ``"stag14"``, ``"stag18"``; loaded once per process), a TOML file (a
+        ``Path`` or a name ending in ``.toml``) or a ``RoiSet`` (returned as is).
+
+    Returns
+    -------
+    RoiSet
+        The ROIs in channel order.
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown or the file is malformed (landmark outside 0..67, pad without 4 values,
+        duplicate names, missing keys).
+    OSError
+        If a TOML path cannot be read.
+    """
     if isinstance(roi_set, RoiSet):
         return roi_set
     if isinstance(roi_set, Path) or str(roi_set).endswith(".toml"):
@@ -121,10 +148,27 @@ def roi_boxes(
     roi_set: str | Path | RoiSet = "stag6",
     image_shape: tuple[int, ...] | None = None,
 ) -> dict[str, Box]:
-    """Integer boxes ``{name: (x0, y0, x1, y1)}`` (half-open, pixels) of each ROI for 68×2 landmarks.
+    """Integer pixel box of each ROI of a set around a face's landmarks (the box rule of the module docstring).
 
-    With ``image_shape`` (``H, W, …``) boxes are clipped to the image (possibly empty: ``x0 == x1``);
-    draw one with ``cv2.rectangle(img, (x0, y0), (x1 − 1, y1 − 1), …)``.
+    Parameters
+    ----------
+    landmarks : numpy.ndarray
+        ``68×2`` dlib landmarks ``(x, y)`` in pixels (0-based columns, rows).
+    roi_set : str or pathlib.Path or RoiSet, default "stag6"
+        The ROI set (see :func:`load_roi_set`).
+    image_shape : tuple of int, optional
+        ``(H, W, …)`` of the image; when given, boxes are clipped to it (possibly empty: ``x0 == x1``).
+
+    Returns
+    -------
+    dict of str to tuple of int
+        ``{name: (x0, y0, x1, y1)}`` in the set's order, half-open (columns ``x0 … x1−1``, rows ``y0 … y1−1``);
+        draw one with ``cv2.rectangle(img, (x0, y0), (x1 − 1, y1 − 1), …)``.
+
+    Raises
+    ------
+    ValueError
+        If ``landmarks`` is not ``68×2`` or the ROI set is unknown or malformed.
     """
     rs = load_roi_set(roi_set)
     lm = _check_landmarks(landmarks)
@@ -162,11 +206,32 @@ def roi_flow(
     roi_set: str | Path | RoiSet = "stag6",
     top_percent: float = DEFAULT_TOP_PERCENT,
 ) -> np.ndarray:
-    """Dominant motion per ROI → float32 ``R×2`` (u, v): the mean flow of the top ``top_percent`` % pixels
-    by magnitude inside each ROI box (STAG eq. 9–11), in the ROI set's order."""
-    flow = np.asarray(flow, dtype=np.float32)
-    if flow.ndim != 3 or flow.shape[2] != 2:
-        raise ValueError(f"flow must be H×W×2, got {flow.shape}")
+    """Dominant motion of each ROI: the mean flow of its ``top_percent`` % pixels of largest magnitude (STAG eq. 9–11).
+
+    Parameters
+    ----------
+    flow : numpy.ndarray
+        ``H×W×2`` field ``(u, v)`` in pixels.
+    landmarks : numpy.ndarray
+        ``68×2`` landmarks ``(x, y)`` in pixels of the same frame as ``flow``.
+    roi_set : str or pathlib.Path or RoiSet, default "stag6"
+        The ROI set (see :func:`load_roi_set`).
+    top_percent : float, default 20.0
+        Share of each box's pixels kept, in percent, in ``(0, 100]`` (at least one pixel).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``R×2``: mean ``(u, v)`` in pixels per ROI, in the set's order; ``(0, 0)`` for a box wholly
+        outside the image.
+
+    Raises
+    ------
+    ValueError
+        If ``flow`` is not ``H×W×2``, ``landmarks`` not ``68×2``, ``top_percent`` outside ``(0, 100]``, or the
+        ROI set is unknown or malformed.
+    """
+    flow = as_flow(flow)
     if not 0 < top_percent <= 100:
         raise ValueError(f"top_percent must be in (0, 100], got {top_percent}")
     rs = load_roi_set(roi_set)
@@ -179,8 +244,26 @@ def roi_flow(
 
 
 def resample_time(x: np.ndarray, length: int) -> np.ndarray:
-    """Linearly resample the first (time) axis of ``x`` to ``length`` samples, ends kept (a single sample
-    is repeated) → float32."""
+    """Linearly resample the first (time) axis of an array, first and last samples kept.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``N×…`` array, ``N >= 1`` samples along axis 0, any real dtype.
+    length : int
+        Number of output samples, ``>= 1``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``length×…``: sample ``k`` at position ``k·(N−1)/(length−1)`` of the input, linearly
+        interpolated; a single input sample is repeated.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is empty or ``length < 1``.
+    """
     x = np.asarray(x, dtype=np.float32)
     n = len(x)
     if n == 0:
@@ -202,14 +285,36 @@ def roi_sequence(
     length: int = DEFAULT_LENGTH,
     top_percent: float = DEFAULT_TOP_PERCENT,
 ) -> np.ndarray:
-    """STAG input tensor ``length×R×2`` float32 from a clip's flows ``P×H×W×2`` (usually consecutive pairs).
+    """STAG's input: the ROI motion of each flow of a clip (:func:`roi_flow`), resampled to ``length`` steps.
 
-    Flow ``i`` is aggregated with the boxes of ``landmarks_per_frame[i]`` (the source frame of pair i→i+1);
-    a single ``68×2`` array (or ``1×68×2``) serves every flow. The ``P`` ROI vectors are then resampled to
-    ``length`` time steps by linear interpolation (first and last kept).
+    Parameters
+    ----------
+    flows : numpy.ndarray
+        ``P×H×W×2`` fields ``(u, v)`` in pixels, ``P >= 1`` (usually consecutive pairs ``i → i+1``).
+    landmarks_per_frame : numpy.ndarray
+        ``F×68×2`` landmarks ``(x, y)`` in pixels, ``F >= P``: flow ``i`` is aggregated with the boxes of
+        ``landmarks_per_frame[i]`` (the source frame of pair ``i → i+1``); a single ``68×2`` (or ``1×68×2``)
+        array serves every flow.
+    roi_set : str or pathlib.Path or RoiSet, default "stag6"
+        The ROI set (see :func:`load_roi_set`).
+    length : int, default 32
+        Time steps of the output (linear interpolation, first and last kept; see :func:`resample_time`).
+    top_percent : float, default 20.0
+        Share of each box's pixels kept, in percent (see :func:`roi_flow`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``length×R×2``, ``(u, v)`` in pixels per step and ROI.
+
+    Raises
+    ------
+    ValueError
+        If ``flows`` is not ``P×H×W×2`` with ``P >= 1``, there are fewer landmark sets than flows, or an
+        argument of :func:`roi_flow` is invalid.
     """
-    flows = np.asarray(flows)
-    if flows.ndim != 4 or flows.shape[-1] != 2 or len(flows) == 0:
+    flows = as_flows(flows)
+    if len(flows) == 0:
         raise ValueError(f"flows must be P×H×W×2 with P >= 1, got {flows.shape}")
     lms = np.asarray(landmarks_per_frame, dtype=np.float32)
     if lms.ndim == 2:
@@ -222,24 +327,53 @@ def roi_sequence(
 
 
 def flow_motion(flows: np.ndarray, remove_global: bool = False) -> np.ndarray:
-    """Mean flow magnitude of each field of ``P×H×W×2`` → float64 ``P`` (the motion score of a frame).
+    """Motion score of each flow field: its mean vector length.
 
-    ``remove_global`` first subtracts each field's median vector, so that head drift (global) does not count and
-    facial movements (local) do.
+    Parameters
+    ----------
+    flows : numpy.ndarray
+        ``P×H×W×2`` fields ``(u, v)`` in pixels.
+    remove_global : bool, default False
+        First subtract each field's median vector, so that head drift (global) does not count and facial
+        movements (local) do.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``P``: mean ``|(u, v)|`` over the pixels of each field, in pixels.
+
+    Raises
+    ------
+    ValueError
+        If ``flows`` is not ``P×H×W×2``.
     """
-    flows = np.asarray(flows, dtype=np.float32)
-    if flows.ndim != 4 or flows.shape[-1] != 2:
-        raise ValueError(f"flows must be P×H×W×2, got {flows.shape}")
+    flows = as_flows(flows)
     if remove_global:
         flows = flows - np.median(flows.reshape(len(flows), -1, 2), axis=1)[:, None, None, :]
     return np.sqrt(np.einsum("phwc,phwc->phw", flows, flows)).mean(axis=(1, 2), dtype=np.float64)
 
 
 def top_k_frames(flows: np.ndarray, k: int, remove_global: bool = False) -> np.ndarray:
-    """Indices (ascending, i.e. in time order) of the ``k`` flows with the largest mean magnitude.
+    """The ``k`` flows of largest motion (:func:`flow_motion`), in time order.
 
-    ``remove_global`` ranks by local motion (see :func:`flow_motion`). Ties go to the earlier frame; ``k >= P``
-    returns every index.
+    Parameters
+    ----------
+    flows : numpy.ndarray
+        ``P×H×W×2`` fields ``(u, v)`` in pixels.
+    k : int
+        How many to keep, ``>= 1``; ``k >= P`` keeps every index.
+    remove_global : bool, default False
+        Rank by local motion (each field's median vector removed, see :func:`flow_motion`).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, ``min(k, P)`` 0-based indices into ``flows``, ascending; ties go to the earlier field.
+
+    Raises
+    ------
+    ValueError
+        If ``k < 1`` or ``flows`` is not ``P×H×W×2``.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")

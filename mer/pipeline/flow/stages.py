@@ -186,7 +186,7 @@ FLOW = register(
 FLOW_IMAGE = register(
     Stage(
         "flow-image",
-        "2",
+        "3",  # 3: min-max in float64 and INTER_AREA whenever no side grows (mer.pipeline.image_ops), as single images
         FlowImageParams,
         ("flow",),
         (Output("image", "float32", lambda p: (3, p.size, p.size), ("channel", "y", "x")),),

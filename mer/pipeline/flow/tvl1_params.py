@@ -15,18 +15,30 @@ class TVL1Params:
     same end-point error (median 0.03–0.07 px where the face moves). 0.05 is faster still (≈0.19 s) but
     ≈1.5× less accurate on sub-pixel motion.
 
-    Attributes:
-        tau: time step of the numerical scheme (stable for <= 0.25).
-        lambda_: data-term weight; smaller gives smoother flow.
-        theta: tightness of the coupling between the two sub-problems.
-        nscales: number of pyramid scales.
-        warps: warpings per scale.
-        epsilon: stopping threshold of the inner iterations.
-        inner_iterations: inner iterations per warp.
-        outer_iterations: outer iterations per warp.
-        scale_step: pyramid scale step.
-        gamma: weight of the gradient-constancy term (0 disables it).
-        median_filtering: median filter size applied to the flow between warps (odd; 1 disables it).
+    Attributes
+    ----------
+    tau : float, default 0.25
+        Time step of the numerical scheme (stable for <= 0.25).
+    lambda_ : float, default 0.15
+        Data-term weight; smaller gives smoother flow.
+    theta : float, default 0.3
+        Tightness of the coupling between the two sub-problems.
+    nscales : int, default 5
+        Number of pyramid scales.
+    warps : int, default 5
+        Warpings per scale.
+    epsilon : float, default 0.02
+        Stopping threshold of the inner iterations.
+    inner_iterations : int, default 30
+        Inner iterations per warp.
+    outer_iterations : int, default 10
+        Outer iterations per warp.
+    scale_step : float, default 0.8
+        Pyramid scale step.
+    gamma : float, default 0.0
+        Weight of the gradient-constancy term (0 disables it).
+    median_filtering : int, default 5
+        Median filter size applied to the flow between warps (odd; 1 disables it).
     """
 
     tau: float = 0.25

@@ -38,8 +38,24 @@ MIN_SIZE = 16
 
 
 def check_device(device: str) -> str:
-    """A device name as stored in a flow key: ``auto`` → ``cuda`` when available, else ``cpu``; ``cpu``,
-    ``cuda`` and ``cuda:N`` are kept (whether CUDA exists is checked when the kernel runs)."""
+    """The device name a flow key stores for a ``device`` option.
+
+    Parameters
+    ----------
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Returns
+    -------
+    str
+        ``auto`` → ``cuda`` when CUDA is available, else ``cpu``; the others unchanged (whether CUDA exists is
+        checked when the kernel runs, by :func:`resolve_device`).
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is none of these.
+    """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device in ("cpu", "cuda") or re.fullmatch(r"cuda:\d+", device):
@@ -48,22 +64,48 @@ def check_device(device: str) -> str:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cpu``, ``cuda`` or ``cuda:N`` as given (CUDA must exist)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r}: no CUDA device is available (use cpu or auto)")
-        return torch.device(device)
-    raise ValueError(f"device={device!r}; choose one of {', '.join(DEVICES)}")
+    """The torch device a ``device`` option runs on.
+
+    Parameters
+    ----------
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (see :func:`check_device`).
+
+    Returns
+    -------
+    torch.device
+        CUDA for ``auto`` when available, else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` as given.
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a device name, or names CUDA where none is available.
+    """
+    name = check_device(device)
+    if name != "cpu" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: no CUDA device is available (use cpu or auto)")
+    return torch.device(name)
 
 
 def default_batch_size(device: torch.device, height: int, width: int) -> int:
-    """Pairs per batch. CPU: about 64k pixels a batch (1 pair at 256×256), as larger batches fall out of cache
-    (measured 0.51 s CPU a pair one at a time, 0.62 s in batches of 8). CUDA: as many as fit in a quarter of the
-    free memory at ≈ 40 float32 maps per pair (state, warped images, temporaries), at most 512."""
+    """Pairs per batch of :func:`tvl1_torch_batch` on a device.
+
+    CPU: about 64k pixels a batch (1 pair at 256×256), as larger batches fall out of cache (measured 0.51 s CPU a
+    pair one at a time, 0.62 s in batches of 8). CUDA: as many as fit in a quarter of the free memory at ≈ 40
+    float32 maps per pair (state, warped images, temporaries), at most 512.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the batch runs.
+    height, width : int
+        Frame size in pixels.
+
+    Returns
+    -------
+    int
+        Pairs per batch, ``>= 1``.
+    """
     if device.type != "cuda":
         return max(1, (1 << 16) // (height * width))
     free, _ = torch.cuda.mem_get_info(device)
@@ -97,34 +139,95 @@ def _resize_axis(x: torch.Tensor, dim: int, n_out: int, scale: float) -> torch.T
 
 
 def resize_linear(x: torch.Tensor, height: int, width: int, scale_y: float, scale_x: float) -> torch.Tensor:
-    """Bilinear resize of ``…×H×W`` float32 maps to ``height×width`` as ``cv::resize`` INTER_LINEAR does it
-    (horizontal pass, then vertical); ``scale_*`` = source pixels per output pixel."""
+    """Bilinear resize of maps as ``cv::resize`` INTER_LINEAR does it (horizontal pass, then vertical).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        float32 ``…×H×W`` maps.
+    height, width : int
+        Output size in pixels.
+    scale_y, scale_x : float
+        Source pixels per output pixel along y and x (``H / height``, ``W / width`` for a plain resize).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 ``…×height×width`` on the device of ``x``, values in the unit of ``x``.
+    """
     return _resize_axis(_resize_axis(x, -1, width, scale_x), -2, height, scale_y)
 
 
 def centred_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(∂x, ∂y)`` of ``B×H×W`` maps: half the central difference, one-sided halves on the border rows/columns."""
+    """Centred spatial gradient of maps, as OpenCV's TV-L1 computes it for the second image.
+
+    Parameters
+    ----------
+    img : torch.Tensor
+        float32 ``B×H×W`` maps.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(∂x, ∂y)``, each ``B×H×W`` in units of ``img`` per pixel: half the central difference, one-sided
+        halves on the border columns/rows.
+    """
     px = F.pad(img.unsqueeze(1), (1, 1, 0, 0), mode="replicate").squeeze(1)
     py = F.pad(img.unsqueeze(1), (0, 0, 1, 1), mode="replicate").squeeze(1)
     return 0.5 * (px[..., 2:] - px[..., :-2]), 0.5 * (py[..., 2:, :] - py[..., :-2, :])
 
 
 def forward_gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(∂x, ∂y)`` of ``…×H×W`` maps by forward differences, 0 on the last column (x) and last row (y)."""
+    """Forward-difference gradient of maps.
+
+    Parameters
+    ----------
+    u : torch.Tensor
+        ``…×H×W`` maps.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(∂x, ∂y)``, each ``…×H×W`` in units of ``u`` per pixel; 0 on the last column (x) and last row (y).
+    """
     dx = F.pad(u[..., 1:] - u[..., :-1], (0, 1))
     dy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
     return dx, dy
 
 
 def divergence(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-    """Backward-difference divergence of the field ``(px, py)`` (``…×H×W``), the values before the first
-    column/row taken as 0 (the adjoint of :func:`forward_gradient` up to sign)."""
+    """Backward-difference divergence of a vector field (the adjoint of :func:`forward_gradient` up to sign).
+
+    Parameters
+    ----------
+    px, py : torch.Tensor
+        x and y components, ``…×H×W`` each; the values before the first column/row are taken as 0.
+
+    Returns
+    -------
+    torch.Tensor
+        ``…×H×W``, in units of the components per pixel.
+    """
     return px - F.pad(px[..., :-1], (1, 0)) + py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
 
 
 def warp_bicubic(maps: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample ``B×C×H×W`` maps at ``(x + u, y + v)`` with Keys bicubic interpolation (a = −0.75), taps outside
-    the image reading 0 (``cv::remap`` INTER_CUBIC, BORDER_CONSTANT). ``flow`` is ``B×2×H×W`` in pixels."""
+    """Warp maps by a flow: sample them at ``(x + u, y + v)`` (``cv::remap`` INTER_CUBIC, BORDER_CONSTANT).
+
+    Keys bicubic interpolation (a = −0.75); taps outside the image read 0.
+
+    Parameters
+    ----------
+    maps : torch.Tensor
+        float32 ``B×C×H×W``.
+    flow : torch.Tensor
+        float32 ``B×2×H×W``, ``(u, v)`` in pixels.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 ``B×C×H×W``, in units of ``maps``.
+    """
     _, _, h, w = maps.shape
     xs = torch.arange(w, device=maps.device, dtype=maps.dtype)
     ys = torch.arange(h, device=maps.device, dtype=maps.dtype)
@@ -242,11 +345,30 @@ def dual_tvl1(
     check_every: int | None = None,
     return_iterations: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Dual TV-L1 flow of a batch: ``i0``, ``i1`` float32 ``B×H×W`` grey levels (0..255) → ``B×2×H×W`` (u, v) px.
+    """Dual TV-L1 flow of a batch of image pairs on their device (the scheme of the module docstring).
 
-    ``check_every``: inner iterations between host synchronisations that drop converged pairs from the working
-    set (1 on the CPU, 10 on CUDA by default); it changes the speed, never the result. With
-    ``return_iterations`` also returns the inner iterations each pair ran (``B`` int64, all scales and warps).
+    Parameters
+    ----------
+    i0, i1 : torch.Tensor
+        float32 ``B×H×W`` grey levels (0..255), flow from ``i0[k]`` to ``i1[k]``.
+    p : TVL1Params
+        Parameters; ``gamma`` must be 0 and ``median_filtering`` 1, 3 or 5.
+    check_every : int, optional
+        Inner iterations between host synchronisations that drop converged pairs from the working set (1 on
+        the CPU, 10 on CUDA by default); it changes the speed, never the result.
+    return_iterations : bool, default False
+        Also return the inner iterations each pair ran.
+
+    Returns
+    -------
+    torch.Tensor or tuple of torch.Tensor
+        float32 ``B×2×H×W``, ``(u, v)`` in pixels; with ``return_iterations`` also int64 ``B`` (inner
+        iterations over all scales and warps).
+
+    Raises
+    ------
+    ValueError
+        If ``p.gamma != 0`` or ``p.median_filtering`` is not 1, 3 or 5.
     """
     if p.gamma != 0:
         raise ValueError(f"gamma={p.gamma}: tvl1-torch implements gamma = 0 only (no gradient-constancy term)")
@@ -290,15 +412,38 @@ def tvl1_torch_batch(
     batch_size: int | None = None,
     threads: int = 1,
 ) -> np.ndarray:
-    """Dual TV-L1 flows of pairs ``(first[k], second[k])``, uint8 grey ``B×H×W`` each → float32 ``B×H×W×2``.
+    """Dual TV-L1 flows of pairs of grey frames, the flow of ``cv2.optflow.DualTVL1OpticalFlow`` with the same
+    parameters (median difference ≈ 0.01 px).
 
-    ``(u, v)`` in pixels from ``first`` to ``second`` (``first(x, y) ≈ second(x + u, y + v)``), the flow of
-    ``cv2.optflow.DualTVL1OpticalFlow`` with the same parameters (median difference ≈ 0.01 px). Pairs are run
-    ``batch_size`` at a time on ``device`` (``auto``, ``cpu``, ``cuda``); the result does not depend on it.
     On the CPU the call uses ``threads`` PyTorch threads (restored afterwards): the scheme is thousands of small
     elementwise steps, and with more threads than idle cores each step's barrier waits for a descheduled thread
     (measured on the shared 2-core machine: 1 thread 0.58 s CPU a pair, 2 threads 5–20 s). Parallelism comes
     from worker processes, as for OpenCV.
+
+    Parameters
+    ----------
+    first, second : numpy.ndarray or sequence of numpy.ndarray
+        uint8 grey ``B×H×W`` stacks of one shape, ``H, W >= 3``.
+    params : TVL1Params, optional
+        Parameters (default ``TVL1Params()``).
+    device : str, default "cpu"
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    batch_size : int, optional
+        Pairs per batch (default :func:`default_batch_size`); the result does not depend on it.
+    threads : int, default 1
+        PyTorch CPU threads during the call.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``B×H×W×2``, ``(u, v)`` in pixels from ``first`` to ``second``
+        (``first(x, y) ≈ second(x + u, y + v)``).
+
+    Raises
+    ------
+    ValueError
+        If the stacks are not uint8 ``B×H×W``, are too small or differ in shape, or the device or parameters
+        are invalid.
     """
     p = params or TVL1Params()
     a, b = _as_grey_stack(first, "first"), _as_grey_stack(second, "second")
@@ -325,7 +470,28 @@ def tvl1_torch_batch(
 
 
 def tvl1_torch(a: np.ndarray, b: np.ndarray, params: TVL1Params | None = None, device: str = "cpu", **overrides):
-    """Dual TV-L1 flow of one uint8 grey pair ``H×W`` → float32 ``H×W×2``; ``overrides`` replace fields of
-    ``params`` (as :func:`mer.pipeline.flow.optical_flow.tvl1`)."""
+    """Dual TV-L1 flow of one grey pair (:func:`tvl1_torch_batch` of a batch of one).
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        uint8 grey ``H×W`` frames of one size.
+    params : TVL1Params, optional
+        Parameters (default ``TVL1Params()``).
+    device : str, default "cpu"
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    **overrides
+        Fields of ``params`` to replace (as :func:`mer.pipeline.flow.optical_flow.tvl1`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``H×W×2``, ``(u, v)`` in pixels from ``a`` to ``b``.
+
+    Raises
+    ------
+    ValueError
+        If the frames, the device or the parameters are invalid.
+    """
     p = replace(params or TVL1Params(), **overrides) if overrides else (params or TVL1Params())
     return tvl1_torch_batch(np.asarray(a)[None], np.asarray(b)[None], p, device)[0]

@@ -53,10 +53,28 @@ def _di(n: int) -> np.ndarray:
 
 
 def arp_weights(n_frames: int, apex: int | None = None, scheme: str = "mesti") -> np.ndarray:
-    """Frame weights (float64, length ``n_frames``) of approximate rank pooling under ``scheme``.
+    """Frame weights of approximate rank pooling under ``scheme`` (the formulas of the module docstring).
 
-    ``apex`` is the 0-based apex position inside the clip; required for ``mesti``/``mesti-distance``,
-    checked when given for the other schemes (which ignore it).
+    Parameters
+    ----------
+    n_frames : int
+        Clip length ``T >= 1`` (onset to offset).
+    apex : int, optional
+        0-based position of the apex within the clip (onset = 0); required by ``mesti`` and ``mesti-distance``,
+        checked when given for the other schemes (which ignore it).
+    scheme : {"mesti", "mesti-distance", "di", "di-linear"}, default "mesti"
+        The weighting scheme.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``T``: weight ``w_t`` of frame ``t`` (dimensionless; they sum to 0 for ``T >= 2``).
+
+    Raises
+    ------
+    ValueError
+        If ``scheme`` is unknown, ``n_frames`` is not a positive integer, or ``apex`` is missing (MESTI schemes)
+        or outside ``0 .. T-1``.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown ARP scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from mer.pipeline.image_ops import minmax_uint8
 from mer.pipeline.temporal.apex import check_apex
 from mer.pipeline.temporal.arp import arp_weights
 from mer.pipeline.temporal.rank_pool import rank_pool
-from mer.pipeline.temporal.single_image import (
-    minmax_uint8,
-)
 
 
 def show_mesti_figure(
@@ -20,9 +18,34 @@ def show_mesti_figure(
     title: str | None = None,
     dpi: int = 100,
 ) -> np.ndarray:
-    """Render apex frame, MESTI and dynamic image (min-max scaled) beside their weight curves; RGB uint8.
+    """Render the apex frame, the MESTI and the dynamic image (min-max scaled) beside their ARP weight curves.
 
     Uses matplotlib's Agg canvas directly (no pyplot state), so it is safe in workers and tests.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        Clip ``T x H x W x 3`` (or ``T x H x W x 1``), grey levels 0..255, onset first.
+    apex : int
+        0-based position of the apex frame within the clip (onset = 0).
+    scheme : str, default "mesti"
+        ARP weights of the MESTI panel (``mesti`` | ``mesti-distance``).
+    dynamic_scheme : str, default "di"
+        ARP weights of the dynamic-image panel (``di`` | ``di-linear``).
+    title : str, optional
+        Figure title.
+    dpi : int, default 100
+        Resolution; the figure is 13 x 3.4 inches, so ``1300 x 340`` pixels at 100 dpi.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 RGB ``height x width x 3`` image of the figure.
+
+    Raises
+    ------
+    ValueError
+        If ``apex`` is not a position ``0 .. T-1`` or a scheme is unknown.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -10,12 +10,29 @@ import numpy as np
 
 
 def rank_pool(frames: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Pool a clip ``T x H x W x C`` (or ``T x H x W``) into ``sum_t weights[t] * frames[t]``, float32.
+    """Pool a clip into the weighted sum of its frames, ``sum_t weights[t] * frames[t]``.
 
     uint8 and float32 frames are read in place (C-contiguous ones without any copy); other dtypes are
     converted to float32 first. Accumulation runs in float32 (fused multiply-adds, frames in order) with
     float32-rounded weights. Runs on Numba's current thread count (``numba.set_num_threads``); the first
     call in a fresh process loads or compiles the kernel (cached on disk).
+
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        Clip ``T x H x W x C`` or ``T x H x W`` (any trailing shape), grey levels, any real dtype.
+    weights : numpy.ndarray
+        ``T`` finite weights, one per frame (e.g. from :func:`mer.pipeline.temporal.arp.arp_weights`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``frames.shape[1:]``, in grey levels times weight; all zeros for a clip with no pixels.
+
+    Raises
+    ------
+    ValueError
+        If ``frames`` has fewer than 2 axes, ``weights`` is not one value per frame, or a weight is not finite.
     """
     frames = np.asarray(frames)
     w = np.asarray(weights, dtype=np.float64)

@@ -42,6 +42,24 @@ def _acc1(acc, f0, w0):  # pragma: no cover
 
 @numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False, fastmath=_FM)
 def pool_kernel(frames, w, out, tile):  # pragma: no cover - compiled
+    """Write ``out[i] = sum_t w[t] * frames[t, i]`` tile by tile, in parallel over tiles.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        uint8 or float32 ``T x N`` (a clip's frames flattened), C-contiguous.
+    w : numpy.ndarray
+        float32 ``T`` weights.
+    out : numpy.ndarray
+        float32 ``N``, overwritten.
+    tile : int
+        Values per tile (see :func:`tile_size`).
+
+    Returns
+    -------
+    None
+        The result is written into ``out``.
+    """
     n_t, n_p = frames.shape
     n_tiles = (n_p + tile - 1) // tile
     for b in numba.prange(n_tiles):
@@ -77,7 +95,18 @@ def pool_kernel(frames, w, out, tile):  # pragma: no cover - compiled
 
 
 def tile_size(n_values: int) -> int:
-    """About four tiles per thread (load balance), clamped to ``MIN_TILE..MAX_TILE``, a multiple of 256."""
+    """Tile size of :func:`pool_kernel` for a frame of ``n_values`` values.
+
+    Parameters
+    ----------
+    n_values : int
+        Values per frame (``H·W·C``).
+
+    Returns
+    -------
+    int
+        About four tiles per Numba thread (load balance), a multiple of 256 clamped to ``MIN_TILE .. MAX_TILE``.
+    """
     per = -(-n_values // (4 * numba.get_num_threads()))
     per = -(-per // 256) * 256
     return int(min(MAX_TILE, max(MIN_TILE, per)))
