@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 
 from mer.pipeline.face.align import align_clip
-from mer.pipeline.face.chain import FaceParams, process_clip
 from mer.pipeline.face.detect import detect_face
 from mer.pipeline.face.equalize import equalize_frames
 from mer.pipeline.face.landmarks import track_landmarks
 from mer.pipeline.face.models import shape_predictor_68
+from mer.pipeline.face.stages import AlignParams, LandmarkParams, process_clip
 
 
 def make_clip(n: int, size: tuple[int, int] = (480, 640), seed: int = 0) -> np.ndarray:
@@ -61,26 +61,27 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--n-inits", type=int, default=FaceParams().n_inits)
+    ap.add_argument("--n-inits", type=int, default=LandmarkParams().n_inits)
     ap.add_argument("--compare-frames", type=int, default=60, help="clip length of the before/after comparison")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
     n, r = args.frames, args.repeats
-    p = FaceParams(n_inits=args.n_inits)
+    p = LandmarkParams(n_inits=args.n_inits)
+    size = AlignParams().size
     clip = make_clip(n)
     shape_predictor_68()  # load once, outside the timings
 
     det = detect_face(clip)
     track = track_landmarks(clip, det, n_inits=p.n_inits)
-    al = align_clip(clip, track.landmarks, size=p.size)
+    al = align_clip(clip, track.landmarks, size=size)
 
     t = best_times(
         {
             "det": lambda: detect_face(clip),
             "lm": lambda: track_landmarks(clip, det, n_inits=p.n_inits),
-            "al": lambda: align_clip(clip, track.landmarks, size=p.size),
+            "al": lambda: align_clip(clip, track.landmarks, size=size),
             "eq": lambda: equalize_frames(al.frames, "hist"),
-            "chain": lambda: process_clip(clip, p),
+            "chain": lambda: process_clip(clip, landmarks=p),
         },
         r,
     )
@@ -88,7 +89,7 @@ def main() -> None:
     t_sum = t_det + t_lm + t_al + t_eq
 
     ms = 1e3
-    print(f"face kernels, {n} frames of 640×480, n_inits={p.n_inits}, size={p.size}, cv2 threads={args.threads}")
+    print(f"face kernels, {n} frames of 640×480, n_inits={p.n_inits}, size={size}, cv2 threads={args.threads}")
     print(f"{'step':<34}{'per clip (ms)':>15}{'per frame (ms)':>16}")
     rows = [
         ("detect (HOG, once per clip)", t_det),
@@ -117,7 +118,7 @@ LANDMARK_CONFIGS = {
     "before: 5 sharp starts": {"n_inits": 5, "landmark_blur": 0.0},
     "after: 1 blurred start (default)": {},
 }
-"""Landmark settings compared by ``compare_landmarks`` (FaceParams overrides)."""
+"""Landmark settings compared by ``compare_landmarks`` (LandmarkParams overrides)."""
 
 
 def photo_clip(n: int, shifts: np.ndarray, angles: np.ndarray, noise: float, seed: int, scale: float = 0.9):
@@ -170,7 +171,7 @@ def compare_landmarks(n: int, repeats: int) -> None:
         f"{'eye max':>9}{'eye RMS':>9}"
     )
     for name, overrides in LANDMARK_CONFIGS.items():
-        p = FaceParams(align_mode="per-frame", **overrides)
+        p = LandmarkParams(**overrides)
         kw = {"n_inits": p.n_inits, "blur": p.landmark_blur, "recheck": p.recheck}
         t = float("inf")
         for _ in range(repeats):
@@ -179,8 +180,8 @@ def compare_landmarks(n: int, repeats: int) -> None:
             t = min(t, time.process_time() - c0)
         tr = track_landmarks(static, det_static, **kw)
         td = track_landmarks(drift, det_drift, **kw)
-        out = process_clip(drift, p)
-        eyes = transform_points(drift_truth, out["transforms"])[:, [39, 42]]
+        out = process_clip(drift, landmarks=p, align=AlignParams(align_mode="per-frame"))
+        eyes = transform_points(drift_truth, out["align"]["transforms"])[:, [39, 42]]
         moved = np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1)
         print(
             f"{name:<34}{t * 1e3 / n:>9.2f}{tr.starts.mean():>8.2f}"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from test_face import _jitter, make_clip
 
-from mer.pipeline.face.chain import FaceParams
 from mer.pipeline.face.detect import detect_candidates, detect_face
 from mer.pipeline.face.landmarks import RECHECK_INITS, predict_landmarks, track_landmarks
+from mer.pipeline.face.stages import LandmarkParams
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_one_blurred_start_jitters_less_than_five_sharp_ones_on_a_static_face(ph
     sharp_one = track_landmarks(frames, det, n_inits=1, blur=0.0)
     # a steady face: one start a frame, plus the sharp ensemble calibrating the blur on the first and last frames
     calibrated = [1 + RECHECK_INITS] + [1] * 10 + [1 + RECHECK_INITS]
-    assert FaceParams().n_inits == 1 and default.starts.tolist() == calibrated
+    assert LandmarkParams().n_inits == 1 and default.starts.tolist() == calibrated
     assert _jitter(default.landmarks, truth) < _jitter(before.landmarks, truth) < _jitter(sharp_one.landmarks, truth)
     # the calibration keeps the sharp ensemble's accuracy (the blurred start alone moves the jaw and eye contours
     # by 1–2 px): mean per-point bias 1.94 px here against 1.76 with 5 sharp starts
@@ -59,4 +59,4 @@ def test_the_full_ensemble_runs_where_the_box_jumps(photo, photo_landmarks):
 @pytest.mark.parametrize(("name", "value"), [("landmark_blur", -1.0), ("recheck", 0.0)])
 def test_landmark_options_are_checked(name, value):
     with pytest.raises(ValueError, match=name):
-        FaceParams(**{name: value})
+        LandmarkParams(**{name: value})

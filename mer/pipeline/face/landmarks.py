@@ -27,6 +27,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,10 +37,12 @@ from mer.pipeline.face.smoothing import smooth_track
 
 N_LANDMARKS = 68
 _INIT_OFFSETS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
+MAX_INITS = len(_INIT_OFFSETS)
+"""Most predictor starts per frame: the box and its 8 shifted copies."""
 RECHECK_INITS = 5
+"""Starts of the full ensemble, run where the box jumped (``track_landmarks``'s ``recheck``)."""
 CALIBRATION_FRAMES = 2
 """Frames (spread over the clip) on which the sharp ensemble calibrates the blurred start's offset."""
-"""Starts of the full ensemble, run where the box jumped (``track_landmarks``'s ``recheck``)."""
 BOX_CHANGE_SCALE = 0.1
 CONSISTENCY_SCALE = 0.25
 
@@ -50,8 +53,15 @@ class FaceLostError(ValueError):
 
 @dataclass(frozen=True)
 class BoxModel:
-    """Square face box relative to landmarks: centre = centroid + (cx, cy)·r, side = side·r
-    (r = the landmarks' RMS radius about their centroid)."""
+    """Square face box relative to landmarks: centre = centroid + (cx, cy)·r, side = side·r.
+
+    Attributes
+    ----------
+    cx, cy : float
+        Box centre offset from the landmarks' centroid, in units of r, the landmarks' RMS radius about it.
+    side : float
+        Box side in units of r.
+    """
 
     cx: float
     cy: float
@@ -59,14 +69,15 @@ class BoxModel:
 
     @staticmethod
     def fit(landmarks: np.ndarray, box: Box) -> BoxModel:
-        """The relation that maps ``landmarks`` back to ``box`` exactly."""
+        """The relation that maps ``landmarks`` (68×2, pixels) back to ``box`` (x0, y0, x1, y1, pixels) exactly
+        (a non-square box becomes the square of the same area)."""
         c, r = _centroid_radius(landmarks)
         x0, y0, x1, y1 = box
         side = float(np.sqrt(max((x1 - x0) * (y1 - y0), 1e-6)))
         return BoxModel(((x0 + x1) / 2 - c[0]) / r, ((y0 + y1) / 2 - c[1]) / r, side / r)
 
     def box(self, landmarks: np.ndarray) -> Box:
-        """The face box this model gives for ``landmarks``."""
+        """The square face box (x0, y0, x1, y1), in pixels, this model gives for ``landmarks`` (68×2, pixels)."""
         c, r = _centroid_radius(landmarks)
         cx, cy = c[0] + self.cx * r, c[1] + self.cy * r
         half = self.side * r / 2
@@ -75,7 +86,23 @@ class BoxModel:
 
 @dataclass(frozen=True)
 class LandmarkTrack:
-    """Tracking result: smoothed and raw landmarks (T×68×2 float32) and per-frame quality measures."""
+    """Tracking result of :func:`track_landmarks`.
+
+    Attributes
+    ----------
+    landmarks : ndarray, T×68×2 float32
+        Smoothed landmarks (x, y) in frame pixels.
+    raw : ndarray, T×68×2 float32
+        Tracked landmarks before smoothing.
+    quality : ndarray, T float32
+        ``exp(-box_change / 0.1) · exp(-consistency / 0.25)`` in [0, 1].
+    box_change : ndarray, T float32
+        Relative change of the landmark box from the previous frame (frame 0: that of frame 1).
+    consistency : ndarray, T float32
+        Spread of the ensemble's answers over the landmarks' RMS radius (0 where one start ran).
+    starts : ndarray, T int32, or None
+        Predictor runs per frame: ``n_inits``, more where the extra starts or the calibration ran.
+    """
 
     landmarks: np.ndarray
     raw: np.ndarray
@@ -83,7 +110,6 @@ class LandmarkTrack:
     box_change: np.ndarray
     consistency: np.ndarray
     starts: np.ndarray | None = None
-    """Predictor runs per frame (T int): ``n_inits``, or the full ensemble where the box jumped."""
 
 
 def _centroid_radius(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
@@ -94,8 +120,23 @@ def _centroid_radius(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def face_crop_transform(box: Box, canvas: int = 200, margin: int = 70) -> np.ndarray:
-    """2×3 matrix mapping frame pixels to a crop where the square ``box`` becomes
-    ``[margin, margin + canvas)`` on both axes (isotropic scale, pixel centres at integer coordinates)."""
+    """The map from frame pixels to the predictor's crop of a face box.
+
+    Parameters
+    ----------
+    box : (x0, y0, x1, y1) float
+        Face box in frame pixels, half-open; a non-square box counts as the square of its area about its centre.
+    canvas : int
+        Side of the box in the crop, pixels.
+    margin : int
+        Crop pixels left and above the box.
+
+    Returns
+    -------
+    ndarray, 2×3 float64
+        Isotropic scale and shift mapping the box onto ``[margin, margin + canvas)`` on both axes (pixel centres
+        at integer coordinates), for ``cv2.warpAffine``.
+    """
     x0, y0, x1, y1 = box
     side = float(np.sqrt(max((x1 - x0) * (y1 - y0), 1e-6)))
     s = canvas / side
@@ -107,11 +148,30 @@ def face_crop_transform(box: Box, canvas: int = 200, margin: int = 70) -> np.nda
 
 
 def face_crop(frame: np.ndarray, box: Box, canvas: int = 200, blur: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
-    """The grey face crop the predictor runs on: ``(crop, M, margin)``.
+    """The grey face crop the predictor runs on.
 
     The frame is converted to intensity, then resampled (bilinear) by ``M = face_crop_transform(box, canvas,
-    margin)`` so that ``box`` becomes a ``canvas``-pixel square at ``(margin, margin)``, margin = 0.35·canvas;
-    ``blur`` > 0 smooths the crop with a Gaussian of that σ in canvas pixels (scale-free: relative to the face).
+    margin)`` so that ``box`` becomes a ``canvas``-pixel square at ``(margin, margin)``, margin = 0.35·canvas.
+
+    Parameters
+    ----------
+    frame : ndarray, H×W×3 (RGB) or H×W uint8
+        The frame.
+    box : (x0, y0, x1, y1) float
+        Face box in frame pixels.
+    canvas : int
+        Side of the box in the crop, pixels (200).
+    blur : float
+        σ of a Gaussian applied to the crop, in canvas pixels (scale-free: relative to the face); 0 = none.
+
+    Returns
+    -------
+    crop : ndarray, S×S uint8
+        The grey crop, S = canvas + 2·margin.
+    M : ndarray, 2×3 float64
+        Frame pixels → crop pixels.
+    margin : int
+        Crop pixels before the box on each axis.
     """
     import cv2
 
@@ -157,37 +217,107 @@ def predict_landmark_ensemble(
     first_init: int = 0,
     predictor: object | None = None,
 ) -> np.ndarray:
-    """Run the 68-point predictor from ``n_inits`` shifted copies of ``box``; returns K×68×2 float32 (x, y).
+    """Run the 68-point predictor from ``n_inits`` shifted copies of ``box``.
 
     The face is first resampled so that the box becomes a ``canvas``-pixel square at an integer position
     (dlib takes integer boxes and returns integer points; see :func:`face_crop`, which also applies ``blur``);
     the inits are that square, then shifted by ``init_shift``·canvas right, left, down, up (and the four
     diagonals for n_inits up to 9), starting at ``first_init`` in that order. Their mean is a sub-pixel
     estimate that depends much less on the start box than one run.
-    """
-    import dlib
 
-    if not 1 <= n_inits <= len(_INIT_OFFSETS) - first_init:
-        raise ValueError(f"n_inits must be 1..{len(_INIT_OFFSETS) - first_init}, got {n_inits}")
+    Parameters
+    ----------
+    frame : ndarray, H×W×3 (RGB) or H×W uint8
+        The frame.
+    box : (x0, y0, x1, y1) float
+        Start box in frame pixels.
+    n_inits : int
+        Starts, 1..``MAX_INITS - first_init``.
+    init_shift : float
+        Shift of the starts as a fraction of the box side.
+    canvas : int
+        Side of the box in the predictor's crop, pixels.
+    blur : float
+        σ of the crop's Gaussian blur, canvas pixels (0: sharp).
+    first_init : int
+        Index of the first start in the order above (to add starts to an ensemble already run).
+    predictor : dlib.shape_predictor, optional
+        The 68-point model (default :func:`~mer.pipeline.face.models.shape_predictor_68`).
+
+    Returns
+    -------
+    ndarray, K×68×2 float32
+        Each start's landmarks (x, y) in frame pixels, K = ``n_inits``.
+    """
+    if not 1 <= n_inits <= MAX_INITS - first_init:
+        raise ValueError(f"n_inits must be 1..{MAX_INITS - first_init}, got {n_inits}")
     sp = shape_predictor_68() if predictor is None else predictor
     crop, M, margin = face_crop(frame, box, canvas, blur)
     step = int(round(init_shift * canvas))
     out = np.empty((n_inits, N_LANDMARKS, 2), dtype=np.float64)
     for k, (dx, dy) in enumerate(_INIT_OFFSETS[first_init : first_init + n_inits]):
         a, b = margin + dx * step, margin + dy * step
-        shape = sp(crop, dlib.rectangle(a, b, a + canvas - 1, b + canvas - 1))
-        out[k] = [(p.x, p.y) for p in shape.parts()]
+        out[k] = _run_predictor(sp, crop, a, b, a + canvas, b + canvas)
     s, tx, ty = M[0, 0], M[0, 2], M[1, 2]
     out[..., 0] = (out[..., 0] - tx) / s
     out[..., 1] = (out[..., 1] - ty) / s
     return out.astype(np.float32)
 
 
+def _run_predictor(sp: Any, image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """dlib's 68 points (68×2 float64, integer pixels of ``image``) from the half-open integer box."""
+    import dlib
+
+    shape = sp(image, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
 def predict_landmarks(
     frame: np.ndarray, box: Box, *, n_inits: int = 5, blur: float = 0.0, predictor: object | None = None
 ) -> np.ndarray:
-    """68 landmarks (68×2 float32, x/y pixels) on one frame from ``box``: the mean of an init ensemble."""
+    """Sub-pixel landmarks on one frame: the mean of a start ensemble (:func:`predict_landmark_ensemble`).
+
+    Parameters
+    ----------
+    frame : ndarray, H×W×3 (RGB) or H×W uint8
+        The frame.
+    box : (x0, y0, x1, y1) float
+        Face box in frame pixels.
+    n_inits : int
+        Starts, 1..9 (5).
+    blur : float
+        σ of the crop's blur, canvas pixels (0: sharp).
+    predictor : dlib.shape_predictor, optional
+        The 68-point model (default: the packaged one).
+
+    Returns
+    -------
+    ndarray, 68×2 float32
+        Landmarks (x, y) in frame pixels.
+    """
     return predict_landmark_ensemble(frame, box, n_inits=n_inits, blur=blur, predictor=predictor).mean(axis=0)
+
+
+def predict_on_box(image: np.ndarray, box: Box, predictor: object | None = None) -> np.ndarray:
+    """dlib's 68 landmarks on the image itself from the rounded box: one start, integer pixel positions.
+
+    Parameters
+    ----------
+    image : ndarray, H×W×3 (RGB) or H×W uint8
+        The image, passed to dlib as it is (colour included).
+    box : (x0, y0, x1, y1) float
+        Face box in pixels, half-open; each coordinate is rounded to the nearest integer.
+    predictor : dlib.shape_predictor, optional
+        The 68-point model (default: the packaged one).
+
+    Returns
+    -------
+    ndarray, 68×2 float32
+        Landmarks (x, y) in image pixels (whole numbers). For sub-pixel ones use :func:`predict_landmarks`.
+    """
+    sp = shape_predictor_68() if predictor is None else predictor
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    return _run_predictor(sp, as_detector_image(image), x0, y0, x1, y1).astype(np.float32)
 
 
 def _check_inside(landmarks: np.ndarray, shape: Sequence[int], t: int, max_outside: float) -> None:
