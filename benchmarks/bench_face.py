@@ -115,8 +115,9 @@ def main() -> None:
 
 
 LANDMARK_CONFIGS = {
-    "before: 5 sharp starts": {"n_inits": 5, "landmark_blur": 0.0},
-    "after: 1 blurred start (default)": {},
+    "before: 5 sharp starts": {"n_inits": 5, "landmark_blur": 0.0, "follow_rotation": False},
+    "stage v2: 1 start, σ 3.5": {"landmark_blur": 3.5, "follow_rotation": False},
+    "after: 1 start, σ 7, turned (v3)": {},
 }
 """Landmark settings compared by ``compare_landmarks`` (LandmarkParams overrides)."""
 
@@ -153,44 +154,58 @@ def jitter(landmarks: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.sum((err - err.mean(axis=0)) ** 2, axis=-1))))
 
 
+DRIFT_PATHS = ((10.0, -6.0, 5.0), (-8.0, 4.0, -4.0), (6.0, 8.0, 3.0), (-4.0, -9.0, -6.0))
+"""Drift-and-turn paths of ``compare_landmarks``: (x shift px, y shift px, turn degrees) over the clip."""
+
+
 def compare_landmarks(n: int, repeats: int) -> None:
     """Landmarks before/after: CPU ms per frame (best of ``repeats``; CPU time, as the machine may be shared),
-    predictor runs per frame, jitter (smoothed and raw) on a static face with σ = 3 noise, and on a face
-    drifting 10×6 px and turning 5° over the clip, the inner eye corners (39, 42) after per-frame alignment:
-    their largest move (px) and RMS jitter."""
+    predictor runs per frame, jitter (smoothed and raw) on a static face with σ = 3 noise, and on faces drifting
+    and turning along DRIFT_PATHS, the inner eye corners (39, 42) after per-frame alignment: their largest move
+    (px) and RMS jitter, on the first path and as the range over all paths."""
     from mer.pipeline.face.align import transform_points
 
     static, static_truth = photo_clip(n, np.zeros((n, 2)), np.zeros(n), 3.0, seed=1)
-    moves = np.c_[np.linspace(0, 10, n), np.linspace(0, -6, n)]
-    drift, drift_truth = photo_clip(n, moves, np.linspace(0, 5, n), 1.0, seed=2)
-    det_static, det_drift = detect_face(static), detect_face(drift)
+    drifts = []
+    for k, (dx, dy, turn) in enumerate(DRIFT_PATHS):
+        moves = np.c_[np.linspace(0, dx, n), np.linspace(0, dy, n)]
+        frames, truth = photo_clip(n, moves, np.linspace(0, turn, n), 1.0, seed=2 + k)
+        drifts.append((frames, truth, detect_face(frames)))
+    det_static = detect_face(static)
     width = np.linalg.norm(static_truth[0, 16] - static_truth[0, 0])
     print(f"\nlandmarks before/after, {n} frames of 640×480 (face {width:.0f} px wide), cv2 threads as above")
     print(
         f"{'setting':<34}{'CPU ms/f':>9}{'runs/fr':>8}{'static jitter':>15}{'drift jitter':>14}"
-        f"{'eye max':>9}{'eye RMS':>9}"
+        f"{'eye max':>9}{'eye RMS':>9}{'eye max, all':>14}{'eye RMS, all':>14}"
     )
+    ms_before = None
     for name, overrides in LANDMARK_CONFIGS.items():
         p = LandmarkParams(**overrides)
-        kw = {"n_inits": p.n_inits, "blur": p.landmark_blur, "recheck": p.recheck}
+        kw = {"n_inits": p.n_inits, "blur": p.landmark_blur, "recheck": p.recheck, "follow_rotation": p.follow_rotation}
         t = float("inf")
         for _ in range(repeats):
             c0 = time.process_time()
             track_landmarks(static, det_static, **kw)
             t = min(t, time.process_time() - c0)
+        ms_before = ms_before or t * 1e3 / n
         tr = track_landmarks(static, det_static, **kw)
-        td = track_landmarks(drift, det_drift, **kw)
-        out = process_clip(drift, landmarks=p, align=AlignParams(align_mode="per-frame"))
-        eyes = transform_points(drift_truth, out["align"]["transforms"])[:, [39, 42]]
-        moved = np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1)
+        eye_max, eye_rms, drift_jitter = [], [], []
+        for frames, truth, det in drifts:
+            td = track_landmarks(frames, det, **kw)
+            drift_jitter.append(f"{jitter(td.landmarks, truth):.3f}/{jitter(td.raw, truth):.3f}")
+            out = process_clip(frames, landmarks=p, align=AlignParams(align_mode="per-frame"))
+            eyes = transform_points(truth, out["align"]["transforms"])[:, [39, 42]]
+            eye_max.append(np.max(np.linalg.norm(eyes - eyes[:1], axis=-1)))
+            eye_rms.append(np.sqrt(np.mean(np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1) ** 2)))
         print(
             f"{name:<34}{t * 1e3 / n:>9.2f}{tr.starts.mean():>8.2f}"
-            f"{jitter(tr.landmarks, static_truth):>8.3f}/{jitter(tr.raw, static_truth):.3f}"
-            f"{jitter(td.landmarks, drift_truth):>8.3f}/{jitter(td.raw, drift_truth):.3f}"
-            f"{np.max(np.linalg.norm(eyes - eyes[:1], axis=-1)):>9.3f}{np.sqrt(np.mean(moved**2)):>9.3f}"
+            f"{jitter(tr.landmarks, static_truth):>8.3f}/{jitter(tr.raw, static_truth):.3f}{drift_jitter[0]:>14}"
+            f"{eye_max[0]:>9.3f}{eye_rms[0]:>9.3f}{min(eye_max):>8.2f}–{max(eye_max):.2f}"
+            f"{min(eye_rms):>8.2f}–{max(eye_rms):.2f}   ({t * 1e3 / n / ms_before:.2f}× the first row's time)"
         )
     print("jitter: smoothed/raw RMS px about each point's mean error; eye max: largest move of the aligned true")
-    print("inner eye corners from frame 0 (px in the 256 crop); eye RMS: their RMS distance from their mean")
+    print("inner eye corners from frame 0 (px in the 256 crop); eye RMS: their RMS distance from their mean;")
+    print(f"first path {DRIFT_PATHS[0]} (dx, dy px, turn °); 'all': range over the {len(DRIFT_PATHS)} paths")
 
 
 def time_stages(clip: np.ndarray, repeats: int, n_clips: int = 4) -> tuple[float, float, float]:

@@ -76,10 +76,12 @@ class BoxModel:
         side = float(np.sqrt(max((x1 - x0) * (y1 - y0), 1e-6)))
         return BoxModel(((x0 + x1) / 2 - c[0]) / r, ((y0 + y1) / 2 - c[1]) / r, side / r)
 
-    def box(self, landmarks: np.ndarray) -> Box:
-        """The square face box (x0, y0, x1, y1), in pixels, this model gives for ``landmarks`` (68×2, pixels)."""
+    def box(self, landmarks: np.ndarray, angle: float = 0.0) -> Box:
+        """The square face box (x0, y0, x1, y1), in pixels, this model gives for ``landmarks`` (68×2, pixels) of a
+        face turned by ``angle`` radians since the fit (the centre offset turns with it)."""
         c, r = _centroid_radius(landmarks)
-        cx, cy = c[0] + self.cx * r, c[1] + self.cy * r
+        co, sn = math.cos(angle), math.sin(angle)
+        cx, cy = c[0] + (co * self.cx - sn * self.cy) * r, c[1] + (sn * self.cx + co * self.cy) * r
         half = self.side * r / 2
         return (float(cx - half), float(cy - half), float(cx + half), float(cy + half))
 
@@ -119,7 +121,7 @@ def _centroid_radius(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     return c, max(r, 1e-6)
 
 
-def face_crop_transform(box: Box, canvas: int = 200, margin: int = 70) -> np.ndarray:
+def face_crop_transform(box: Box, canvas: int = 200, margin: int = 70, angle: float = 0.0) -> np.ndarray:
     """The map from frame pixels to the predictor's crop of a face box.
 
     Parameters
@@ -130,28 +132,55 @@ def face_crop_transform(box: Box, canvas: int = 200, margin: int = 70) -> np.nda
         Side of the box in the crop, pixels.
     margin : int
         Crop pixels left and above the box.
+    angle : float
+        Rotation of the face in the frame, radians (image axes: from +x towards +y); the crop turns it back by
+        ``-angle`` about the box centre. 0 gives a scale and shift only.
 
     Returns
     -------
     ndarray, 2×3 float64
-        Isotropic scale and shift mapping the box onto ``[margin, margin + canvas)`` on both axes (pixel centres
-        at integer coordinates), for ``cv2.warpAffine``.
+        Similarity mapping the box onto ``[margin, margin + canvas)`` on both axes (pixel centres at integer
+        coordinates), for ``cv2.warpAffine``.
     """
     x0, y0, x1, y1 = box
     side = float(np.sqrt(max((x1 - x0) * (y1 - y0), 1e-6)))
     s = canvas / side
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    # box centre (pixel-centre coordinates cx - 0.5) -> crop rectangle centre (margin + canvas/2 - 0.5)
-    tx = margin + canvas / 2 - 0.5 - s * (cx - 0.5)
-    ty = margin + canvas / 2 - 0.5 - s * (cy - 0.5)
-    return np.array([[s, 0.0, tx], [0.0, s, ty]], dtype=np.float64)
+    a, b = s * math.cos(angle), s * math.sin(angle)
+    ux, uy = (x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5  # box centre in pixel-centre coordinates
+    centre = margin + canvas / 2 - 0.5  # -> the crop rectangle's centre
+    return np.array([[a, b, centre - (a * ux + b * uy)], [-b, a, centre - (-b * ux + a * uy)]], dtype=np.float64)
 
 
-def face_crop(frame: np.ndarray, box: Box, canvas: int = 200, blur: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+def crop_to_frame(points: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """Map crop pixels back to frame pixels.
+
+    Parameters
+    ----------
+    points : ndarray, ...×2
+        (x, y) in the crop.
+    M : ndarray, 2×3
+        The frame → crop similarity of :func:`face_crop_transform`.
+
+    Returns
+    -------
+    ndarray, ...×2 float64
+        (x, y) in frame pixels.
+    """
+    s = math.hypot(M[0, 0], M[0, 1])
+    c, sn = M[0, 0] / s, M[0, 1] / s
+    p = np.asarray(points, dtype=np.float64)
+    du, dv = p[..., 0] - M[0, 2], p[..., 1] - M[1, 2]
+    return np.stack([(c * du - sn * dv) / s, (sn * du + c * dv) / s], axis=-1)
+
+
+def face_crop(
+    frame: np.ndarray, box: Box, canvas: int = 200, blur: float = 0.0, angle: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, int]:
     """The grey face crop the predictor runs on.
 
     The frame is converted to intensity, then resampled (bilinear) by ``M = face_crop_transform(box, canvas,
-    margin)`` so that ``box`` becomes a ``canvas``-pixel square at ``(margin, margin)``, margin = 0.35·canvas.
+    margin, angle)`` so that ``box`` becomes a ``canvas``-pixel square at ``(margin, margin)``, margin = 0.35·canvas,
+    with the face turned back by ``angle``.
 
     Parameters
     ----------
@@ -163,6 +192,8 @@ def face_crop(frame: np.ndarray, box: Box, canvas: int = 200, blur: float = 0.0)
         Side of the box in the crop, pixels (200).
     blur : float
         σ of a Gaussian applied to the crop, in canvas pixels (scale-free: relative to the face); 0 = none.
+    angle : float
+        Rotation of the face in the frame, radians (see :func:`face_crop_transform`).
 
     Returns
     -------
@@ -177,19 +208,20 @@ def face_crop(frame: np.ndarray, box: Box, canvas: int = 200, blur: float = 0.0)
 
     img = as_detector_image(frame)
     margin = int(round(0.35 * canvas))
-    M = face_crop_transform(box, canvas, margin)
+    M = face_crop_transform(box, canvas, margin, angle)
     size = canvas + 2 * margin
     if img.ndim == 3:  # intensity first, of the source region only: one channel to resample, no full-frame pass
         h, w = img.shape[:2]
-        s, tx, ty = M[0, 0], M[0, 2], M[1, 2]
-        x0, x1 = int(np.clip(np.floor(-tx / s) - 2, 0, w)), int(np.clip(np.ceil((size - tx) / s) + 3, 0, w))
-        y0, y1 = int(np.clip(np.floor(-ty / s) - 2, 0, h)), int(np.clip(np.ceil((size - ty) / s) + 3, 0, h))
+        corners = crop_to_frame(np.array([[0.0, 0.0], [size, 0.0], [0.0, size], [size, size]]), M)
+        lo, hi = corners.min(axis=0), corners.max(axis=0)
+        x0, x1 = int(np.clip(np.floor(lo[0]) - 2, 0, w)), int(np.clip(np.ceil(hi[0]) + 3, 0, w))
+        y0, y1 = int(np.clip(np.floor(lo[1]) - 2, 0, h)), int(np.clip(np.ceil(hi[1]) + 3, 0, h))
         if x1 - x0 < 2 or y1 - y0 < 2:  # the box lies outside the frame: convert it all (replicated border)
             x0, x1, y0, y1 = 0, w, 0, h
         img = cv2.cvtColor(np.ascontiguousarray(img[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
         from_region = M.copy()  # the same map, from the region's pixel coordinates
-        from_region[0, 2] += s * x0
-        from_region[1, 2] += s * y0
+        from_region[0, 2] += M[0, 0] * x0 + M[0, 1] * y0
+        from_region[1, 2] += M[1, 0] * x0 + M[1, 1] * y0
     else:
         from_region = M
     crop = cv2.warpAffine(img, from_region, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -216,6 +248,7 @@ def predict_landmark_ensemble(
     blur: float = 0.0,
     first_init: int = 0,
     predictor: object | None = None,
+    angle: float = 0.0,
 ) -> np.ndarray:
     """Run the 68-point predictor from ``n_inits`` shifted copies of ``box``.
 
@@ -243,6 +276,8 @@ def predict_landmark_ensemble(
         Index of the first start in the order above (to add starts to an ensemble already run).
     predictor : dlib.shape_predictor, optional
         The 68-point model (default :func:`~mer.pipeline.face.models.shape_predictor_68`).
+    angle : float
+        Rotation of the face in the frame, radians: the crop turns it back (see :func:`face_crop_transform`).
 
     Returns
     -------
@@ -252,16 +287,13 @@ def predict_landmark_ensemble(
     if not 1 <= n_inits <= MAX_INITS - first_init:
         raise ValueError(f"n_inits must be 1..{MAX_INITS - first_init}, got {n_inits}")
     sp = shape_predictor_68() if predictor is None else predictor
-    crop, M, margin = face_crop(frame, box, canvas, blur)
+    crop, M, margin = face_crop(frame, box, canvas, blur, angle)
     step = int(round(init_shift * canvas))
     out = np.empty((n_inits, N_LANDMARKS, 2), dtype=np.float64)
     for k, (dx, dy) in enumerate(_INIT_OFFSETS[first_init : first_init + n_inits]):
         a, b = margin + dx * step, margin + dy * step
         out[k] = _run_predictor(sp, crop, a, b, a + canvas, b + canvas)
-    s, tx, ty = M[0, 0], M[0, 2], M[1, 2]
-    out[..., 0] = (out[..., 0] - tx) / s
-    out[..., 1] = (out[..., 1] - ty) / s
-    return out.astype(np.float32)
+    return crop_to_frame(out, M).astype(np.float32)
 
 
 def _run_predictor(sp: Any, image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
@@ -334,10 +366,12 @@ def _check_inside(landmarks: np.ndarray, shape: Sequence[int], t: int, max_outsi
         raise FaceLostError(f"the tracked face collapsed at frame {t} (landmark radius {r:.1f} px)")
 
 
-def _canvas_scale(box: Box, canvas: int = 200) -> float:
-    """Canvas pixels per frame pixel of the crop made for ``box`` (as in :func:`face_crop_transform`)."""
-    x0, y0, x1, y1 = box
-    return canvas / float(np.sqrt(max((x1 - x0) * (y1 - y0), 1e-6)))
+def eye_angle(landmarks: np.ndarray) -> float:
+    """Angle of the line from the image-left to the image-right eye centre (points 36–41, 42–47), radians from
+    the image's +x axis towards +y."""
+    pts = np.asarray(landmarks, dtype=np.float64)
+    d = pts[42:48].mean(axis=0) - pts[36:42].mean(axis=0)
+    return math.atan2(d[1], d[0])
 
 
 def _square(box: Box) -> Box:
@@ -361,35 +395,64 @@ def track_landmarks(
     *,
     smoothing: str = "one-euro",
     n_inits: int = 1,
-    blur: float = 3.5,
+    blur: float = 7.0,
     recheck: float = 0.05,
     max_outside: float = 0.25,
+    follow_rotation: bool = True,
     **smooth_params: float | int | bool,
 ) -> LandmarkTrack:
     """Track 68 landmarks over all frames from one detection, then smooth them over time.
 
-    Frames after the detection frame start from the box of the previous frame's landmarks, frames
-    before it (when detection had to use a later frame) from the next frame's. Each frame's raw
-    landmarks are the mean of an ``n_inits`` ensemble (see predict_landmark_ensemble) on the face crop
-    blurred by ``blur`` (σ in canvas pixels, 1/200 of the face box). Where the landmark box moved by more than
-    ``recheck`` (box change, see ``_box_change``) from the start box, the other starts of the
-    ``RECHECK_INITS``-start ensemble run too: tracking is in doubt there (a jump, a corrupted or lost frame).
-    The ensemble's spread is the consistency measure (0 where a single start ran). The blur moves some points
-    (the predictor was trained on sharp faces: the jaw and eye contours shift by 1–2 px): on
-    ``CALIBRATION_FRAMES`` frames spread over the clip the sharp 5-start ensemble runs too, and its mean
-    difference from the blurred answers, in canvas pixels (so it follows the face's size), is added to every
+    Frames after the detection frame start from the box of the previous frame's landmarks, frames before it (when
+    detection had to use a later frame) from the next frame's; with ``follow_rotation`` the crop also turns back
+    the face's rotation since the detection frame (from that neighbour's eye line), so that the predictor sees the
+    face upright as on the detection frame whatever the head does. Each frame's raw landmarks are the mean of an
+    ``n_inits`` ensemble (see :func:`predict_landmark_ensemble`) on the face crop blurred by ``blur``. Where the
+    landmark box moved by more than ``recheck`` from the start box, the other starts of the ``RECHECK_INITS``
+    ensemble run too: tracking is in doubt there (a jump, a corrupted or lost frame); the ensemble's spread is the
+    consistency measure (0 where a single start ran). The blur moves some points (the predictor was trained on sharp
+    faces): on ``CALIBRATION_FRAMES`` frames spread over the clip the sharp 5-start ensemble runs too, and its mean
+    difference from the blurred answers, in crop pixels (so it follows the face's size and turn), is added to every
     frame: the track keeps the sharp ensemble's positions with the blurred start's low noise.
-    ``smooth_params`` go to ``smooth_track``. Raises
-    FaceLostError naming the frame when the face leaves the image.
 
-    Why one blurred start: the predictor's answer on a noisy frame moves with the sensor noise (its features
-    are single-pixel differences); the mean of 5 sharp starts averaged that out at 5× the cost, a Gaussian of
-    σ = 3.5 canvas pixels removes most of the noise before the predictor sees it. Measured on Grace Hopper
-    clips at 640×480 (``benchmarks/bench_face.py``, 60 frames): static-face jitter 0.39 px RMS instead of
-    0.49, CPU 5.9 instead of 20.2 ms a frame (1 + 10/T predictor runs instead of 5); but the aligned inner eye
-    corners under drift and rotation move more (RMS 0.29 instead of 0.21 px, largest move 1.41 instead of
-    0.86 px; these figures move by ±0.15 px with any change of rounding in the crop). ``n_inits=5, blur=0``
-    gives the former behaviour.
+    Why one blurred start in a turned crop: the predictor's answer moves with the sensor noise (its features are
+    single-pixel differences) and, for one start, wanders with the face's pose (a few tenths of a pixel over a 5°
+    turn: its regression trees cut the pose space into pieces); the mean of 5 sharp starts averaged both at 5× the
+    cost. A Gaussian of σ = 7 crop pixels removes the noise and smooths the pieces, and the turned crop keeps the
+    pose the predictor sees constant. Measured by ``benchmarks/bench_face.py`` (Grace Hopper at 640×480, 60
+    frames, this 2-core machine): 1.17 predictor runs a frame instead of 5 (about 0.25 of the 5-start time); static
+    jitter 0.29 instead of 0.49 px; aligned inner eye corners on four drift-and-turn paths RMS 0.17–0.19 instead of
+    0.21–0.31 px, largest move 0.50–0.77 instead of 0.83–1.03 px. σ = 3.5 without the turn (landmarks stage 2)
+    had 0.39 px and 0.29–0.33 px; ``n_inits=5, blur=0, follow_rotation=False`` is the sharp ensemble.
+
+    Parameters
+    ----------
+    frames : ndarray, T×H×W×3 (RGB) or T×H×W uint8, or a sequence of frames
+        The clip.
+    detection : FaceDetection
+        The clip's face (box in frame pixels, frame position).
+    smoothing : {"one-euro", "savgol", "none"}
+        Temporal smoother (:func:`~mer.pipeline.face.smoothing.smooth_track`; its parameters in ``smooth_params``).
+    n_inits : int
+        Predictor starts per frame, 1..9.
+    blur : float
+        σ of the crop's Gaussian blur, crop pixels (1/200 of the face box); 0 = sharp, no calibration.
+    recheck : float
+        Relative box change (centre shift / size + |log size ratio|) above which all 5 starts run.
+    max_outside : float
+        Fraction of landmarks outside the frame at which the face counts as lost.
+    follow_rotation : bool
+        Turn each crop back by the face's rotation since the detection frame.
+
+    Returns
+    -------
+    LandmarkTrack
+        Smoothed and raw landmarks T×68×2 float32 (frame pixels), quality, box change, consistency, starts.
+
+    Raises
+    ------
+    FaceLostError
+        Naming the frame where the face leaves the image (or collapses).
     """
     n = len(frames)
     k = int(detection.frame_index)
@@ -398,50 +461,65 @@ def track_landmarks(
     sp = shape_predictor_68()
     raw = np.empty((n, N_LANDMARKS, 2), dtype=np.float32)
     boxes: list[Box] = [detection.box] * n
+    turns = np.zeros(n)  # each frame's face rotation since the detection frame (radians), from its landmarks
     consistency = np.zeros(n, dtype=np.float32)
     model: BoxModel | None = None
+    ref_angle = 0.0
 
     starts = np.full(n, n_inits, dtype=np.int32)
     start_boxes: list[Box] = [detection.box] * n
+    crop_turns = np.zeros(n)
 
-    def step(t: int, start_box: Box) -> None:
-        nonlocal model
+    def step(t: int, start_box: Box, turn: float) -> None:
+        nonlocal model, ref_angle
         img = as_detector_image(frames[t])
-        start_boxes[t] = start_box
-        ens = predict_landmark_ensemble(img, start_box, n_inits=n_inits, blur=blur, predictor=sp)
+        start_boxes[t], crop_turns[t] = start_box, turn
+        ens = predict_landmark_ensemble(img, start_box, n_inits=n_inits, blur=blur, predictor=sp, angle=turn)
         pts = ens.mean(axis=0)
-        if model is not None and n_inits < RECHECK_INITS and _box_change(start_box, model.box(pts)) > recheck:
+        own_turn = eye_angle(pts) - ref_angle if follow_rotation and model is not None else 0.0
+        if (
+            model is not None
+            and n_inits < RECHECK_INITS
+            and _box_change(start_box, model.box(pts, own_turn)) > recheck
+        ):
             more = RECHECK_INITS - n_inits
             extra = predict_landmark_ensemble(
-                img, start_box, n_inits=more, first_init=n_inits, blur=blur, predictor=sp
+                img, start_box, n_inits=more, first_init=n_inits, blur=blur, predictor=sp, angle=turn
             )
             ens = np.concatenate([ens, extra])
             pts = ens.mean(axis=0)
+            own_turn = eye_angle(pts) - ref_angle if follow_rotation else 0.0
             starts[t] = RECHECK_INITS
         _check_inside(pts, img.shape, t, max_outside)
         if model is None:
             model = BoxModel.fit(pts, start_box)
+            ref_angle = eye_angle(pts)
         spread = np.sqrt(np.mean(np.sum((ens - pts) ** 2, axis=-1)))
         consistency[t] = spread / _centroid_radius(pts)[1]
         raw[t] = pts
-        boxes[t] = model.box(pts)
+        turns[t] = own_turn
+        boxes[t] = model.box(pts, own_turn)
 
-    step(k, _square(detection.box))
+    step(k, _square(detection.box), 0.0)
     for t in range(k + 1, n):
-        step(t, boxes[t - 1])
+        step(t, boxes[t - 1], turns[t - 1])
     for t in range(k - 1, -1, -1):
-        step(t, boxes[t + 1])
+        step(t, boxes[t + 1], turns[t + 1])
 
     if blur > 0:  # move the blurred answers to where the sharp ensemble puts the points (see the docstring)
         calib = np.unique(np.linspace(0, n - 1, min(n, CALIBRATION_FRAMES)).round().astype(int))
         offsets = []
         for t in calib:
-            sharp = predict_landmark_ensemble(frames[t], start_boxes[t], n_inits=RECHECK_INITS, predictor=sp)
-            offsets.append((sharp.mean(axis=0) - raw[t]) * _canvas_scale(start_boxes[t]))
+            sharp = predict_landmark_ensemble(
+                frames[t], start_boxes[t], n_inits=RECHECK_INITS, predictor=sp, angle=crop_turns[t]
+            )
+            to_crop = face_crop_transform(start_boxes[t], angle=crop_turns[t])[:, :2]
+            offsets.append((sharp.mean(axis=0) - raw[t]) @ to_crop.T)
             starts[t] += RECHECK_INITS
-        offset = np.mean(offsets, axis=0)  # canvas pixels: follows the face's size
+        offset = np.mean(offsets, axis=0)  # crop pixels: follows the face's size and turn
         for t in range(n):
-            raw[t] += (offset / _canvas_scale(start_boxes[t])).astype(np.float32)
+            to_frame = np.linalg.inv(face_crop_transform(start_boxes[t], angle=crop_turns[t])[:, :2])
+            raw[t] += (offset @ to_frame.T).astype(np.float32)
 
     box_change = np.zeros(n, dtype=np.float32)
     for t in range(1, n):

@@ -91,12 +91,14 @@ class LandmarkParams:
     n_inits : int
         Predictor starts per frame, 1..9 (1).
     landmark_blur : float
-        σ of the Gaussian blur of the face crop, in canvas pixels (1/200 of the face box), 0..20; 0 is sharp (3.5).
+        σ of the Gaussian blur of the face crop, in canvas pixels (1/200 of the face box), 0..20; 0 is sharp (7.0).
     recheck : float
         Relative box change from the start box (centre shift / size + |log size ratio|) above which all 5
         starts run, > 0 (0.05).
     max_outside : float
         Fraction of landmarks outside the frame at which the face counts as lost (0.25).
+    follow_rotation : bool
+        Turn each frame's crop back by the face's rotation since the detection frame (True).
     smoothing : {"one-euro", "savgol", "none"}
         Temporal smoother (one-euro).
     min_cutoff, beta, d_cutoff : float
@@ -109,9 +111,10 @@ class LandmarkParams:
     """
 
     n_inits: int = 1
-    landmark_blur: float = 3.5
+    landmark_blur: float = 7.0
     recheck: float = 0.05
     max_outside: float = 0.25
+    follow_rotation: bool = True
     smoothing: str = "one-euro"
     min_cutoff: float = 0.04
     beta: float = 0.2
@@ -274,6 +277,7 @@ def compute_landmarks(ctx: ClipContext, p: LandmarkParams) -> dict[str, np.ndarr
         blur=p.landmark_blur,
         recheck=p.recheck,
         max_outside=p.max_outside,
+        follow_rotation=p.follow_rotation,
         **p.smooth_kwargs(),
     )
     return {"landmarks": track.landmarks, "quality": track.quality.astype(np.float32), "landmarks_raw": track.raw}
@@ -323,7 +327,7 @@ DETECT = register(
 LANDMARKS = register(
     Stage(
         "landmarks",
-        "2",  # 2: one blurred start per frame, the 5-start ensemble only where the box jumps (issue 18)
+        "3",  # 2: one blurred start per frame, 5 where the box jumps; 3: crop turned with the face, blur 7 (issue 18)
         LandmarkParams,
         ("detect",),
         (Output("landmarks", "float32"), Output("quality", "float32"), Output("landmarks_raw", "float32")),
