@@ -1,7 +1,8 @@
 """Benchmark the face kernels at 640×480: per-frame cost of landmarks, align, equalise; detection per
 clip; and ``process_clip`` wall time against the sum of its kernels (goal: ratio ≤ 1.3). Then landmarks
 before and after issue 18 side by side: ms/frame, jitter on a static noisy face, and eye-corner stability
-after per-frame alignment of a drifting, rotating face (both against the true landmarks).
+after per-frame alignment of faces drifting and turning along four paths (both against the true landmarks); last,
+the same settings on synthetic clips with exact landmarks (``--synthetic-subjects``, 2 clips each).
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_face.py [--frames 40] [--repeats 5]``.
 Each figure is the best of ``--repeats`` runs (the machine may be shared). OpenCV runs one thread, as in
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-inits", type=int, default=LandmarkParams().n_inits)
     ap.add_argument("--compare-frames", type=int, default=60, help="clip length of the before/after comparison")
+    ap.add_argument("--synthetic-subjects", type=int, default=8, help="subjects (2 clips each) of the synthetic check")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
     n, r = args.frames, args.repeats
@@ -112,12 +114,14 @@ def main() -> None:
         f"/ kernels alone: {t_stage / t_kernels:.2f} (decoding a 640×480 JPEG costs about a third of the kernels)"
     )
     compare_landmarks(args.compare_frames, r)
+    compare_on_synthetic(args.synthetic_subjects)
 
 
 LANDMARK_CONFIGS = {
     "before: 5 sharp starts": {"n_inits": 5, "landmark_blur": 0.0, "follow_rotation": False},
     "stage v2: 1 start, σ 3.5": {"landmark_blur": 3.5, "follow_rotation": False},
     "after: 1 start, σ 7, turned (v3)": {},
+    "option: 2 starts, σ 7, turned": {"n_inits": 2},
 }
 """Landmark settings compared by ``compare_landmarks`` (LandmarkParams overrides)."""
 
@@ -206,6 +210,43 @@ def compare_landmarks(n: int, repeats: int) -> None:
     print("jitter: smoothed/raw RMS px about each point's mean error; eye max: largest move of the aligned true")
     print("inner eye corners from frame 0 (px in the 256 crop); eye RMS: their RMS distance from their mean;")
     print(f"first path {DRIFT_PATHS[0]} (dx, dy px, turn °); 'all': range over the {len(DRIFT_PATHS)} paths")
+
+
+def compare_on_synthetic(subjects: int, seed: int = 6) -> None:
+    """The landmark settings on synthetic clips (``mer.synthetic``: both photos, mirrored, AU motion, drift, noise;
+    640×480) against their exact landmarks: median and worst jitter, and the median and worst RMS wander of the
+    true inner eye corners after per-frame alignment (px in the 256 crop)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from mer.pipeline.face.align import alignment_transforms, transform_points
+    from mer.pipeline.frames_io import read_clip
+    from mer.synthetic.clips import generate_synthetic
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_face_synth_"))
+    try:
+        generate_synthetic(tmp / "data", subjects=subjects, clips_per_subject=2, frame_size=(640, 480), seed=seed)
+        clips = []
+        for clip_dir in sorted(p.parent for p in (tmp / "data").glob("*/*/truth.npz")):
+            frames = read_clip(sorted(str(p) for p in clip_dir.glob("img*.jpg")))
+            with np.load(clip_dir / "truth.npz", allow_pickle=False) as z:
+                truth = z["landmarks"][: len(frames)].astype(np.float64)
+            clips.append((frames, truth, detect_face(frames)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nlandmarks on {len(clips)} synthetic clips (640×480, exact truth): median / worst clip")
+    print(f"{'setting':<34}{'jitter':>16}{'eye RMS':>16}")
+    for name, overrides in LANDMARK_CONFIGS.items():
+        p = LandmarkParams(**overrides)
+        kw = {"n_inits": p.n_inits, "blur": p.landmark_blur, "recheck": p.recheck, "follow_rotation": p.follow_rotation}
+        jit, eye = [], []
+        for frames, truth, det in clips:
+            lm = track_landmarks(frames, det, **kw).landmarks
+            jit.append(jitter(lm, truth))
+            eyes = transform_points(truth, alignment_transforms(lm, mode="per-frame"))[:, [39, 42]]
+            eye.append(np.sqrt(np.mean(np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1) ** 2)))
+        print(f"{name:<34}{np.median(jit):>9.3f} / {max(jit):<5.2f}{np.median(eye):>9.3f} / {max(eye):<5.2f}")
 
 
 def time_stages(clip: np.ndarray, repeats: int, n_clips: int = 4) -> tuple[float, float, float]:
