@@ -5,19 +5,19 @@ A stage's frames are the clip's onset..offset (:meth:`ClipContext.frames`), so p
 starts there and onset alignment takes its transform from there (:data:`ONSET`), in the stages and in
 :func:`process_clip` alike. The parameter classes below are the only parameter classes of the face path.
 
-=========================  ===================  ==========================================================
-stage / output             shape, dtype         meaning
-=========================  ===================  ==========================================================
-``detect/box``             4 float32            face box (x0, y0, x1, y1), half-open, frame pixels
-``detect/detection``       3 float32            (detector score, frame position, upsampling used)
-``landmarks/landmarks``    T×68×2 float32       smoothed landmarks (x, y) in frame pixels
-``landmarks/quality``      T float32            per-frame tracking quality in [0, 1] (see landmarks.py)
-``landmarks/landmarks_raw`` T×68×2 float32      unsmoothed tracked landmarks
-``align/frames``           T×S×S×3 uint8        aligned RGB crops
-``align/transforms``       T×2×3 float32        frame → aligned pixel coordinates (cv2.warpAffine)
-``align/landmarks``        T×68×2 float32       ``landmarks`` mapped by ``transforms``
-``equalize/frames``        T×S×S×3 uint8        aligned crops after luminance equalisation
-=========================  ===================  ==========================================================
+===========================  ==============  =======================================================
+stage / output               shape, dtype    meaning
+===========================  ==============  =======================================================
+``detect/box``               4 float32       face box (x0, y0, x1, y1), half-open, frame pixels
+``detect/detection``         3 float32       (detector score, frame position, upsampling used)
+``landmarks/landmarks``      T×68×2 float32  smoothed landmarks (x, y) in frame pixels
+``landmarks/quality``        T float32       per-frame tracking quality in [0, 1] (see landmarks.py)
+``landmarks/landmarks_raw``  T×68×2 float32  unsmoothed tracked landmarks
+``align/frames``             T×S×S×3 uint8   aligned RGB crops
+``align/transforms``         T×2×3 float32   frame → aligned pixel coordinates (cv2.warpAffine)
+``align/landmarks``          T×68×2 float32  ``landmarks`` mapped by ``transforms``
+``equalize/frames``          T×S×S×3 uint8   aligned crops after luminance equalisation
+===========================  ==============  =======================================================
 """
 
 from __future__ import annotations
