@@ -422,10 +422,13 @@ def track_landmarks(
     turn: its regression trees cut the pose space into pieces); the mean of 5 sharp starts averaged both at 5× the
     cost. A Gaussian of σ = 7 crop pixels removes the noise and smooths the pieces, and the turned crop keeps the
     pose the predictor sees constant. Measured by ``benchmarks/bench_face.py`` (Grace Hopper at 640×480, 60
-    frames, this 2-core machine): 1.17 predictor runs a frame instead of 5 (about 0.25 of the 5-start time); static
-    jitter 0.29 instead of 0.49 px; aligned inner eye corners on four drift-and-turn paths RMS 0.17–0.19 instead of
-    0.21–0.31 px, largest move 0.50–0.77 instead of 0.83–1.03 px. σ = 3.5 without the turn (landmarks stage 2)
-    had 0.39 px and 0.29–0.33 px; ``n_inits=5, blur=0, follow_rotation=False`` is the sharp ensemble.
+    frames, this shared 2-core machine): 1.17 predictor runs a frame instead of 5 (0.25–0.40 of the 5-start CPU
+    time, with the load); static jitter 0.29 instead of 0.49 px; aligned inner eye corners on four drift-and-turn
+    paths RMS 0.17–0.21 instead of 0.21–0.27 px, largest move 0.50–0.64 instead of 0.70–0.86 px. On 16 synthetic
+    clips (exact landmarks) the median jitter is equal (0.46 px) and no clip is lost (the 5 sharp starts lose two:
+    13.5 px), but the median eye-corner wander is 0.27 instead of 0.19 px; ``n_inits=2`` gives 0.18 at about twice
+    the cost. σ = 3.5 without the turn (landmarks stage 2) had 0.39 px and 0.26–0.37 px on the paths;
+    ``n_inits=5, blur=0, follow_rotation=False`` is the sharp ensemble.
 
     Parameters
     ----------
