@@ -1,7 +1,8 @@
 """Benchmark the face kernels at 640×480: per-frame cost of landmarks, align, equalise; detection per
 clip; and ``process_clip`` wall time against the sum of its kernels (goal: ratio ≤ 1.3). Then landmarks
 before and after issue 18 side by side: ms/frame, jitter on a static noisy face, and eye-corner stability
-after per-frame alignment of a drifting, rotating face (both against the true landmarks).
+after per-frame alignment of faces drifting and turning along four paths (both against the true landmarks); last,
+the same settings on synthetic clips with exact landmarks (``--synthetic-subjects``, 2 clips each).
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_face.py [--frames 40] [--repeats 5]``.
 Each figure is the best of ``--repeats`` runs (the machine may be shared). OpenCV runs one thread, as in
@@ -18,11 +19,11 @@ import cv2
 import numpy as np
 
 from mer.pipeline.face.align import align_clip
-from mer.pipeline.face.chain import FaceParams, process_clip
 from mer.pipeline.face.detect import detect_face
 from mer.pipeline.face.equalize import equalize_frames
 from mer.pipeline.face.landmarks import track_landmarks
 from mer.pipeline.face.models import shape_predictor_68
+from mer.pipeline.face.stages import AlignParams, LandmarkParams, process_clip
 
 
 def make_clip(n: int, size: tuple[int, int] = (480, 640), seed: int = 0) -> np.ndarray:
@@ -61,26 +62,28 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--n-inits", type=int, default=FaceParams().n_inits)
+    ap.add_argument("--n-inits", type=int, default=LandmarkParams().n_inits)
     ap.add_argument("--compare-frames", type=int, default=60, help="clip length of the before/after comparison")
+    ap.add_argument("--synthetic-subjects", type=int, default=8, help="subjects (2 clips each) of the synthetic check")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
     n, r = args.frames, args.repeats
-    p = FaceParams(n_inits=args.n_inits)
+    p = LandmarkParams(n_inits=args.n_inits)
+    size = AlignParams().size
     clip = make_clip(n)
     shape_predictor_68()  # load once, outside the timings
 
     det = detect_face(clip)
     track = track_landmarks(clip, det, n_inits=p.n_inits)
-    al = align_clip(clip, track.landmarks, size=p.size)
+    al = align_clip(clip, track.landmarks, size=size)
 
     t = best_times(
         {
             "det": lambda: detect_face(clip),
             "lm": lambda: track_landmarks(clip, det, n_inits=p.n_inits),
-            "al": lambda: align_clip(clip, track.landmarks, size=p.size),
+            "al": lambda: align_clip(clip, track.landmarks, size=size),
             "eq": lambda: equalize_frames(al.frames, "hist"),
-            "chain": lambda: process_clip(clip, p),
+            "chain": lambda: process_clip(clip, landmarks=p),
         },
         r,
     )
@@ -88,7 +91,7 @@ def main() -> None:
     t_sum = t_det + t_lm + t_al + t_eq
 
     ms = 1e3
-    print(f"face kernels, {n} frames of 640×480, n_inits={p.n_inits}, size={p.size}, cv2 threads={args.threads}")
+    print(f"face kernels, {n} frames of 640×480, n_inits={p.n_inits}, size={size}, cv2 threads={args.threads}")
     print(f"{'step':<34}{'per clip (ms)':>15}{'per frame (ms)':>16}")
     rows = [
         ("detect (HOG, once per clip)", t_det),
@@ -111,13 +114,16 @@ def main() -> None:
         f"/ kernels alone: {t_stage / t_kernels:.2f} (decoding a 640×480 JPEG costs about a third of the kernels)"
     )
     compare_landmarks(args.compare_frames, r)
+    compare_on_synthetic(args.synthetic_subjects)
 
 
 LANDMARK_CONFIGS = {
-    "before: 5 sharp starts": {"n_inits": 5, "landmark_blur": 0.0},
-    "after: 1 blurred start (default)": {},
+    "before: 5 sharp starts": {"n_inits": 5, "landmark_blur": 0.0, "follow_rotation": False},
+    "stage v2: 1 start, σ 3.5": {"landmark_blur": 3.5, "follow_rotation": False},
+    "after: 1 start, σ 7, turned (v3)": {},
+    "option: 2 starts, σ 7, turned": {"n_inits": 2},
 }
-"""Landmark settings compared by ``compare_landmarks`` (FaceParams overrides)."""
+"""Landmark settings compared by ``compare_landmarks`` (LandmarkParams overrides)."""
 
 
 def photo_clip(n: int, shifts: np.ndarray, angles: np.ndarray, noise: float, seed: int, scale: float = 0.9):
@@ -152,44 +158,95 @@ def jitter(landmarks: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.sum((err - err.mean(axis=0)) ** 2, axis=-1))))
 
 
+DRIFT_PATHS = ((10.0, -6.0, 5.0), (-8.0, 4.0, -4.0), (6.0, 8.0, 3.0), (-4.0, -9.0, -6.0))
+"""Drift-and-turn paths of ``compare_landmarks``: (x shift px, y shift px, turn degrees) over the clip."""
+
+
 def compare_landmarks(n: int, repeats: int) -> None:
     """Landmarks before/after: CPU ms per frame (best of ``repeats``; CPU time, as the machine may be shared),
-    predictor runs per frame, jitter (smoothed and raw) on a static face with σ = 3 noise, and on a face
-    drifting 10×6 px and turning 5° over the clip, the inner eye corners (39, 42) after per-frame alignment:
-    their largest move (px) and RMS jitter."""
+    predictor runs per frame, jitter (smoothed and raw) on a static face with σ = 3 noise, and on faces drifting
+    and turning along DRIFT_PATHS, the inner eye corners (39, 42) after per-frame alignment: their largest move
+    (px) and RMS jitter, on the first path and as the range over all paths."""
     from mer.pipeline.face.align import transform_points
 
     static, static_truth = photo_clip(n, np.zeros((n, 2)), np.zeros(n), 3.0, seed=1)
-    moves = np.c_[np.linspace(0, 10, n), np.linspace(0, -6, n)]
-    drift, drift_truth = photo_clip(n, moves, np.linspace(0, 5, n), 1.0, seed=2)
-    det_static, det_drift = detect_face(static), detect_face(drift)
+    drifts = []
+    for k, (dx, dy, turn) in enumerate(DRIFT_PATHS):
+        moves = np.c_[np.linspace(0, dx, n), np.linspace(0, dy, n)]
+        frames, truth = photo_clip(n, moves, np.linspace(0, turn, n), 1.0, seed=2 + k)
+        drifts.append((frames, truth, detect_face(frames)))
+    det_static = detect_face(static)
     width = np.linalg.norm(static_truth[0, 16] - static_truth[0, 0])
     print(f"\nlandmarks before/after, {n} frames of 640×480 (face {width:.0f} px wide), cv2 threads as above")
     print(
         f"{'setting':<34}{'CPU ms/f':>9}{'runs/fr':>8}{'static jitter':>15}{'drift jitter':>14}"
-        f"{'eye max':>9}{'eye RMS':>9}"
+        f"{'eye max':>9}{'eye RMS':>9}{'eye max, all':>14}{'eye RMS, all':>14}"
     )
+    ms_before = None
     for name, overrides in LANDMARK_CONFIGS.items():
-        p = FaceParams(align_mode="per-frame", **overrides)
-        kw = {"n_inits": p.n_inits, "blur": p.landmark_blur, "recheck": p.recheck}
+        p = LandmarkParams(**overrides)
+        kw = {"n_inits": p.n_inits, "blur": p.landmark_blur, "recheck": p.recheck, "follow_rotation": p.follow_rotation}
         t = float("inf")
         for _ in range(repeats):
             c0 = time.process_time()
             track_landmarks(static, det_static, **kw)
             t = min(t, time.process_time() - c0)
+        ms_before = ms_before or t * 1e3 / n
         tr = track_landmarks(static, det_static, **kw)
-        td = track_landmarks(drift, det_drift, **kw)
-        out = process_clip(drift, p)
-        eyes = transform_points(drift_truth, out["transforms"])[:, [39, 42]]
-        moved = np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1)
+        eye_max, eye_rms, drift_jitter = [], [], []
+        for frames, truth, det in drifts:
+            td = track_landmarks(frames, det, **kw)
+            drift_jitter.append(f"{jitter(td.landmarks, truth):.3f}/{jitter(td.raw, truth):.3f}")
+            out = process_clip(frames, landmarks=p, align=AlignParams(align_mode="per-frame"))
+            eyes = transform_points(truth, out["align"]["transforms"])[:, [39, 42]]
+            eye_max.append(np.max(np.linalg.norm(eyes - eyes[:1], axis=-1)))
+            eye_rms.append(np.sqrt(np.mean(np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1) ** 2)))
         print(
             f"{name:<34}{t * 1e3 / n:>9.2f}{tr.starts.mean():>8.2f}"
-            f"{jitter(tr.landmarks, static_truth):>8.3f}/{jitter(tr.raw, static_truth):.3f}"
-            f"{jitter(td.landmarks, drift_truth):>8.3f}/{jitter(td.raw, drift_truth):.3f}"
-            f"{np.max(np.linalg.norm(eyes - eyes[:1], axis=-1)):>9.3f}{np.sqrt(np.mean(moved**2)):>9.3f}"
+            f"{jitter(tr.landmarks, static_truth):>8.3f}/{jitter(tr.raw, static_truth):.3f}{drift_jitter[0]:>14}"
+            f"{eye_max[0]:>9.3f}{eye_rms[0]:>9.3f}{min(eye_max):>8.2f}–{max(eye_max):.2f}"
+            f"{min(eye_rms):>8.2f}–{max(eye_rms):.2f}   ({t * 1e3 / n / ms_before:.2f}× the first row's time)"
         )
     print("jitter: smoothed/raw RMS px about each point's mean error; eye max: largest move of the aligned true")
-    print("inner eye corners from frame 0 (px in the 256 crop); eye RMS: their RMS distance from their mean")
+    print("inner eye corners from frame 0 (px in the 256 crop); eye RMS: their RMS distance from their mean;")
+    print(f"first path {DRIFT_PATHS[0]} (dx, dy px, turn °); 'all': range over the {len(DRIFT_PATHS)} paths")
+
+
+def compare_on_synthetic(subjects: int, seed: int = 6) -> None:
+    """The landmark settings on synthetic clips (``mer.synthetic``: both photos, mirrored, AU motion, drift, noise;
+    640×480) against their exact landmarks: median and worst jitter, and the median and worst RMS wander of the
+    true inner eye corners after per-frame alignment (px in the 256 crop)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from mer.pipeline.face.align import alignment_transforms, transform_points
+    from mer.pipeline.frames_io import read_clip
+    from mer.synthetic.clips import generate_synthetic
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_face_synth_"))
+    try:
+        generate_synthetic(tmp / "data", subjects=subjects, clips_per_subject=2, frame_size=(640, 480), seed=seed)
+        clips = []
+        for clip_dir in sorted(p.parent for p in (tmp / "data").glob("*/*/truth.npz")):
+            frames = read_clip(sorted(str(p) for p in clip_dir.glob("img*.jpg")))
+            with np.load(clip_dir / "truth.npz", allow_pickle=False) as z:
+                truth = z["landmarks"][: len(frames)].astype(np.float64)
+            clips.append((frames, truth, detect_face(frames)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nlandmarks on {len(clips)} synthetic clips (640×480, exact truth): median / worst clip")
+    print(f"{'setting':<34}{'jitter':>16}{'eye RMS':>16}")
+    for name, overrides in LANDMARK_CONFIGS.items():
+        p = LandmarkParams(**overrides)
+        kw = {"n_inits": p.n_inits, "blur": p.landmark_blur, "recheck": p.recheck, "follow_rotation": p.follow_rotation}
+        jit, eye = [], []
+        for frames, truth, det in clips:
+            lm = track_landmarks(frames, det, **kw).landmarks
+            jit.append(jitter(lm, truth))
+            eyes = transform_points(truth, alignment_transforms(lm, mode="per-frame"))[:, [39, 42]]
+            eye.append(np.sqrt(np.mean(np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1) ** 2)))
+        print(f"{name:<34}{np.median(jit):>9.3f} / {max(jit):<5.2f}{np.median(eye):>9.3f} / {max(eye):<5.2f}")
 
 
 def time_stages(clip: np.ndarray, repeats: int, n_clips: int = 4) -> tuple[float, float, float]:

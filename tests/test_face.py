@@ -15,7 +15,6 @@ import pytest
 
 from mer.pipeline.face import models
 from mer.pipeline.face.align import transform_points
-from mer.pipeline.face.chain import FaceParams, process_clip
 from mer.pipeline.face.detect import (
     Candidate,
     FaceNotFoundError,
@@ -24,6 +23,7 @@ from mer.pipeline.face.detect import (
     select_face,
 )
 from mer.pipeline.face.landmarks import FaceLostError, predict_landmarks, track_landmarks
+from mer.pipeline.face.stages import AlignParams, DetectParams, EqualizeParams, process_clip
 
 SIZE = (240, 320)  # canvas H, W
 
@@ -149,7 +149,7 @@ def test_no_face_raises_face_not_found_naming_the_frame():
         detect_face(frames, start=2)
     assert issubclass(FaceNotFoundError, ValueError)
     with pytest.raises(FaceNotFoundError, match="frame 0"):
-        process_clip(frames, FaceParams(max_upsample=0))
+        process_clip(frames, DetectParams(max_upsample=0))
 
 
 # --- tracking and smoothing ------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_per_frame_alignment_keeps_eye_corners_still_under_head_drift(photo, pho
         scale=0.9,
         size=(400, 480),
     )
-    out = process_clip(frames, FaceParams(align_mode="per-frame"))
+    out = process_clip(frames, align=AlignParams(align_mode="per-frame"))["align"]
     eyes = transform_points(truth, out["transforms"])[:, [39, 42]]  # true corners, aligned
     assert np.max(np.linalg.norm(eyes - eyes[:1], axis=-1)) < 2.0
     centre = (256 - 1) / 2
@@ -234,8 +234,8 @@ def test_onset_alignment_uses_the_onset_transform_and_keeps_motion(photo, photo_
     n = 10
     shifts = np.c_[np.linspace(0, 4, n), np.zeros(n)]
     frames, truth = make_clip(photo, photo_landmarks, n, shifts=shifts, noise=1.0)
-    out = process_clip(frames, FaceParams(equalize="none"))
-    m = out["transforms"]
+    out = process_clip(frames, equalize=EqualizeParams(method="none"))
+    m = out["align"]["transforms"]
     np.testing.assert_array_equal(m, np.repeat(m[:1], n, axis=0))
     moved = transform_points(truth, m)[-1] - transform_points(truth, m)[0]  # the 4 px head shift, kept
     np.testing.assert_allclose(moved, np.broadcast_to(m[0, :, :2] @ [4.0, 0.0], moved.shape), atol=1e-3)
@@ -243,30 +243,34 @@ def test_onset_alignment_uses_the_onset_transform_and_keeps_motion(photo, photo_
     assert abs(eyes[:, 0].mean() - 127.5) < 1.0 and abs(eyes[0, 1] - eyes[1, 1]) < 1.0
     # the aligned pixels are the frame warped by the returned transform
     expect = cv2.warpAffine(frames[5], m[5].astype(np.float64), (256, 256), borderMode=cv2.BORDER_REPLICATE)
-    np.testing.assert_array_equal(out["aligned"][5], expect)
+    np.testing.assert_array_equal(out["equalize"]["frames"][5], expect)
+    np.testing.assert_array_equal(out["align"]["frames"], out["equalize"]["frames"])
 
 
 def test_process_clip_outputs_and_grey_input(photo, photo_landmarks):
     frames, truth = make_clip(photo, photo_landmarks, 6, noise=1.0)
     grey = cv2.cvtColor(frames.reshape(-1, SIZE[1], 3), cv2.COLOR_RGB2GRAY).reshape(6, *SIZE)
-    out = process_clip(grey, FaceParams(size=128))
+    out = process_clip(grey, align=AlignParams(size=128))
     shapes = {
-        "landmarks": ((6, 68, 2), np.float32),
-        "quality": ((6,), np.float32),
-        "box": ((4,), np.float32),
-        "transforms": ((6, 2, 3), np.float32),
-        "aligned": ((6, 128, 128, 3), np.uint8),
-        "aligned_landmarks": ((6, 68, 2), np.float32),
+        ("landmarks", "landmarks"): ((6, 68, 2), np.float32),
+        ("landmarks", "landmarks_raw"): ((6, 68, 2), np.float32),
+        ("landmarks", "quality"): ((6,), np.float32),
+        ("detect", "box"): ((4,), np.float32),
+        ("detect", "detection"): ((3,), np.float32),
+        ("align", "transforms"): ((6, 2, 3), np.float32),
+        ("align", "frames"): ((6, 128, 128, 3), np.uint8),
+        ("align", "landmarks"): ((6, 68, 2), np.float32),
+        ("equalize", "frames"): ((6, 128, 128, 3), np.uint8),
     }
-    for key, (shape, dtype) in shapes.items():
-        assert out[key].shape == shape and out[key].dtype == dtype, key
-    a = out["aligned"]
+    assert {(stage, name) for stage, arrays in out.items() for name in arrays} == set(shapes)
+    for (stage, name), (shape, dtype) in shapes.items():
+        assert out[stage][name].shape == shape and out[stage][name].dtype == dtype, (stage, name)
+    a = out["equalize"]["frames"]
     np.testing.assert_array_equal(a[..., 0], a[..., 1])  # grey stays grey, 3 channels
     np.testing.assert_array_equal(a[..., 1], a[..., 2])
-    assert np.mean(np.linalg.norm(out["landmarks"] - truth, axis=-1)) < 3.0
-    np.testing.assert_allclose(
-        out["aligned_landmarks"], transform_points(out["landmarks"], out["transforms"]), atol=1e-3
-    )
+    lm = out["landmarks"]["landmarks"]
+    assert np.mean(np.linalg.norm(lm - truth, axis=-1)) < 3.0
+    np.testing.assert_allclose(out["align"]["landmarks"], transform_points(lm, out["align"]["transforms"]), atol=1e-3)
 
 
 def test_frames_of_different_sizes_raise_naming_the_frame(photo, photo_landmarks):
@@ -284,3 +288,20 @@ def test_cnn_detector_finds_the_face_and_tracking_starts_from_its_box(photo, pho
     assert _contains(det.box, truth[0, 30])  # nose tip inside the box
     track = track_landmarks(frames, det, smoothing="none")
     assert np.mean(np.linalg.norm(track.raw - truth, axis=-1)) < 3.0
+
+
+def test_process_clip_gives_the_bytes_the_stages_store(face_store):
+    """One face path: the convenience function runs the stages' own computes with their parameter classes."""
+    from mer.pipeline.frames_io import read_clip
+    from mer.store import open_store
+
+    base, dataset = face_store
+    st = open_store(str(base / "store"))
+    row = st.manifest(dataset).iloc[1]
+    out = process_clip(read_clip(row["frame_paths"]))
+    assert set(out) == {"detect", "landmarks", "align", "equalize"}
+    for stage, arrays in out.items():
+        for name, array in arrays.items():
+            stored = st.read(dataset, stage, clip=row["clip_id"], name=name)
+            assert stored.dtype == array.dtype, (stage, name)
+            np.testing.assert_array_equal(stored, array, err_msg=f"{stage}/{name}")

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mer.config import params_from_dict, to_jsonable
 from mer.pipeline.face.align import (
     align_clip,
     alignment_transforms,
@@ -17,10 +18,10 @@ from mer.pipeline.face.align import (
     transform_points,
     warp_frames,
 )
-from mer.pipeline.face.chain import FaceParams, as_rgb_clip
 from mer.pipeline.face.draw import CYAN, GREEN, MAGENTA, YELLOW, draw_face_figure
 from mer.pipeline.face.equalize import equalize_frames
 from mer.pipeline.face.smoothing import one_euro, savgol, smooth_track
+from mer.pipeline.face.stages import AlignParams, DetectParams, EqualizeParams, LandmarkParams, as_rgb_clip
 
 RNG_SEED = 1234
 
@@ -251,14 +252,18 @@ def test_equalisation_keeps_grey_frames_grey_and_accepts_one_frame():
 
 
 def test_face_params_validate_and_round_trip():
-    p = FaceParams(align_mode="per-frame", equalize="clahe")
-    assert FaceParams(**p.to_dict()) == p
-    with pytest.raises(ValueError, match="detector"):
-        FaceParams(detector="haar")
-    with pytest.raises(ValueError, match="n_inits"):
-        FaceParams(n_inits=0)
+    for p in (AlignParams(align_mode="per-frame", size=128), EqualizeParams(method="clahe"), LandmarkParams(beta=0.1)):
+        assert params_from_dict(type(p), to_jsonable(p)) == p
+    with pytest.raises(ValueError, match=r"DetectParams\.detector='haar'"):
+        DetectParams(detector="haar")
+    with pytest.raises(ValueError, match=r"LandmarkParams\.n_inits"):
+        LandmarkParams(n_inits=0)
+    with pytest.raises(ValueError, match=r"AlignParams\.align_mode"):
+        AlignParams(align_mode="apex")
+    with pytest.raises(ValueError, match=r"EqualizeParams\.method"):
+        EqualizeParams(method="gamma")
     with pytest.raises(AttributeError):
-        p.size = 128  # type: ignore[misc]
+        AlignParams().size = 128  # type: ignore[misc]
 
 
 def test_as_rgb_clip_stacks_grey_and_names_the_odd_frame():

@@ -10,9 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from mer.pipeline.face.detect import detect_candidates
+from mer.pipeline.face.landmarks import predict_on_box
 from mer.synthetic import clips as syn
 from mer.synthetic import motion as sm
-from mer.synthetic.photos import best_face, face_candidates, photo_face, predict_landmarks
+from mer.synthetic.photos import DETECT_THRESHOLD, best_face, photo_face
 
 SIZE = (320, 240)
 CONFIG = {"subjects": 2, "clips_per_subject": 3, "classes": 3, "frame_size": SIZE}
@@ -312,7 +314,7 @@ def test_landmarks_agree_with_dlib_on_frame_one(dataset):
         t = _truth(clip_dir)
         frame = _frame(clip_dir, 1)
         box, _ = best_face(frame)
-        found = predict_landmarks(frame, box)
+        found = predict_on_box(frame, box)
         fw = float(np.linalg.norm(t["landmarks"][0, 16] - t["landmarks"][0, 0]))
         err = np.linalg.norm(found - t["landmarks"][0], axis=1)
         assert np.median(err) < 0.025 * fw and err.mean() < 0.035 * fw, (subject, err.mean())
@@ -348,8 +350,8 @@ def test_astronaut_false_face_is_not_chosen():
     image = photo_face("astronaut").image
     real_face = (175.0, 75.0, 270.0, 175.0)  # judged by eye on skimage's astronaut (512×512)
     for upsample in (0, 1):
-        candidates = face_candidates(image, upsample)
-        false = [box for box, _ in candidates if _iou(box, real_face) < 0.1]
+        candidates = detect_candidates(image, "hog", upsample, threshold=DETECT_THRESHOLD)
+        false = [c.box for c in candidates if _iou(c.box, real_face) < 0.1]
         assert false, "a candidate away from the real face (the suit patch) is expected"
         box, _ = best_face(image, upsample)
         assert _iou(box, real_face) > 0.5

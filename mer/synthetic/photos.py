@@ -2,8 +2,9 @@
 
 Two public-domain portraits that ship with the installed libraries are used: ``skimage``'s astronaut
 (Eileen Collins, NASA) and matplotlib's Grace Hopper sample. The face is detected once per photo and per
-process (cached). dlib finds a second, false face in the astronaut photo (the mission patch on the suit,
-a larger box than the real face), so the face is chosen by detector score, never by size or list order.
+process (cached), with the face kernels (:mod:`mer.pipeline.face.detect`, :mod:`mer.pipeline.face.landmarks`).
+dlib finds a second, false face in the astronaut photo (the mission patch on the suit, a larger box than the real
+face), so the face is chosen by detector score, never by size or list order.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mer.pipeline.face.models import hog_face_detector, shape_predictor_68
-
-Box = tuple[float, float, float, float]
+from mer.pipeline.face.detect import Box, detect_candidates, select_face
+from mer.pipeline.face.landmarks import predict_on_box
 
 PHOTOS: tuple[str, ...] = ("astronaut", "grace_hopper")
 """Names of the base photos, in the order subjects cycle through them."""
@@ -59,31 +59,14 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img, dtype=np.uint8)
 
 
-def face_candidates(image: np.ndarray, upsample: int = DETECT_UPSAMPLE) -> list[tuple[Box, float]]:
-    """All dlib HOG detections of ``image`` as ((x0, y0, x1, y1), score), scores down to DETECT_THRESHOLD."""
-    rects, scores, _ = hog_face_detector().run(np.ascontiguousarray(image), upsample, DETECT_THRESHOLD)
-    return [
-        ((float(r.left()), float(r.top()), float(r.right() + 1), float(r.bottom() + 1)), float(s))
-        for r, s in zip(rects, scores, strict=True)
-    ]
-
-
 def best_face(image: np.ndarray, upsample: int = DETECT_UPSAMPLE) -> tuple[Box, float]:
-    """The highest-scoring face box (x0, y0, x1, y1) in ``image`` and its score (never chosen by size)."""
-    cands = face_candidates(image, upsample)
-    if not cands:
+    """The highest-scoring face box (x0, y0, x1, y1) in ``image`` and its score, among all of dlib's HOG
+    candidates down to DETECT_THRESHOLD (the face kernels' choice: by score, never by size)."""
+    candidates = detect_candidates(image, "hog", upsample, threshold=DETECT_THRESHOLD)
+    best = select_face(candidates, image.shape, min_score=DETECT_THRESHOLD, min_size_frac=0.0)
+    if best is None:
         raise ValueError("dlib found no face in the image")
-    box, score = max(cands, key=lambda c: c[1])
-    return (float(box[0]), float(box[1]), float(box[2]), float(box[3])), score
-
-
-def predict_landmarks(image: np.ndarray, box: Box) -> np.ndarray:
-    """dlib's 68 landmarks (float32 68×2, x/y) of the face in ``box`` (x0, y0, x1, y1, half-open)."""
-    import dlib
-
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    shape = shape_predictor_68()(np.ascontiguousarray(image), dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
-    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+    return best.box, best.score
 
 
 @functools.cache
@@ -98,6 +81,6 @@ def photo_face(name: str, mirrored: bool = False) -> PhotoFace:
         image = np.ascontiguousarray(image[:, ::-1])
     image.flags.writeable = False
     box, score = best_face(image)
-    landmarks = predict_landmarks(image, box)
+    landmarks = predict_on_box(image, box)
     landmarks.flags.writeable = False
     return PhotoFace(name=name, image=image, box=box, score=score, landmarks=landmarks)

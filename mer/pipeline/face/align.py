@@ -45,7 +45,17 @@ DEFAULT_TARGETS: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class AlignedClip:
-    """Aligned frames (T×S×S×3 uint8), transforms (T×2×3 float32) and aligned landmarks (T×68×2 float32)."""
+    """Result of :func:`align_clip`.
+
+    Attributes
+    ----------
+    frames : ndarray, T×S×S×3 uint8
+        Aligned frames, S = ``size``.
+    transforms : ndarray, T×2×3 float32
+        Frame pixels → aligned pixels, per frame.
+    landmarks : ndarray, T×68×2 float32
+        The landmarks in aligned pixels.
+    """
 
     frames: np.ndarray
     transforms: np.ndarray
@@ -53,7 +63,20 @@ class AlignedClip:
 
 
 def reference_points(landmarks: np.ndarray, reference: str = "inner-corners") -> np.ndarray:
-    """The (image-left, image-right) reference pair of ``landmarks`` (...×68×2) as ...×2×2 float64."""
+    """The reference point pair of the landmarks.
+
+    Parameters
+    ----------
+    landmarks : ndarray, ...×68×2
+        dlib 68-point landmarks (x, y), pixels.
+    reference : {"inner-corners", "eye-centres"}
+        Points 39 and 42, or the centroids of 36–41 and 42–47.
+
+    Returns
+    -------
+    ndarray, ...×2×2 float64
+        (image-left, image-right) point, each (x, y) in the landmarks' pixels.
+    """
     pts = np.asarray(landmarks, dtype=np.float64)
     if pts.shape[-2:] != (68, 2):
         raise ValueError(f"landmarks must be ...×68×2, got shape {pts.shape}")
@@ -67,7 +90,22 @@ def reference_points(landmarks: np.ndarray, reference: str = "inner-corners") ->
 def eye_targets(
     size: int, reference: str = "inner-corners", eye_y: float | None = None, eye_distance: float | None = None
 ) -> np.ndarray:
-    """Target pixel positions (2×2: left, right point) of the reference pair in a ``size``×``size`` output."""
+    """Where the reference pair lands in the aligned image.
+
+    Parameters
+    ----------
+    size : int
+        Side of the square output, pixels.
+    reference : {"inner-corners", "eye-centres"}
+        The pair (selects the default fractions, see the module docstring).
+    eye_y, eye_distance : float or None
+        Height of the pair and its spacing as fractions of ``size`` in (0, 1); None: the reference's default.
+
+    Returns
+    -------
+    ndarray, 2×2 float64
+        (left, right) target, each (x, y) in output pixels (pixel centres at integer coordinates).
+    """
     if reference not in DEFAULT_TARGETS:
         raise ValueError(f"unknown alignment reference {reference!r}; choose one of {REFERENCES}")
     fy, fd = DEFAULT_TARGETS[reference]
@@ -79,8 +117,25 @@ def eye_targets(
 
 
 def similarity_from_pairs(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 2×3 similarity (rotation, uniform scale, translation; no reflection) mapping the point pair
-    ``src`` (...×2×2) exactly onto ``dst`` (2×2); returns ...×2×3 float64."""
+    """The similarity (rotation, uniform scale, translation; no reflection) mapping one point pair onto another.
+
+    Parameters
+    ----------
+    src : ndarray, ...×2×2
+        Source pairs, (x, y) pixels.
+    dst : ndarray, 2×2
+        Target pair, (x, y) pixels.
+
+    Returns
+    -------
+    ndarray, ...×2×3 float64
+        Matrices ``[[a, -b, tx], [b, a, ty]]`` with ``M @ (x, y, 1)`` exact on both points.
+
+    Raises
+    ------
+    ValueError
+        When the two source points coincide.
+    """
     s = np.asarray(src, dtype=np.float64)
     d = np.asarray(dst, dtype=np.float64)
     zs = s[..., 0] + 1j * s[..., 1]
@@ -106,7 +161,28 @@ def alignment_transforms(
     eye_y: float | None = None,
     eye_distance: float | None = None,
 ) -> np.ndarray:
-    """T×2×3 float32 transforms aligning each frame from the landmarks (T×68×2), per ``mode``."""
+    """The transforms that align each frame from the clip's landmarks.
+
+    Parameters
+    ----------
+    landmarks : ndarray, T×68×2
+        Landmarks (x, y) in frame pixels.
+    size : int
+        Side of the aligned output, pixels.
+    reference : {"inner-corners", "eye-centres"}
+        Reference pair (see :func:`reference_points`).
+    mode : {"onset", "per-frame"}
+        One transform from frame ``ref_frame`` for all frames, or each frame's own.
+    ref_frame : int
+        Position of the reference frame for ``mode="onset"`` (the stages pass 0: their clips start at the onset).
+    eye_y, eye_distance : float or None
+        Target fractions (see :func:`eye_targets`).
+
+    Returns
+    -------
+    ndarray, T×2×3 float32
+        Frame pixels → aligned pixels.
+    """
     pts = np.asarray(landmarks)
     n = pts.shape[0]
     dst = eye_targets(size, reference, eye_y, eye_distance)
@@ -121,7 +197,20 @@ def alignment_transforms(
 
 
 def transform_points(points: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-    """Apply per-frame 2×3 transforms (T×2×3) to points (T×N×2); returns T×N×2 float32."""
+    """Apply per-frame affine transforms to points.
+
+    Parameters
+    ----------
+    points : ndarray, T×N×2
+        Points (x, y), pixels of the source frames.
+    transforms : ndarray, T×2×3
+        One affine matrix per frame.
+
+    Returns
+    -------
+    ndarray, T×N×2 float32
+        The points in the transforms' target pixels.
+    """
     p = np.asarray(points, dtype=np.float64)
     m = np.asarray(transforms, dtype=np.float64)
     return (np.einsum("tij,tnj->tni", m[..., :2], p) + m[:, None, :, 2]).astype(np.float32)
@@ -133,7 +222,24 @@ def warp_frames(
     size: int = 256,
     border: str = "replicate",
 ) -> np.ndarray:
-    """Warp each frame (H×W×3 or H×W uint8) with its 2×3 transform into a size×size×3 uint8 output."""
+    """Warp each frame with its transform (``cv2.warpAffine``, bilinear).
+
+    Parameters
+    ----------
+    frames : ndarray, T×H×W×3, T×H×W or a sequence of such frames, uint8
+        The clip (grey frames are copied to 3 channels).
+    transforms : ndarray, T×2×3
+        Frame pixels → output pixels.
+    size : int
+        Side of the output, pixels.
+    border : {"replicate", "constant", "reflect"}
+        Pixels outside the frame.
+
+    Returns
+    -------
+    ndarray, T×size×size×3 uint8
+        The warped frames.
+    """
     import cv2
 
     modes = {
@@ -167,7 +273,24 @@ def align_clip(
     eye_distance: float | None = None,
     border: str = "replicate",
 ) -> AlignedClip:
-    """Align a clip from its landmarks: transforms, warped frames and landmarks in aligned coordinates."""
+    """Align a clip from its landmarks: transforms, warped frames and landmarks in aligned coordinates.
+
+    Parameters
+    ----------
+    frames : ndarray, T×H×W×3 or T×H×W uint8, or a sequence of frames
+        The clip.
+    landmarks : ndarray, T×68×2
+        Landmarks (x, y) in frame pixels.
+    size, reference, mode, ref_frame, eye_y, eye_distance
+        As in :func:`alignment_transforms`.
+    border : {"replicate", "constant", "reflect"}
+        As in :func:`warp_frames`.
+
+    Returns
+    -------
+    AlignedClip
+        Frames T×size×size×3 uint8, transforms T×2×3 float32, landmarks T×68×2 float32 in aligned pixels.
+    """
     m = alignment_transforms(
         landmarks,
         size=size,

@@ -30,7 +30,21 @@ class FaceNotFoundError(ValueError):
 
 @dataclass(frozen=True)
 class FaceDetection:
-    """The face chosen for a clip: box (x0, y0, x1, y1), detector score, frame index, upsampling used."""
+    """The face chosen for a clip.
+
+    Attributes
+    ----------
+    box : (x0, y0, x1, y1) float
+        Face box in frame pixels, half-open.
+    score : float
+        Detector score (HOG: SVM margin; CNN: confidence).
+    frame_index : int
+        Position in the clip of the frame the face was found on (0 = the onset).
+    upsample : int
+        Upsamplings (×2 each) of that frame the detector needed.
+    detector : str
+        ``"hog"`` or ``"cnn"``.
+    """
 
     box: Box
     score: float
@@ -41,14 +55,25 @@ class FaceDetection:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One raw detector output: box (x0, y0, x1, y1) and score."""
+    """One raw detector output: ``box`` (x0, y0, x1, y1, frame pixels, half-open) and its ``score``."""
 
     box: Box
     score: float
 
 
 def as_detector_image(frame: np.ndarray) -> np.ndarray:
-    """Return ``frame`` as a C-contiguous uint8 H×W×3 (RGB) or H×W (grey) array that dlib accepts."""
+    """``frame`` as the C-contiguous uint8 array dlib accepts.
+
+    Parameters
+    ----------
+    frame : ndarray, H×W×3 (RGB), H×W×1 or H×W uint8
+        One frame.
+
+    Returns
+    -------
+    ndarray, H×W×3 or H×W uint8
+        The frame (no copy when it is already contiguous; H×W×1 becomes H×W).
+    """
     img = np.asarray(frame)
     if img.dtype != np.uint8:
         raise ValueError(f"frames must be uint8, got dtype {img.dtype}")
@@ -59,11 +84,30 @@ def as_detector_image(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def detect_candidates(frame: np.ndarray, detector: str = "hog", upsample: int = 0) -> list[Candidate]:
-    """Run one detector on one frame at one upsampling level and return every candidate with its score."""
+def detect_candidates(
+    frame: np.ndarray, detector: str = "hog", upsample: int = 0, *, threshold: float = 0.0
+) -> list[Candidate]:
+    """Run one detector on one frame at one upsampling level and return every candidate with its score.
+
+    Parameters
+    ----------
+    frame : ndarray, H×W×3 (RGB) or H×W uint8
+        The frame.
+    detector : {"hog", "cnn"}
+        dlib's HOG + linear SVM, or its MMOD CNN.
+    upsample : int
+        Times the frame is upsampled ×2 before detection (finds faces down to about 40 / 2**upsample px).
+    threshold : float
+        HOG only: dlib's ``adjust_threshold``, the lowest score returned (0.0, dlib's own).
+
+    Returns
+    -------
+    list of Candidate
+        Boxes in frame pixels (x0, y0, x1, y1, half-open) with their scores, in dlib's order.
+    """
     img = as_detector_image(frame)
     if detector == "hog":
-        rects, scores, _ = hog_face_detector().run(img, int(upsample), 0.0)
+        rects, scores, _ = hog_face_detector().run(img, int(upsample), float(threshold))
         pairs = [(r, float(s)) for r, s in zip(rects, scores, strict=True)]
     elif detector == "cnn":
         pairs = [(d.rect, float(d.confidence)) for d in cnn_face_detector()(img, int(upsample))]
@@ -78,8 +122,24 @@ def detect_candidates(frame: np.ndarray, detector: str = "hog", upsample: int = 
 def is_plausible(
     box: Box, frame_shape: Sequence[int], min_size_frac: float = 0.08, min_inside: float = 0.75
 ) -> bool:
-    """True when the box is at least ``min_size_frac`` of the frame's shorter side (and ≥ 16 px) and at
-    least ``min_inside`` of its area lies inside the frame."""
+    """Whether a box can be the clip's face.
+
+    Parameters
+    ----------
+    box : (x0, y0, x1, y1) float
+        Box in frame pixels.
+    frame_shape : sequence of int
+        (H, W, ...) of the frame.
+    min_size_frac : float
+        Smallest side as a fraction of the frame's shorter side (never under 16 px).
+    min_inside : float
+        Smallest fraction of the box's area inside the frame.
+
+    Returns
+    -------
+    bool
+        True when both hold.
+    """
     h, w = int(frame_shape[0]), int(frame_shape[1])
     x0, y0, x1, y1 = box
     bw, bh = x1 - x0, y1 - y0
@@ -96,7 +156,24 @@ def select_face(
     min_score: float = 0.0,
     min_size_frac: float = 0.08,
 ) -> Candidate | None:
-    """Pick the plausible candidate with the highest score (ties broken by box, not by list order)."""
+    """Pick the plausible candidate with the highest score (ties broken by box, not by list order).
+
+    Parameters
+    ----------
+    candidates : sequence of Candidate
+        Detector outputs of one frame.
+    frame_shape : sequence of int
+        (H, W, ...) of that frame.
+    min_score : float
+        Lowest score kept.
+    min_size_frac : float
+        Smallest side kept, as a fraction of the frame's shorter side (see :func:`is_plausible`).
+
+    Returns
+    -------
+    Candidate or None
+        The chosen face, or None when no candidate passes.
+    """
     ok = [
         c
         for c in candidates
@@ -120,7 +197,34 @@ def detect_face(
     """Detect the clip's face on frame ``start`` (the onset), retrying upsampled, then on later frames.
 
     Tries frames ``start .. start+max_frames-1`` and, on each, upsampling ``0 .. max_upsample``; returns
-    the first plausible best-scoring face. Raises FaceNotFoundError naming the frames searched.
+    the first plausible best-scoring face.
+
+    Parameters
+    ----------
+    frames : ndarray, T×H×W×3 (RGB) or T×H×W uint8, or a sequence of frames
+        The clip.
+    detector : {"hog", "cnn"}
+        dlib detector.
+    start : int
+        Position of the first frame tried (0 = the clip's first frame).
+    max_frames : int
+        Frames tried, from ``start`` on.
+    max_upsample : int
+        Highest upsampling (×2 each) tried on a frame.
+    min_score : float
+        Lowest detector score kept.
+    min_size_frac : float
+        Smallest face side kept, as a fraction of the frame's shorter side.
+
+    Returns
+    -------
+    FaceDetection
+        Box in frame pixels, score, frame position and upsampling used.
+
+    Raises
+    ------
+    FaceNotFoundError
+        Naming the frames searched, when none holds a plausible face.
     """
     if detector not in DETECTORS:
         raise ValueError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")

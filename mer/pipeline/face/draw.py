@@ -74,11 +74,32 @@ def draw_face_figure(
     aligned_landmarks: np.ndarray | None = None,
     rois_space: str = "frame",
 ) -> np.ndarray:
-    """Draw landmarks, box, crop outline and ROIs on ``frame`` and put ``aligned_frame`` beside it (RGB).
+    """Draw landmarks, box, crop outline and ROIs on ``frame`` and put ``aligned_frame`` beside it.
 
-    ``rois`` maps a name to (x0, y0, x1, y1) in frame pixels (``rois_space="frame"``) or in aligned
-    pixels (``"aligned"``: drawn on the aligned panel, and mapped onto the frame when ``transform``, the
-    2×3 frame->aligned matrix, is given). The crop outline needs ``transform``.
+    Parameters
+    ----------
+    frame : ndarray, H×W×3 or H×W uint8
+        The video frame (not modified).
+    landmarks : ndarray, 68×2
+        Landmarks (x, y) in frame pixels (green dots).
+    box : (x0, y0, x1, y1)
+        Detection box in frame pixels (yellow).
+    aligned_frame : ndarray, S×S×3 or S×S uint8
+        The aligned crop, shown scaled to height H.
+    rois : mapping of str to (x0, y0, x1, y1), optional
+        Named boxes (magenta, labelled) in frame pixels (``rois_space="frame"``) or aligned pixels
+        (``"aligned"``: drawn on the aligned panel, and mapped onto the frame when ``transform`` is given).
+    transform : ndarray, 2×3, optional
+        Frame → aligned pixels; needed for the crop outline (cyan) and for mapping ROIs between the panels.
+    aligned_landmarks : ndarray, 68×2, optional
+        Landmarks in aligned pixels, drawn on the aligned panel.
+    rois_space : {"frame", "aligned"}
+        The coordinates of ``rois``.
+
+    Returns
+    -------
+    ndarray, H×(W + gap + H)×3 uint8 (a square crop)
+        The RGB figure: the annotated frame, a white gap, the annotated aligned panel.
     """
     import cv2
 

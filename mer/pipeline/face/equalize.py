@@ -24,7 +24,24 @@ def equalize_frames(
     clip_limit: float = 2.0,
     tile_grid: tuple[int, int] = (8, 8),
 ) -> np.ndarray:
-    """Equalise the luminance of each frame of a T×H×W×3 (or one H×W×3) uint8 RGB array; same shape out."""
+    """Equalise the luminance (Y of YCrCb) of each frame, keeping its colour.
+
+    Parameters
+    ----------
+    frames : ndarray, T×H×W×3 or H×W×3 uint8
+        RGB frames (or one frame).
+    method : {"hist", "clahe", "none"}
+        Global histogram equalisation (MESTI), CLAHE, or a copy.
+    clip_limit : float
+        CLAHE clip limit (contrast limit per tile, in multiples of the mean bin).
+    tile_grid : (int, int)
+        CLAHE tiles (columns, rows).
+
+    Returns
+    -------
+    ndarray, same shape as ``frames``, uint8
+        The equalised RGB frames.
+    """
     import cv2
 
     if method not in EQUALIZERS:

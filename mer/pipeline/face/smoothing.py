@@ -50,9 +50,25 @@ def one_euro(
     d_cutoff: float = 0.2,
     bidirectional: bool = True,
 ) -> np.ndarray:
-    """1€-filter ``x`` (T×...×D) along time; speed is the norm over the last axis; returns float32.
+    """1€-filter a track along time (Casiez et al.); the speed is the norm over the last axis.
 
-    ``min_cutoff`` and ``d_cutoff`` are in cycles per frame, ``beta`` in (cycles/frame) per (px/frame).
+    Parameters
+    ----------
+    x : ndarray, T×...×D
+        The track, time on axis 0 (landmarks: T×68×2, pixels).
+    min_cutoff : float
+        Cut-off of a still signal, cycles per frame, > 0.
+    beta : float
+        Cut-off increase per unit of speed, (cycles/frame) per (px/frame), ≥ 0.
+    d_cutoff : float
+        Cut-off of the speed estimate, cycles per frame, > 0.
+    bidirectional : bool
+        Average the forward and the backward pass (no lag to first order).
+
+    Returns
+    -------
+    ndarray, same shape as ``x``, float32
+        The smoothed track (a track of under 2 samples unchanged).
     """
     if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
         raise ValueError(
@@ -69,7 +85,22 @@ def one_euro(
 
 
 def savgol(x: np.ndarray, window: int = 7, polyorder: int = 2) -> np.ndarray:
-    """Savitzky–Golay filter ``x`` along time (window shrunk to the clip length when needed); float32."""
+    """Savitzky–Golay filter a track along time (zero phase).
+
+    Parameters
+    ----------
+    x : ndarray, T×...
+        The track, time on axis 0.
+    window : int
+        Window in frames (odd; shrunk to the clip length when needed).
+    polyorder : int
+        Polynomial order; a window not above it leaves the track unchanged.
+
+    Returns
+    -------
+    ndarray, same shape as ``x``, float32
+        The smoothed track.
+    """
     from scipy.signal import savgol_filter
 
     a = np.asarray(x, dtype=np.float64)
@@ -91,7 +122,24 @@ def smooth_track(
     window: int = 7,
     polyorder: int = 2,
 ) -> np.ndarray:
-    """Smooth a T×...×2 landmark track with ``method`` in SMOOTHERS; returns float32 of the same shape."""
+    """Smooth a landmark track with one of SMOOTHERS.
+
+    Parameters
+    ----------
+    x : ndarray, T×...×2
+        The track, time on axis 0, (x, y) pixels last.
+    method : {"one-euro", "savgol", "none"}
+        The smoother.
+    min_cutoff, beta, d_cutoff, bidirectional
+        One-euro parameters (see :func:`one_euro`).
+    window, polyorder
+        Savitzky–Golay parameters (see :func:`savgol`).
+
+    Returns
+    -------
+    ndarray, same shape as ``x``, float32
+        The smoothed track (a copy for ``"none"``).
+    """
     if method == "one-euro":
         return one_euro(x, min_cutoff, beta, d_cutoff, bidirectional)
     if method == "savgol":

@@ -1,94 +1,263 @@
-"""The face stages ``detect`` → ``landmarks`` → ``align`` → ``equalize``, each storing per-clip arrays.
+"""The face stages ``detect`` → ``landmarks`` → ``align`` → ``equalize``, each storing per-clip arrays, and
+:func:`process_clip`, which runs the same four computes with the same parameter classes on frames in memory.
 
-They wrap the kernels in :mod:`mer.pipeline.face`; the parameter defaults are those of
-:class:`mer.pipeline.face.chain.FaceParams`, which also validates them. Frames are decoded once per pass.
+A stage's frames are the clip's onset..offset (:meth:`ClipContext.frames`), so position 0 is the onset: detection
+starts there and onset alignment takes its transform from there (:data:`ONSET`), in the stages and in
+:func:`process_clip` alike. The parameter classes below are the only parameter classes of the face path.
+
+===========================  ==============  =======================================================
+stage / output               shape, dtype    meaning
+===========================  ==============  =======================================================
+``detect/box``               4 float32       face box (x0, y0, x1, y1), half-open, frame pixels
+``detect/detection``         3 float32       (detector score, frame position, upsampling used)
+``landmarks/landmarks``      T×68×2 float32  smoothed landmarks (x, y) in frame pixels
+``landmarks/quality``        T float32       per-frame tracking quality in [0, 1] (see landmarks.py)
+``landmarks/landmarks_raw``  T×68×2 float32  unsmoothed tracked landmarks
+``align/frames``             T×S×S×3 uint8   aligned RGB crops
+``align/transforms``         T×2×3 float32   frame → aligned pixel coordinates (cv2.warpAffine)
+``align/landmarks``          T×68×2 float32  ``landmarks`` mapped by ``transforms``
+``equalize/frames``          T×S×S×3 uint8   aligned crops after luminance equalisation
+===========================  ==============  =======================================================
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from mer.pipeline.context import ClipContext
-from mer.pipeline.face.chain import FaceParams, align_step, as_rgb_clip, detect_step, track_step
-from mer.pipeline.face.detect import FaceDetection
-from mer.pipeline.face.equalize import equalize_frames
+from mer.pipeline.face.align import ALIGN_MODES, BORDERS, REFERENCES, align_clip
+from mer.pipeline.face.detect import DETECTORS, FaceDetection, detect_face
+from mer.pipeline.face.equalize import EQUALIZERS, equalize_frames
+from mer.pipeline.face.landmarks import MAX_INITS, track_landmarks
+from mer.pipeline.face.smoothing import SMOOTHERS
 from mer.pipeline.stage import Output, Stage, register
 
-# One source for the defaults: the kernels' FaceParams.
-_DEFAULTS = FaceParams()
+ONSET = 0
+"""Position of the onset in a clip's frames (they run onset..offset): where detection starts and the reference
+frame of onset alignment."""
+
+
+def _check_choices(params: object, choices: dict[str, tuple[str, ...]]) -> None:
+    name = type(params).__name__
+    for field, allowed in choices.items():
+        value = getattr(params, field)
+        if value not in allowed:
+            raise ValueError(f"{name}.{field}={value!r}; choose one of {allowed}")
 
 
 @dataclass(frozen=True)
 class DetectParams:
-    """dlib ``hog`` (default) or ``cnn`` detector on clip frame ``onset``, retrying upsampled and on later frames."""
+    """Face detection on the onset frame (:func:`mer.pipeline.face.detect.detect_face`).
 
-    detector: str = _DEFAULTS.detector
-    onset: int = _DEFAULTS.onset
-    detect_frames: int = _DEFAULTS.detect_frames
-    max_upsample: int = _DEFAULTS.max_upsample
-    min_score: float = _DEFAULTS.min_score
-    min_face_frac: float = _DEFAULTS.min_face_frac
+    Parameters
+    ----------
+    detector : {"hog", "cnn"}
+        dlib HOG + linear SVM (default) or the MMOD CNN (slow on a CPU).
+    detect_frames : int
+        Frames tried from the onset on (3): the onset, then the next ones while no face is found.
+    max_upsample : int
+        Upsamplings (×2 each) tried on a frame before the next one (1).
+    min_score : float
+        Lowest detector score kept (0.0, dlib's threshold).
+    min_face_frac : float
+        Smallest face side kept, as a fraction of the frame's shorter side (0.08).
+    """
+
+    detector: str = "hog"
+    detect_frames: int = 3
+    max_upsample: int = 1
+    min_score: float = 0.0
+    min_face_frac: float = 0.08
 
     def __post_init__(self) -> None:
-        FaceParams(**asdict(self))
+        _check_choices(self, {"detector": DETECTORS})
+        if self.detect_frames < 1 or self.max_upsample < 0:
+            raise ValueError(
+                f"DetectParams.detect_frames must be ≥ 1 and max_upsample ≥ 0, got {self.detect_frames}, "
+                f"{self.max_upsample}"
+            )
 
 
 @dataclass(frozen=True)
 class LandmarkParams:
-    """68-point tracking from the previous frame's landmarks; one-euro (default), Savitzky–Golay or no smoothing."""
+    """68-point tracking from the previous frame's landmarks, then smoothing without lag
+    (:func:`mer.pipeline.face.landmarks.track_landmarks`, :func:`mer.pipeline.face.smoothing.smooth_track`).
 
-    n_inits: int = _DEFAULTS.n_inits
-    landmark_blur: float = _DEFAULTS.landmark_blur
-    recheck: float = _DEFAULTS.recheck
-    max_outside: float = _DEFAULTS.max_outside
-    smoothing: str = _DEFAULTS.smoothing
-    min_cutoff: float = _DEFAULTS.min_cutoff
-    beta: float = _DEFAULTS.beta
-    d_cutoff: float = _DEFAULTS.d_cutoff
-    bidirectional: bool = _DEFAULTS.bidirectional
-    savgol_window: int = _DEFAULTS.savgol_window
-    savgol_order: int = _DEFAULTS.savgol_order
+    Parameters
+    ----------
+    n_inits : int
+        Predictor starts per frame, 1..9 (1).
+    landmark_blur : float
+        σ of the Gaussian blur of the face crop, in canvas pixels (1/200 of the face box), 0..20; 0 is sharp (7.0).
+    recheck : float
+        Relative box change from the start box (centre shift / size + |log size ratio|) above which all 5
+        starts run, > 0 (0.05).
+    max_outside : float
+        Fraction of landmarks outside the frame at which the face counts as lost (0.25).
+    follow_rotation : bool
+        Turn each frame's crop back by the face's rotation since the detection frame (True).
+    smoothing : {"one-euro", "savgol", "none"}
+        Temporal smoother (one-euro).
+    min_cutoff, beta, d_cutoff : float
+        One-euro cut-off (0.04 cycles/frame), speed coefficient (0.2 (cycles/frame) per (px/frame)) and derivative
+        cut-off (0.2 cycles/frame).
+    bidirectional : bool
+        One-euro forwards and backwards, averaged: no lag offline (True).
+    savgol_window, savgol_order : int
+        Savitzky–Golay window (7 frames) and polynomial order (2).
+    """
+
+    n_inits: int = 1
+    landmark_blur: float = 7.0
+    recheck: float = 0.05
+    max_outside: float = 0.25
+    follow_rotation: bool = True
+    smoothing: str = "one-euro"
+    min_cutoff: float = 0.04
+    beta: float = 0.2
+    d_cutoff: float = 0.2
+    bidirectional: bool = True
+    savgol_window: int = 7
+    savgol_order: int = 2
 
     def __post_init__(self) -> None:
-        FaceParams(**asdict(self))
+        _check_choices(self, {"smoothing": SMOOTHERS})
+        if not 1 <= self.n_inits <= MAX_INITS:
+            raise ValueError(f"LandmarkParams.n_inits must be 1..{MAX_INITS}, got {self.n_inits}")
+        if not 0 <= self.landmark_blur <= 20:
+            raise ValueError(f"LandmarkParams.landmark_blur must be 0..20 canvas pixels, got {self.landmark_blur}")
+        if not self.recheck > 0:
+            raise ValueError(f"LandmarkParams.recheck must be > 0 (a box change), got {self.recheck}")
+
+    def smooth_kwargs(self) -> dict[str, float | int | bool]:
+        """The keyword arguments of :func:`~mer.pipeline.face.smoothing.smooth_track` for the chosen method."""
+        if self.smoothing == "one-euro":
+            return {
+                "min_cutoff": self.min_cutoff,
+                "beta": self.beta,
+                "d_cutoff": self.d_cutoff,
+                "bidirectional": self.bidirectional,
+            }
+        if self.smoothing == "savgol":
+            return {"window": self.savgol_window, "polyorder": self.savgol_order}
+        return {}
 
 
 @dataclass(frozen=True)
 class AlignParams:
-    """Similarity alignment from eye geometry (STAG's inner corners 39/42 or eye centres), once from the onset."""
+    """Similarity alignment from eye geometry (:func:`mer.pipeline.face.align.align_clip`).
 
-    reference: str = _DEFAULTS.reference
-    align_mode: str = _DEFAULTS.align_mode
-    size: int = _DEFAULTS.size
-    eye_y: float | None = _DEFAULTS.eye_y
-    eye_distance: float | None = _DEFAULTS.eye_distance
-    border: str = _DEFAULTS.border
+    Parameters
+    ----------
+    reference : {"inner-corners", "eye-centres"}
+        Points 39/42 (STAG, default) or the centroids of 36–41 and 42–47.
+    align_mode : {"onset", "per-frame"}
+        One transform from the onset frame for the whole clip (default), or one per frame.
+    size : int
+        Output side in pixels, ≥ 16 (256).
+    eye_y, eye_distance : float or None
+        Target height and spacing of the reference pair as fractions of ``size`` (None: 0.36/0.20 for inner
+        corners, 0.35/0.33 for eye centres).
+    border : {"replicate", "constant", "reflect"}
+        Pixels outside the frame.
+    """
+
+    reference: str = "inner-corners"
+    align_mode: str = "onset"
+    size: int = 256
+    eye_y: float | None = None
+    eye_distance: float | None = None
+    border: str = "replicate"
 
     def __post_init__(self) -> None:
-        FaceParams(**asdict(self))
+        _check_choices(self, {"reference": REFERENCES, "align_mode": ALIGN_MODES, "border": BORDERS})
+        if self.size < 16:
+            raise ValueError(f"AlignParams.size must be at least 16 pixels, got {self.size}")
 
 
 @dataclass(frozen=True)
 class EqualizeParams:
-    """Luminance histogram equalisation (``hist``, as the MESTI paper), ``clahe`` or ``none``."""
+    """Luminance equalisation of the aligned frames (:func:`mer.pipeline.face.equalize.equalize_frames`).
 
-    method: str = _DEFAULTS.equalize
-    clahe_clip: float = _DEFAULTS.clahe_clip
-    clahe_tiles: int = _DEFAULTS.clahe_tiles
+    Parameters
+    ----------
+    method : {"hist", "clahe", "none"}
+        Global histogram equalisation of Y (MESTI, default), CLAHE, or none.
+    clahe_clip : float
+        CLAHE clip limit (2.0).
+    clahe_tiles : int
+        CLAHE tiles per side (8: an 8×8 grid).
+    """
+
+    method: str = "hist"
+    clahe_clip: float = 2.0
+    clahe_tiles: int = 8
 
     def __post_init__(self) -> None:
-        FaceParams(equalize=self.method, clahe_clip=self.clahe_clip, clahe_tiles=self.clahe_tiles)
+        _check_choices(self, {"method": EQUALIZERS})
+        if self.clahe_tiles < 1 or not self.clahe_clip > 0:
+            raise ValueError(
+                f"EqualizeParams.clahe_clip must be > 0 and clahe_tiles ≥ 1, got {self.clahe_clip}, {self.clahe_tiles}"
+            )
 
 
-def _clip(ctx: ClipContext) -> np.ndarray:
-    return as_rgb_clip(ctx.frames())
+def as_rgb_clip(frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """A clip as ``T×H×W×3`` uint8 RGB.
+
+    Parameters
+    ----------
+    frames : ndarray or sequence of ndarray
+        ``T×H×W×3`` (returned as it is, no copy), ``T×H×W`` or ``T×H×W×1`` grey (stacked to 3 channels) uint8, or
+        a sequence of such frames of one size.
+
+    Raises
+    ------
+    ValueError
+        Naming the first frame whose size or type differs from frame 0, or an empty clip.
+    """
+    if isinstance(frames, np.ndarray) and frames.ndim in (3, 4):
+        clip = frames
+        if clip.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8, got dtype {clip.dtype}")
+    else:
+        seq = [np.asarray(f) for f in frames]
+        if not seq:
+            raise ValueError("the clip has no frames")
+        ref = seq[0]
+        for t, f in enumerate(seq):
+            if f.dtype != np.uint8:
+                raise ValueError(f"frame {t} has dtype {f.dtype}; frames must be uint8")
+            if f.shape != ref.shape:
+                raise ValueError(
+                    f"frame {t} has shape {f.shape} but frame 0 has shape {ref.shape}: "
+                    "all frames of a clip must have the same size"
+                )
+        clip = np.stack(seq)
+    if clip.shape[0] == 0:
+        raise ValueError("the clip has no frames")
+    if clip.ndim == 4 and clip.shape[3] == 1:
+        clip = clip[..., 0]
+    if clip.ndim == 3:
+        return np.repeat(clip[..., None], 3, axis=3)
+    if clip.ndim != 4 or clip.shape[3] != 3:
+        raise ValueError(f"a clip must be T×H×W (grey) or T×H×W×3 (RGB), got shape {clip.shape}")
+    return clip
 
 
 def compute_detect(ctx: ClipContext, p: DetectParams) -> dict[str, np.ndarray]:
     """Find the face by detector score on the onset frame (retrying upsampled and on the next frames)."""
-    det = detect_step(_clip(ctx), p)
+    det = detect_face(
+        as_rgb_clip(ctx.frames()),
+        detector=p.detector,
+        start=ONSET,
+        max_frames=p.detect_frames,
+        max_upsample=p.max_upsample,
+        min_score=p.min_score,
+        min_size_frac=p.min_face_frac,
+    )
     return {
         "box": np.asarray(det.box, dtype=np.float32),
         "detection": np.array([det.score, det.frame_index, det.upsample], dtype=np.float32),
@@ -100,13 +269,33 @@ def compute_landmarks(ctx: ClipContext, p: LandmarkParams) -> dict[str, np.ndarr
     box = ctx.input("detect", "box")
     score, frame_index, upsample = ctx.input("detect", "detection")
     detection = FaceDetection(tuple(float(v) for v in box), float(score), int(frame_index), int(upsample))
-    track = track_step(_clip(ctx), detection, p)
+    track = track_landmarks(
+        as_rgb_clip(ctx.frames()),
+        detection,
+        smoothing=p.smoothing,
+        n_inits=p.n_inits,
+        blur=p.landmark_blur,
+        recheck=p.recheck,
+        max_outside=p.max_outside,
+        follow_rotation=p.follow_rotation,
+        **p.smooth_kwargs(),
+    )
     return {"landmarks": track.landmarks, "quality": track.quality.astype(np.float32), "landmarks_raw": track.raw}
 
 
 def compute_align(ctx: ClipContext, p: AlignParams) -> dict[str, np.ndarray]:
     """Warp every frame with the eye-geometry similarity transform (from the onset frame by default)."""
-    aligned = align_step(_clip(ctx), ctx.input("landmarks", "landmarks"), p, ref_frame=0)
+    aligned = align_clip(
+        as_rgb_clip(ctx.frames()),
+        ctx.input("landmarks", "landmarks"),
+        size=p.size,
+        reference=p.reference,
+        mode=p.align_mode,
+        ref_frame=ONSET,
+        eye_y=p.eye_y,
+        eye_distance=p.eye_distance,
+        border=p.border,
+    )
     return {
         "frames": aligned.frames,
         "transforms": aligned.transforms.astype(np.float32),
@@ -124,7 +313,7 @@ def compute_equalize(ctx: ClipContext, p: EqualizeParams) -> dict[str, np.ndarra
 DETECT = register(
     Stage(
         "detect",
-        "1",
+        "2",  # 2: no ``onset`` parameter (detection starts at the onset, position 0); values as in 1
         DetectParams,
         ("ingest",),
         (
@@ -138,7 +327,7 @@ DETECT = register(
 LANDMARKS = register(
     Stage(
         "landmarks",
-        "2",  # 2: one blurred start per frame, the 5-start ensemble only where the box jumps (issue 18)
+        "3",  # 2: one blurred start per frame, 5 where the box jumps; 3: crop turned with the face, blur 7 (issue 18)
         LandmarkParams,
         ("detect",),
         (Output("landmarks", "float32"), Output("quality", "float32"), Output("landmarks_raw", "float32")),
@@ -170,3 +359,50 @@ EQUALIZE = register(
 )
 
 FACE_STAGES = ["detect", "landmarks", "align", "equalize"]
+
+
+class FramesContext(ClipContext):
+    """A :class:`ClipContext` over frames already in memory (onset..offset), with no manifest row and no store."""
+
+    def __init__(self, frames: np.ndarray):
+        super().__init__({"clip_id": "frames in memory"}, 0)
+        self._clip = frames
+
+    def frames(self) -> np.ndarray:
+        return self._clip
+
+
+def process_clip(
+    frames: np.ndarray | Sequence[np.ndarray],
+    detect: DetectParams | None = None,
+    landmarks: LandmarkParams | None = None,
+    align: AlignParams | None = None,
+    equalize: EqualizeParams | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Run the four face stages' computes on one decoded clip, as the runner does, without a store.
+
+    Parameters
+    ----------
+    frames : ndarray or sequence of ndarray
+        The clip from its onset to its offset: ``T×H×W×3`` RGB or ``T×H×W`` grey uint8 (see :func:`as_rgb_clip`).
+    detect, landmarks, align, equalize : params or None
+        Each stage's parameters (None: the defaults).
+
+    Returns
+    -------
+    dict of str to dict of str to ndarray
+        Stage name → output name → array, the values the stages would store (see the module's table).
+    """
+    ctx = FramesContext(as_rgb_clip(frames))
+    chosen = (
+        (DETECT, detect or DetectParams()),
+        (LANDMARKS, landmarks or LandmarkParams()),
+        (ALIGN, align or AlignParams()),
+        (EQUALIZE, equalize or EqualizeParams()),
+    )
+    for stage, params in chosen:
+        if not isinstance(params, stage.params_type):
+            raise TypeError(f"{stage.name} takes {stage.params_type.__name__}, got {type(params).__name__}")
+        arrays = stage.compute(ctx, params)
+        ctx.computed[stage.name] = {o.name: arrays[o.name] for o in stage.outputs}
+    return ctx.computed
