@@ -1,5 +1,5 @@
 """Benchmark the face kernels at 640×480: per-frame cost of landmarks, align, equalise; detection per
-clip; and ``process_clip`` wall time against the sum of its kernels (goal: ratio ≤ 1.3). Then landmarks
+clip; and ``run_face_stages`` wall time against the sum of its kernels (goal: ratio ≤ 1.3). Then landmarks
 before and after issue 18 side by side: ms/frame, jitter on a static noisy face, and eye-corner stability
 after per-frame alignment of faces drifting and turning along four paths (both against the true landmarks); last,
 the same settings on synthetic clips with exact landmarks (``--synthetic-subjects``, 2 clips each).
@@ -23,7 +23,7 @@ from mer.pipeline.face.detect import detect_face
 from mer.pipeline.face.equalize import equalize_frames
 from mer.pipeline.face.landmarks import track_landmarks
 from mer.pipeline.face.models import shape_predictor_68
-from mer.pipeline.face.stages import AlignParams, LandmarkParams, process_clip
+from mer.pipeline.face.stages import AlignParams, LandmarkParams, run_face_stages
 
 
 def make_clip(n: int, size: tuple[int, int] = (480, 640), seed: int = 0) -> np.ndarray:
@@ -83,7 +83,7 @@ def main() -> None:
             "lm": lambda: track_landmarks(clip, det, n_inits=p.n_inits),
             "al": lambda: align_clip(clip, track.landmarks, size=size),
             "eq": lambda: equalize_frames(al.frames, "hist"),
-            "chain": lambda: process_clip(clip, landmarks=p),
+            "chain": lambda: run_face_stages(clip, landmarks=p),
         },
         r,
     )
@@ -99,11 +99,11 @@ def main() -> None:
         ("align (transforms + warp)", t_al),
         ("equalise (hist, Y of YCrCb)", t_eq),
         ("sum of kernels", t_sum),
-        ("process_clip", t_chain),
+        ("run_face_stages", t_chain),
     ]
     for name, t in rows:
         print(f"{name:<34}{t * ms:>15.1f}{t * ms / n:>16.2f}")
-    print(f"process_clip / sum of kernels: {t_chain / t_sum:.2f} (goal ≤ 1.3)")
+    print(f"run_face_stages / sum of kernels: {t_chain / t_sum:.2f} (goal ≤ 1.3)")
     print(f"detection score {det.score:.2f}, upsample {det.upsample}; mean quality {track.quality.mean():.2f}")
     t_stage, t_kernels, t_decode = time_stages(clip, r)
     print(f"{'decode JPEG (once per frame)':<34}{t_decode * ms:>15.1f}{t_decode * ms / n:>16.2f}")
@@ -197,7 +197,7 @@ def compare_landmarks(n: int, repeats: int) -> None:
         for frames, truth, det in drifts:
             td = track_landmarks(frames, det, **kw)
             drift_jitter.append(f"{jitter(td.landmarks, truth):.3f}/{jitter(td.raw, truth):.3f}")
-            out = process_clip(frames, landmarks=p, align=AlignParams(align_mode="per-frame"))
+            out = run_face_stages(frames, landmarks=p, align=AlignParams(align_mode="per-frame"))
             eyes = transform_points(truth, out["align"]["transforms"])[:, [39, 42]]
             eye_max.append(np.max(np.linalg.norm(eyes - eyes[:1], axis=-1)))
             eye_rms.append(np.sqrt(np.mean(np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1) ** 2)))

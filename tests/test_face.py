@@ -23,7 +23,7 @@ from mer.pipeline.face.detect import (
     select_face,
 )
 from mer.pipeline.face.landmarks import FaceLostError, predict_landmarks, track_landmarks
-from mer.pipeline.face.stages import AlignParams, DetectParams, EqualizeParams, process_clip
+from mer.pipeline.face.stages import AlignParams, DetectParams, EqualizeParams, run_face_stages
 
 SIZE = (240, 320)  # canvas H, W
 
@@ -149,7 +149,7 @@ def test_no_face_raises_face_not_found_naming_the_frame():
         detect_face(frames, start=2)
     assert issubclass(FaceNotFoundError, ValueError)
     with pytest.raises(FaceNotFoundError, match="frame 0"):
-        process_clip(frames, DetectParams(max_upsample=0))
+        run_face_stages(frames, DetectParams(max_upsample=0))
 
 
 # --- tracking and smoothing ------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_per_frame_alignment_keeps_eye_corners_still_under_head_drift(photo, pho
         scale=0.9,
         size=(400, 480),
     )
-    out = process_clip(frames, align=AlignParams(align_mode="per-frame"))["align"]
+    out = run_face_stages(frames, align=AlignParams(align_mode="per-frame"))["align"]
     eyes = transform_points(truth, out["transforms"])[:, [39, 42]]  # true corners, aligned
     assert np.max(np.linalg.norm(eyes - eyes[:1], axis=-1)) < 2.0
     centre = (256 - 1) / 2
@@ -234,7 +234,7 @@ def test_onset_alignment_uses_the_onset_transform_and_keeps_motion(photo, photo_
     n = 10
     shifts = np.c_[np.linspace(0, 4, n), np.zeros(n)]
     frames, truth = make_clip(photo, photo_landmarks, n, shifts=shifts, noise=1.0)
-    out = process_clip(frames, equalize=EqualizeParams(method="none"))
+    out = run_face_stages(frames, equalize=EqualizeParams(method="none"))
     m = out["align"]["transforms"]
     np.testing.assert_array_equal(m, np.repeat(m[:1], n, axis=0))
     moved = transform_points(truth, m)[-1] - transform_points(truth, m)[0]  # the 4 px head shift, kept
@@ -250,7 +250,7 @@ def test_onset_alignment_uses_the_onset_transform_and_keeps_motion(photo, photo_
 def test_process_clip_outputs_and_grey_input(photo, photo_landmarks):
     frames, truth = make_clip(photo, photo_landmarks, 6, noise=1.0)
     grey = cv2.cvtColor(frames.reshape(-1, SIZE[1], 3), cv2.COLOR_RGB2GRAY).reshape(6, *SIZE)
-    out = process_clip(grey, align=AlignParams(size=128))
+    out = run_face_stages(grey, align=AlignParams(size=128))
     shapes = {
         ("landmarks", "landmarks"): ((6, 68, 2), np.float32),
         ("landmarks", "landmarks_raw"): ((6, 68, 2), np.float32),
@@ -278,7 +278,7 @@ def test_frames_of_different_sizes_raise_naming_the_frame(photo, photo_landmarks
     mixed = list(frames)
     mixed[2] = cv2.resize(mixed[2], (300, 220))
     with pytest.raises(ValueError, match=r"frame 2 has shape \(220, 300, 3\)"):
-        process_clip(mixed)
+        run_face_stages(mixed)
 
 
 def test_cnn_detector_finds_the_face_and_tracking_starts_from_its_box(photo, photo_landmarks):
@@ -298,7 +298,7 @@ def test_process_clip_gives_the_bytes_the_stages_store(face_store):
     base, dataset = face_store
     st = open_store(str(base / "store"))
     row = st.manifest(dataset).iloc[1]
-    out = process_clip(read_clip(row["frame_paths"]))
+    out = run_face_stages(read_clip(row["frame_paths"]))
     assert set(out) == {"detect", "landmarks", "align", "equalize"}
     for stage, arrays in out.items():
         for name, array in arrays.items():

@@ -1,9 +1,9 @@
 """The face stages ``detect`` → ``landmarks`` → ``align`` → ``equalize``, each storing per-clip arrays, and
-:func:`process_clip`, which runs the same four computes with the same parameter classes on frames in memory.
+:func:`run_face_stages`, which runs the same four computes with the same parameter classes on frames in memory.
 
 A stage's frames are the clip's onset..offset (:meth:`ClipContext.frames`), so position 0 is the onset: detection
 starts there and onset alignment takes its transform from there (:data:`ONSET`), in the stages and in
-:func:`process_clip` alike. The parameter classes below are the only parameter classes of the face path.
+:func:`run_face_stages` alike. The parameter classes below are the only parameter classes of the face path.
 
 ===========================  ==============  =======================================================
 stage / output               shape, dtype    meaning
@@ -372,7 +372,7 @@ class FramesContext(ClipContext):
         return self._clip
 
 
-def process_clip(
+def run_face_stages(
     frames: np.ndarray | Sequence[np.ndarray],
     detect: DetectParams | None = None,
     landmarks: LandmarkParams | None = None,
