@@ -221,18 +221,28 @@ def roi_sequence(
     return resample_time(seq, length)
 
 
-def flow_motion(flows: np.ndarray, remove_global: bool = False) -> np.ndarray:
-    """Mean flow magnitude of each field of ``P×H×W×2`` → float64 ``P`` (the motion score of a frame).
+def flow_motion(flows: np.ndarray, remove_global: bool = False, top_percent: float = 100.0) -> np.ndarray:
+    """Motion score of each field of ``P×H×W×2`` → float64 ``P``: the mean flow magnitude (px) of its
+    ``top_percent`` % strongest pixels (at least one; 100 = every pixel), as :func:`roi_flow` keeps per ROI.
 
     ``remove_global`` first subtracts each field's median vector, so that head drift (global) does not count and
-    facial movements (local) do.
+    facial movements (local) do: with it this is the project's one measure of local motion (the apex detector,
+    :func:`mer.pipeline.temporal.apex.motion_curve`, uses it with ``top_percent`` 20).
     """
     flows = np.asarray(flows, dtype=np.float32)
     if flows.ndim != 4 or flows.shape[-1] != 2:
         raise ValueError(f"flows must be P×H×W×2, got {flows.shape}")
+    if not 0 < top_percent <= 100:
+        raise ValueError(f"top_percent must be in (0, 100], got {top_percent}")
     if remove_global:
         flows = flows - np.median(flows.reshape(len(flows), -1, 2), axis=1)[:, None, None, :]
-    return np.sqrt(np.einsum("phwc,phwc->phw", flows, flows)).mean(axis=(1, 2), dtype=np.float64)
+    magnitude = np.sqrt(np.einsum("phwc,phwc->phw", flows, flows))
+    if top_percent >= 100:
+        return magnitude.mean(axis=(1, 2), dtype=np.float64)
+    magnitude = magnitude.reshape(len(flows), -1)
+    n = magnitude.shape[1]
+    k = max(1, math.ceil(n * top_percent / 100.0))
+    return np.partition(magnitude, n - k, axis=1)[:, n - k :].mean(axis=1, dtype=np.float64)
 
 
 def top_k_frames(flows: np.ndarray, k: int, remove_global: bool = False) -> np.ndarray:
