@@ -131,8 +131,9 @@ def motion_curve(frames: np.ndarray, method: str = "local", smooth: int = 3) -> 
         ``local`` (default): Farneback flow from the onset frame (the project's kernel and parameters) on
         :func:`detection_grey` frames, scored by :func:`~mer.pipeline.flow.roi.flow_motion` (mean magnitude of the
         strongest :data:`DETECT_TOP_PERCENT` % pixels) with the median vector (the head's global drift) removed:
-        facial movements are local, head drift is global, so drift does not pull the apex to the end of the clip. ``flow``: the same without removing the drift. ``diff``: mean
-        absolute grey-level difference to the onset frame after a Gaussian blur (sigma 1 px), the cheapest.
+        facial movements are local, head drift is global, so drift does not pull the apex to the end of the clip.
+        ``flow``: the same without removing the drift. ``diff``: mean absolute grey-level difference to the onset
+        frame after a Gaussian blur (sigma 1 px), the cheapest.
     smooth : int
         Width in frames of the moving average (1 = none).
 
