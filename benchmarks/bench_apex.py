@@ -10,10 +10,12 @@ measured on the very same frames::
 Prints, per measure, the mean and largest |detected − true| apex error in frames and the share of clips within
 1 and 2 frames, and the seconds per clip.
 
-Measured (defaults: 4 subjects × 4 clips, 320×240, seed 3, 29–73 frames a clip, 2 shared cores), ``local``:
-    before (aceab8b: own Farneback, float luma, top 10 %):         mean 0.62 frames, max 2, 94 % within 1, 0.95 s/clip
-    after  (flow kernel, to_grey, ``flow_motion`` top 20 %):       mean 0.44 frames, max 1, 100 % within 1, 0.14 s/clip
-(``flow`` and ``diff``, which let the head drift count, miss by 10–14 frames on average either way.)
+Measured on the default 16 clips (4 subjects × 4, 320×240, seed 3) plus the demo store's 48 (``--store``, 640×480),
+``local``, mean / largest |error| in frames:
+    before (aceab8b: own Farneback, float luma, top 10 %):  16 clips 0.62 / 2, 48 clips 0.52 / 4 (all 0.55 / 4)
+    after  (flow kernel, DETECT_FLOW, to_grey, top 20 %):  16 clips 0.62 / 2, 48 clips 0.62 / 2 (all 0.62 / 2)
+(``flow`` and ``diff``, which let the head drift count, miss by 10–14 frames on average either way. The old code's
+figures on the demo clips come from the store of ``benchmarks/compare_stores.py``: its detected MESTI entry.)
 """
 
 from __future__ import annotations
@@ -60,15 +62,24 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--methods", default="local,flow,diff")
+    ap.add_argument("--store", default=None, help="also the aligned clips of dataset synth in this store (a demo's)")
     args = ap.parse_args()
     if not args.cache.exists():
         build_cache(args.cache, args.subjects, args.clips, args.seed)
     from mer.pipeline.temporal.apex import detected_apex
 
     with np.load(args.cache, allow_pickle=False) as z:
-        frames, lengths, truth = z["frames"], z["lengths"], z["truth"]
+        frames, lengths, truth = z["frames"], z["lengths"], list(z["truth"])
     clips = np.split(frames, np.cumsum(lengths)[:-1])
-    print(f"{len(clips)} clips, {int(lengths.min())}-{int(lengths.max())} frames of {frames.shape[1:]}")
+    if args.store:
+        from mer.store import open_store
+
+        store = open_store(args.store)
+        manifest = store.manifest("synth")
+        clips += [store.read("synth", "align", clip=c) for c in manifest["clip_id"]]
+        truth += [list(r.frame_numbers).index(int(r.apex)) for r in manifest.itertuples()]
+    sizes = [len(c) for c in clips]
+    print(f"{len(clips)} clips, {min(sizes)}-{max(sizes)} frames")
     for method in args.methods.split(","):
         start = time.perf_counter()
         errors = np.array([abs(detected_apex(c, method=method) - t) for c, t in zip(clips, truth, strict=True)])
