@@ -2,7 +2,7 @@
 
 Positions are 0-based inside the onset..offset clip (position 0 is the onset frame); a *frame number* is the
 dataset's own numbering (the manifest's ``onset``/``apex``/``offset``). The ``apex`` stage
-(:mod:`mer.pipeline.temporal.stages`) is the only caller of :func:`resolve_apex`; every other stage reads that
+(:mod:`mer.pipeline.temporal.stages`) is the only pipeline caller of :func:`choose_apex`; every other stage reads that
 stage's stored position.
 
 Detection uses the project's flow kernel (:func:`mer.pipeline.flow.optical_flow.compute_flow_batch`, Farneback
@@ -17,6 +17,7 @@ scoring: 0.55, at most 4).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -231,14 +232,33 @@ def apex_rule(mode: str, annotated: int | None, fallback: str | None) -> str:
     return fallback
 
 
-def resolve_apex(
+@dataclass(frozen=True)
+class ApexChoice:
+    """A clip's apex and how it was chosen.
+
+    Attributes
+    ----------
+    position : int
+        0-based position within onset..offset.
+    rule : str
+        The rule that gave it, one of :data:`APEX_RULES` (the fallback's when the annotation is missing).
+    motion : ndarray, shape (T,), float64, or None
+        The detector's :func:`motion_curve` (its peak is ``position``) when the rule is ``detected``.
+    """
+
+    position: int
+    rule: str
+    motion: np.ndarray | None = None
+
+
+def choose_apex(
     mode: str,
     n_frames: int,
     annotated: int | None = None,
     frames: np.ndarray | None = None,
     fallback: str | None = None,
-) -> int:
-    """The apex position of a clip chosen by ``mode``.
+) -> ApexChoice:
+    """The apex of a clip chosen by ``mode``, the rule that gave it and, when detected, the motion curve.
 
     Parameters
     ----------
@@ -249,25 +269,36 @@ def resolve_apex(
     annotated : int or None
         The annotated apex, 0-based position within onset..offset (None/NaN/NA when the dataset has none).
     frames : ndarray, shape (n_frames, H, W, 3), uint8, optional
-        The aligned faces; needed by ``detected`` only.
+        The aligned faces; needed only when the rule is ``detected``.
     fallback : {'middle', 'detected'} or None
         The rule for a clip without annotation; None makes it an error.
 
     Returns
     -------
-    apex : int
-        0-based position within onset..offset.
+    ApexChoice
     """
     rule = apex_rule(mode, annotated, fallback)
     n = int(n_frames)
     if n < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     if rule == "annotated":
-        return check_apex(annotated, n)
+        return ApexChoice(check_apex(annotated, n), rule)
     if rule == "middle":
-        return middle_apex(n)
+        return ApexChoice(middle_apex(n), rule)
     if frames is None:
         raise ValueError("apex mode 'detected' needs the clip's frames")
     if len(frames) != n:
         raise ValueError(f"frames has {len(frames)} frames but n_frames={n}")
-    return detected_apex(frames)
+    curve = motion_curve(frames)
+    return ApexChoice(int(np.argmax(curve)), rule, curve)
+
+
+def resolve_apex(
+    mode: str,
+    n_frames: int,
+    annotated: int | None = None,
+    frames: np.ndarray | None = None,
+    fallback: str | None = None,
+) -> int:
+    """``choose_apex(...).position``: the apex as a 0-based position within onset..offset."""
+    return choose_apex(mode, n_frames, annotated, frames, fallback).position

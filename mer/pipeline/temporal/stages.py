@@ -23,7 +23,7 @@ import numpy as np
 
 from mer.pipeline.context import ClipContext
 from mer.pipeline.stage import Output, Stage, register
-from mer.pipeline.temporal.apex import APEX_RULES, apex_rule, check_apex, check_mode, is_missing, motion_curve
+from mer.pipeline.temporal.apex import APEX_RULES, apex_rule, check_mode, choose_apex, is_missing
 from mer.pipeline.temporal.single_image import NORMS, encode_clip, raw_frame
 
 DEFAULT_APEX_MODE = "annotated"
@@ -77,24 +77,17 @@ def compute_apex(ctx: ClipContext, p: ApexParams) -> dict[str, np.ndarray]:
     numbers = list(ctx.row["frame_numbers"])
     annotated = annotated_position(ctx)
     try:
-        rule = apex_rule(p.mode, annotated, p.fallback)
+        detect = apex_rule(p.mode, annotated, p.fallback) == "detected"
+        frames = ctx.input("align", "frames") if detect else None  # the faces are read only to detect
+        choice = choose_apex(p.mode, len(numbers), annotated, frames, p.fallback)
     except ValueError as exc:
         raise ValueError(f"clip {ctx.clip_id}: {exc}") from None
-    motion = np.full(len(numbers), np.nan, dtype=np.float32)  # no curve: the apex was not detected
-    if rule == "annotated":
-        position = check_apex(annotated, len(numbers))
-    elif rule == "middle":
-        position = (len(numbers) - 1) // 2
-    else:
-        frames = ctx.input("align", "frames")
-        if len(frames) != len(numbers):
-            raise ValueError(f"clip {ctx.clip_id}: {len(frames)} aligned frames for {len(numbers)} frame numbers")
-        curve = motion_curve(frames)
-        position, motion = int(np.argmax(curve)), curve.astype(np.float32)
+    # no curve (NaN) where the apex was not detected
+    motion = np.full(len(numbers), np.nan) if choice.motion is None else choice.motion
     return {
-        "apex": np.array([position, int(numbers[position])], dtype=np.int32),
-        "rule": np.array([APEX_RULES.index(rule)], dtype=np.uint8),
-        "motion": motion,
+        "apex": np.array([choice.position, int(numbers[choice.position])], dtype=np.int32),
+        "rule": np.array([APEX_RULES.index(choice.rule)], dtype=np.uint8),
+        "motion": motion.astype(np.float32),
     }
 
 
