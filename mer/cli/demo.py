@@ -179,10 +179,8 @@ def run_facesleuth_demo(out: Path, sizes: FaceSleuthDemoSizes = FaceSleuthDemoSi
     console.print("[bold]2. preprocess[/bold]: ingest → detect → landmarks → align → raw onset and apex frames")
     store = _synthetic_store(store_dir, data_dir, sizes.classes)
     raw = {"size": sizes.image_size}
-    plan = build_plan(
-        store, "synth", ["onset-raw", "apex-frame-raw"], {"apex": {"mode": "annotated"}, "onset-raw": raw,
-                                                           "apex-frame-raw": raw}
-    )
+    overrides = {"apex": {"mode": "annotated"}, "onset-raw": raw, "apex-frame-raw": raw}
+    plan = build_plan(store, "synth", ["onset-raw", "apex-frame-raw"], overrides)
     report = run_with_progress(store, "synth", plan, sizes.workers, False, "preprocess synth")
     print_report(report, plan)
 
