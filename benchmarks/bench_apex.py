@@ -57,13 +57,14 @@ def build_cache(path: Path, subjects: int, clips: int, seed: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/mer_apex_clips.npz"))
+    ap.add_argument("--cache", type=Path, default=None, help="default: /tmp/mer_apex_clips_<subjects>x<clips>_s<seed>.npz")
     ap.add_argument("--subjects", type=int, default=4)
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--methods", default="local,flow,diff")
     ap.add_argument("--store", default=None, help="also the aligned clips of dataset synth in this store (a demo's)")
     args = ap.parse_args()
+    args.cache = args.cache or Path(f"/tmp/mer_apex_clips_{args.subjects}x{args.clips}_s{args.seed}.npz")
     if not args.cache.exists():
         build_cache(args.cache, args.subjects, args.clips, args.seed)
     from mer.pipeline.temporal.apex import detected_apex
