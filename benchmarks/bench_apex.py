@@ -57,7 +57,7 @@ def build_cache(path: Path, subjects: int, clips: int, seed: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", type=Path, default=None, help="default /tmp/mer_apex_clips_<subjects>x<clips>_s<seed>.npz")
+    ap.add_argument("--cache", type=Path, default=None, help="default /tmp/mer_apex_clips_<S>x<C>_s<seed>.npz")
     ap.add_argument("--subjects", type=int, default=4)
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--seed", type=int, default=3)
