@@ -20,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 QUICK: dict[str, list[str]] = {
+    "bench_apex": ["--subjects", "2", "--clips", "2"],
     "bench_face": ["--frames", "16", "--repeats", "2"],
     "bench_flow": ["--repeats", "2", "--farneback-pairs", "30", "--tvl1-pairs", "3"],
     "bench_pipeline": ["--subjects", "2", "--clips-per-subject", "2", "--size", "320x240"],

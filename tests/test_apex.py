@@ -79,3 +79,18 @@ def test_resolve_apex_errors():
         resolve_apex("peak", 20)
     with pytest.raises(ValueError, match="fallback"):
         resolve_apex("annotated", 20, fallback="annotated")
+
+
+def test_choose_apex_names_the_rule_and_keeps_the_detectors_curve():
+    from mer.pipeline.temporal.apex import choose_apex, motion_curve
+
+    assert choose_apex("annotated", 20, annotated=7, fallback="middle") == choose_apex("annotated", 20, annotated=7)
+    assert (choose_apex("annotated", 20, annotated=7).rule, choose_apex("annotated", 20, annotated=7).motion) == (
+        "annotated", None)
+    fell_back = choose_apex("annotated", 20, annotated=None, fallback="middle")
+    assert (fell_back.position, fell_back.rule) == (9, "middle")
+    clip = bump_clip(20, 13, seed=5)
+    detected = choose_apex("annotated", 20, annotated=float("nan"), frames=clip, fallback="detected")
+    assert detected.rule == "detected" and abs(detected.position - 13) <= 2
+    np.testing.assert_array_equal(detected.motion, motion_curve(clip))
+    assert detected.position == int(np.argmax(detected.motion))

@@ -121,8 +121,8 @@ def test_au_vector_of_a_facs_coding():
 
 
 def test_default_inputs_follow_the_options():
-    assert default_inputs("facesleuth") == {"onset": "onset-raw", "apex": "apex-raw", "au": "manifest:au_vector"}
-    assert default_inputs("facesleuth", {"au": False}) == {"onset": "onset-raw", "apex": "apex-raw"}
+    assert default_inputs("facesleuth") == {"onset": "onset-raw", "apex": "apex-frame-raw", "au": "manifest:au_vector"}
+    assert default_inputs("facesleuth", {"au": False}) == {"onset": "onset-raw", "apex": "apex-frame-raw"}
     assert default_inputs("meganet") is None
     assert tiny(au=False).input_names == ("onset", "apex")
 

@@ -263,7 +263,7 @@ def test_unsafe_name_option_writes_nothing_anywhere(value, tmp_path):
     "args",
     [
         ["build-mesti", "--store", "{store}", "--dataset", "../../x", "--quiet"],
-        ["build-input", "--store", "{store}", "--dataset", "/abs", "--kind", "apex", "--quiet"],
+        ["build-input", "--store", "{store}", "--dataset", "/abs", "--kind", "apex-frame", "--quiet"],
         ["show-face", "{store}", "../fault", "s1/c1"],
         ["show-face", "{store}", "fault", "../../etc/passwd"],
         ["show-mesti", "{store}", "fault", "s1/.."],

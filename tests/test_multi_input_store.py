@@ -28,7 +28,7 @@ def pair_store(face_store, tmp_path_factory):
     base, dataset = face_store
     target = tmp_path_factory.mktemp("pairs") / "store"
     shutil.copytree(base / "store", target)
-    for kind in ("onset-raw", "apex-raw"):
+    for kind in ("onset-raw", "apex-frame-raw"):
         args = ["build-input", "--store", str(target), "--dataset", dataset, "--kind", kind, "--size", str(SIZE)]
         result = CliRunner().invoke(app, [*args, "--workers", "1", "--quiet"])
         assert result.exit_code == 0, result.output
@@ -42,8 +42,8 @@ def test_raw_frames_are_the_aligned_crop_without_rescaling(pair_store):
     clip = manifest["clip_id"][0]
     frames = st.read(dataset, "align", clip=clip)
     onset = st.read(dataset, "onset-raw", clip=clip)
-    apex = st.read(dataset, "apex-raw", clip=clip)
-    position, frame_number = st.read(dataset, "apex-raw", clip=clip, name="apex")
+    apex = st.read(dataset, "apex-frame-raw", clip=clip)
+    position, frame_number = st.read(dataset, "apex-frame-raw", clip=clip, name="apex")
     assert onset.dtype == np.uint8 and onset.shape == (3, SIZE, SIZE)
     np.testing.assert_array_equal(onset, raw_frame(frames[0], SIZE))
     np.testing.assert_array_equal(apex, raw_frame(frames[position], SIZE))
@@ -59,7 +59,7 @@ def test_named_inputs_are_aligned_and_provenance_lists_every_entry(pair_store):
     target, dataset = pair_store
     st = open_store(str(target))
     data = load_training_inputs(
-        st, dataset, {"onset": "onset-raw", "apex": "apex-raw:image", "au": "manifest:au_vector"}
+        st, dataset, {"onset": "onset-raw", "apex": "apex-frame-raw:image", "au": "manifest:au_vector"}
     )
     manifest = st.manifest(dataset).set_index("clip_id")
     assert set(data.inputs) == {"onset", "apex", "au"} and len(data.meta) == len(manifest)
@@ -81,7 +81,7 @@ def test_named_inputs_are_aligned_and_provenance_lists_every_entry(pair_store):
 def test_source_syntax():
     assert parse_source("roi-flow:roi_flow@ab12") == parse_source("roi-flow:roi_flow", "ab12")
     assert str(parse_source("mesti")) == "mesti" and parse_source("manifest:au_vector").is_manifest
-    assert parse_input_map("onset=onset-raw, apex=apex-raw") == {"onset": "onset-raw", "apex": "apex-raw"}
+    assert parse_input_map("onset=onset-raw, apex=apex-frame-raw") == {"onset": "onset-raw", "apex": "apex-frame-raw"}
     for bad in ("onset", "onset=", "a=x,a=y"):
         with pytest.raises(ValueError):
             parse_input_map(bad)
@@ -106,7 +106,7 @@ def test_train_facesleuth_from_the_store_with_a_recipe(pair_store, tmp_path):
     assert train["epochs"] == 2 and train["batch_size"] == 3  # options override the recipe...
     assert (train["optimizer"], train["lr"], train["weight_decay"], train["lr_decay"]) == ("adamw", 8e-4, 0.6, 0.987)
     assert train["lr_groups"] == {"theta": 1e-2} and train["crop_padding"] == 4  # ...the rest is the recipe's
-    assert cfg["input"] == "onset=onset-raw,apex=apex-raw,au=manifest:au_vector"
+    assert cfg["input"] == "onset=onset-raw,apex=apex-frame-raw,au=manifest:au_vector"
     assert cfg["input_shape"] == {"onset": [3, SIZE, SIZE], "apex": [3, SIZE, SIZE], "au": [21]}
     prov = json.loads((out / "provenance.json").read_text())
     assert set(prov["entries"][dataset]) == {"onset", "apex", "au"}

@@ -41,7 +41,7 @@ from mer.store import open_store
 from mer.synthetic.clips import generate_synthetic
 
 FACE_STAGES = ["ingest", "detect", "landmarks", "align", "equalize"]
-ALL_STAGES = [*FACE_STAGES, "mesti"]
+ALL_STAGES = [*FACE_STAGES, "apex", "mesti"]  # mesti reads the apex stage
 N_CLIPS = 6
 
 

@@ -24,8 +24,8 @@ def store_copy(face_store, tmp_path):
     return open_store(str(tmp_path / "store"), "a"), dataset, base / "data"
 
 
-def _build(store, dataset, stage, **params):
-    plan = build_plan(store, dataset, [stage], {stage: params})
+def _build(store, dataset, stage, apex=None, **params):
+    plan = build_plan(store, dataset, [stage], {stage: params} | ({"apex": apex} if apex else {}))
     report = run_plan(store, dataset, plan, workers=1)
     return plan[-1], report
 
@@ -49,7 +49,7 @@ def test_mesti_stores_the_rank_pooled_equalised_clip_and_its_annotated_apex(stor
 
 def test_middle_apex_and_zscore(store_copy):
     store, ds, _ = store_copy
-    _build(store, ds, "mesti", apex="middle", norm="zscore", size=16)
+    _build(store, ds, "mesti", apex={"mode": "middle"}, norm="zscore", size=16)
     images = store.read(ds, "mesti")
     assert images.dtype == np.float32
     np.testing.assert_allclose(images.reshape(6, -1).mean(axis=1), 0, atol=1e-4)
@@ -70,35 +70,25 @@ def test_missing_apex_is_a_clip_error_unless_a_fallback_is_given(face_store, tmp
     runner = CliRunner()
     args = ["preprocess", "--root", str(data), "--store", store, "--name", "synth", "--quiet", "--workers", "1"]
     assert runner.invoke(app, args).exit_code == 0
-    failed = runner.invoke(
-        app, ["build-mesti", "--store", store, "--dataset", "synth", "--size", "16", "--workers", "1", "--quiet"]
-    )
+    build = ["build-mesti", "--store", store, "--dataset", "synth", "--size", "16", "--workers", "1", "--quiet"]
+    failed = runner.invoke(app, [*build, "--apex-fallback", "none"])
     assert failed.exit_code == 1
     missing_clip = f"{sheet.loc[1, 'subject']}/{sheet.loc[1, 'clip']}"
     assert missing_clip in " ".join(failed.output.split()) and "no annotated apex" in " ".join(failed.output.split())
-    ok = runner.invoke(
-        app,
-        [
-            "build-mesti",
-            "--store",
-            store,
-            "--dataset",
-            "synth",
-            "--size",
-            "16",
-            "--apex-fallback",
-            "middle",
-            "--workers",
-            "1",
-            "--quiet",
-        ],
-    )
+    ok = runner.invoke(app, [*build, "--apex-fallback", "middle"])
     assert ok.exit_code == 0, ok.output
     st = open_store(store)
     entry = [i for i in st.ls("synth", "mesti") if i.status == "complete"][0]
     apex = st.read("synth", "mesti", key=entry.key, name="apex")
     n = int(st.manifest("synth").loc[1, "n_frames"])
     assert apex[1, 0] == (n - 1) // 2
+    # the apex stage says which clip fell back: rule 1 (middle) for it, 0 (annotated) for the others
+    rule = st.read("synth", "apex", key=entry.inputs["apex"], name="rule")[:, 0]
+    assert rule.tolist() == [1 if i == 1 else 0 for i in range(len(rule))]
+    # the default (no option) is the same rule: build-mesti again reuses the complete apex entry, computes nothing
+    again = runner.invoke(app, build)
+    assert again.exit_code == 0, again.output
+    assert [i.key for i in st.ls("synth", "mesti") if i.status == "complete"] == [entry.key]
 
 
 def test_detected_apex_is_near_the_annotated_one(face_store):
@@ -113,7 +103,7 @@ def test_detected_apex_is_near_the_annotated_one(face_store):
 
 def test_other_inputs_dynamic_onset_diff(store_copy):
     store, ds, _ = store_copy
-    for stage, params in (("dynamic", {}), ("onset", {}), ("diff", {"apex": "annotated"})):
+    for stage, params in (("dynamic", {}), ("onset", {}), ("diff", {"apex": {"mode": "annotated"}})):
         _build(store, ds, stage, size=16, **params)
     clip = store.clips(ds)[0]
     frames = store.read(ds, "equalize", clip=clip)
@@ -129,3 +119,7 @@ def test_unknown_parameters_fail_before_any_clip(store_copy):
         build_plan(store, ds, ["mesti"], {"mesti": {"scheme": "nope"}})
     with pytest.raises(ValueError, match="unknown parameter"):
         build_plan(store, ds, ["mesti"], {"mesti": {"apx": "middle"}})
+    with pytest.raises(ValueError, match="unknown parameter"):  # the apex is the apex stage's, not MESTI's
+        build_plan(store, ds, ["mesti"], {"mesti": {"apex": "middle"}})
+    with pytest.raises(ValueError, match="apex mode='peak'"):
+        build_plan(store, ds, ["mesti"], {"apex": {"mode": "peak"}})

@@ -19,11 +19,29 @@ STORE = typer.Option(..., "--store", help="store path or URL")
 DATASET = typer.Option(..., "--dataset", help="dataset name in the store")
 SIZE = typer.Option(224, help="output size in pixels (square)")
 NORM = typer.Option("minmax", help="minmax (uint8 0..255, as the MESTI paper shows) | zscore | none")
-APEX = typer.Option("annotated", help="annotated | middle | detected")
-FALLBACK = typer.Option(None, help="when the annotated apex is missing: middle | detected (default: error)")
+APEX = typer.Option(
+    None,
+    help="the apex stage's mode: annotated | middle | detected (default: the apex entry already stored for these "
+    "faces, else annotated)",
+)
+FALLBACK = typer.Option(
+    None, help="when the annotated apex is missing: middle | detected | none (an error); default middle"
+)
 WORKERS = typer.Option(None, help="parallel worker processes (default: all cores)")
 SCHEDULER = typer.Option(None, help="Dask scheduler tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS)")
 QUIET = typer.Option(False, "--quiet", help="no progress bars")
+
+
+def apex_overrides(apex: str | None, fallback: str | None) -> dict[str, dict[str, Any]]:
+    """The ``apex`` stage's parameters from ``--apex`` / ``--apex-fallback``; none given: no override, so that the
+    plan reuses the apex entry already stored for these faces (one apex per clip for every input), else the
+    default (annotated, falling back to the middle frame)."""
+    if apex is None and fallback is None:
+        return {}
+    params: dict[str, Any] = {"mode": apex or "annotated"}
+    if fallback is not None:
+        params["fallback"] = None if fallback.lower() == "none" else fallback
+    return {"apex": params}
 
 
 def build_stages(
@@ -33,12 +51,15 @@ def build_stages(
     workers: int | None,
     quiet: bool,
     scheduler: str | None = None,
+    upstream: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Compute the named stages (and whatever they lack upstream) for every clip; report and exit like preprocess."""
+    """Compute the named stages (and whatever they lack upstream) for every clip; report and exit like preprocess.
+
+    ``upstream`` gives parameters of stages read by the named ones (e.g. ``apex``) without making them targets."""
     validate_component("dataset", dataset)
     st = open_cli_store(store, "a")
     with user_errors():
-        plan = build_plan(st, dataset, list(params), params)
+        plan = build_plan(st, dataset, list(params), (upstream or {}) | params)
     report = run_with_progress(st, dataset, plan, workers, quiet, f"{','.join(params)} {dataset}", scheduler)
     print_report(report, plan)
     for planned in plan[-len(params) :]:
@@ -51,7 +72,7 @@ def build_stages(
 def build_mesti(
     store: str = STORE,
     dataset: str = DATASET,
-    apex: str = APEX,
+    apex: str | None = APEX,
     apex_fallback: str | None = FALLBACK,
     scheme: str = typer.Option("mesti", help="mesti (two-segment) | mesti-distance"),
     size: int = SIZE,
@@ -61,8 +82,8 @@ def build_mesti(
     scheduler: str | None = SCHEDULER,
 ) -> None:
     """MESTI images (apex-centred approximate rank pooling): one N×3×size×size array plus the apex per clip."""
-    params = {"apex": apex, "apex_fallback": apex_fallback, "scheme": scheme, "size": size, "norm": norm}
-    build_stages(store, dataset, {"mesti": params}, workers, quiet, scheduler)
+    params = {"scheme": scheme, "size": size, "norm": norm}
+    build_stages(store, dataset, {"mesti": params}, workers, quiet, scheduler, apex_overrides(apex, apex_fallback))
 
 
 def build_di(
@@ -83,9 +104,11 @@ def build_input(
     store: str = STORE,
     dataset: str = DATASET,
     kind: str = typer.Option(
-        ..., help="apex | onset | diff (apex − onset) | onset-raw | apex-raw (aligned uint8 RGB, FaceSleuth/MMNet)"
+        ...,
+        help="apex-frame | onset | diff (apex − onset) | onset-raw | apex-frame-raw (aligned uint8 RGB, "
+        "FaceSleuth/MMNet) | apex (the apex position only)",
     ),
-    apex: str = APEX,
+    apex: str | None = APEX,
     apex_fallback: str | None = FALLBACK,
     size: int = SIZE,
     norm: str = NORM,
@@ -95,15 +118,17 @@ def build_input(
 ) -> None:
     """Other single-image inputs: apex frame, onset frame, apex − onset (the MESTI paper's comparison), and the
     raw aligned onset/apex frames (uint8 RGB, no equalisation or min-max; ``--norm`` does not apply)."""
-    kinds = ("apex", "onset", "diff", "onset-raw", "apex-raw")
+    kinds = ("apex-frame", "onset", "diff", "onset-raw", "apex-frame-raw", "apex")
     if kind not in kinds:
         raise typer.BadParameter(f"--kind {kind!r}: choose {', '.join(kinds)}")
+    upstream = apex_overrides(apex, apex_fallback)
+    if kind == "apex":
+        build_stages(store, dataset, upstream or {"apex": {}}, workers, quiet, scheduler)
+        return
     params: dict[str, Any] = {"size": size}
     if not kind.endswith("-raw"):
         params["norm"] = norm
-    if kind not in ("onset", "onset-raw"):
-        params |= {"apex": apex, "apex_fallback": apex_fallback}
-    build_stages(store, dataset, {kind: params}, workers, quiet, scheduler)
+    build_stages(store, dataset, {kind: params}, workers, quiet, scheduler, upstream)
 
 
 def build_flow(
@@ -116,8 +141,8 @@ def build_flow(
     size: int = typer.Option(28, help="flow image size: 28, 112 or 224"),
     roi: int | None = typer.Option(None, help="also build STAG ROI sequences with 6, 14 or 18 ROIs"),
     length: int = typer.Option(32, help="ROI sequence length T"),
-    apex: str = APEX,
-    apex_fallback: str | None = typer.Option("middle", help="when the apex is missing"),
+    apex: str | None = APEX,
+    apex_fallback: str | None = FALLBACK,
     device: str = typer.Option("auto", help="tvl1-torch only: auto (CUDA when available) | cpu | cuda"),
     workers: int | None = WORKERS,
     quiet: bool = QUIET,
@@ -126,7 +151,7 @@ def build_flow(
     """Optical flow on aligned faces: per-clip fields (int16), (u, v, strain) images and optional ROI sequences."""
     if roi not in (None, 6, 14, 18):
         raise typer.BadParameter(f"--roi {roi}: choose 6, 14 or 18")
-    flow: dict[str, Any] = {"method": method, "pairs": pairs, "apex": apex, "apex_fallback": apex_fallback}
+    flow: dict[str, Any] = {"method": method, "pairs": pairs}
     if method == "tvl1-torch":
         from mer.pipeline.flow.tvl1_torch import resolve_device
 
@@ -140,4 +165,4 @@ def build_flow(
     params: dict[str, dict[str, Any]] = {"flow": flow, "flow-image": {"size": size}}
     if roi is not None:
         params["roi-flow"] = {"roi_set": f"stag{roi}", "length": length}
-    build_stages(store, dataset, params, workers, quiet, scheduler)
+    build_stages(store, dataset, params, workers, quiet, scheduler, apex_overrides(apex, apex_fallback))

@@ -89,12 +89,8 @@ def run_demo(out: Path, sizes: DemoSizes = DemoSizes(), fresh: bool = False) -> 
     plan = build_plan(
         store,
         "synth",
-        ["mesti", "dynamic", "apex"],
-        {
-            "mesti": image | {"apex": "annotated"},
-            "dynamic": image,
-            "apex": image | {"apex": "annotated"},
-        },
+        ["mesti", "dynamic", "apex-frame"],
+        {"apex": {"mode": "annotated"}, "mesti": image, "dynamic": image, "apex-frame": image},
     )
     report = run_with_progress(store, "synth", plan, sizes.workers, False, "preprocess synth")
     print_report(report, plan)
@@ -102,7 +98,7 @@ def run_demo(out: Path, sizes: DemoSizes = DemoSizes(), fresh: bool = False) -> 
     console.print("[bold]3. train[/bold]: MEGANet under leave-one-subject-out: MESTI, dynamic image, apex frame")
     config = TrainConfig(epochs=sizes.epochs, seed=sizes.seed, batch_size=16, lr=1e-3)
     run_dirs = []
-    for input_name in ("mesti", "dynamic", "apex"):
+    for input_name in ("mesti", "dynamic", "apex-frame"):
         data = load_training_data(store, "synth", input_name)
         run_dir = runs_dir / f"{input_name}-meganet"
         res = run_experiment(
@@ -118,7 +114,7 @@ def run_demo(out: Path, sizes: DemoSizes = DemoSizes(), fresh: bool = False) -> 
             input_name=input_name,
         )
         m = res.metrics
-        console.print(f"  {input_name:<8} UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  ACC {m['acc']:.3f}")
+        console.print(f"  {input_name:<10} UF1 {m['uf1']:.3f}  UAR {m['uar']:.3f}  ACC {m['acc']:.3f}")
         run_dirs.append(run_dir)
 
     console.print("[bold]4. report[/bold]")
@@ -183,7 +179,8 @@ def run_facesleuth_demo(out: Path, sizes: FaceSleuthDemoSizes = FaceSleuthDemoSi
     console.print("[bold]2. preprocess[/bold]: ingest → detect → landmarks → align → raw onset and apex frames")
     store = _synthetic_store(store_dir, data_dir, sizes.classes)
     raw = {"size": sizes.image_size}
-    plan = build_plan(store, "synth", ["onset-raw", "apex-raw"], {"onset-raw": raw, "apex-raw": raw})
+    overrides = {"apex": {"mode": "annotated"}, "onset-raw": raw, "apex-frame-raw": raw}
+    plan = build_plan(store, "synth", ["onset-raw", "apex-frame-raw"], overrides)
     report = run_with_progress(store, "synth", plan, sizes.workers, False, "preprocess synth")
     print_report(report, plan)
 
@@ -192,7 +189,7 @@ def run_facesleuth_demo(out: Path, sizes: FaceSleuthDemoSizes = FaceSleuthDemoSi
     config = get_recipe(recipe).config(epochs=sizes.epochs, batch_size=8, seed=sizes.seed, device="cpu")
     run_dirs = []
     for label, au in (("images", False), ("images+AU", True)):
-        inputs = {"onset": "onset-raw", "apex": "apex-raw"} | ({"au": "manifest:au_vector"} if au else {})
+        inputs = {"onset": "onset-raw", "apex": "apex-frame-raw"} | ({"au": "manifest:au_vector"} if au else {})
         data = load_training_inputs(store, "synth", inputs)
         run_dir = runs_dir / f"facesleuth-{'au' if au else 'noau'}"
         res = run_experiment(

@@ -30,7 +30,7 @@ def qc(
     dataset: str = typer.Argument(..., help="dataset name in the store"),
     out: Path = typer.Option(..., "--out", help="folder for index.html, qc.csv, overview.png and thumbs/"),
     threshold: float = typer.Option(QC_THRESHOLD, help="clips scoring below this are flagged"),
-    image: str | None = typer.Option(None, help="image input to show (mesti, dynamic, apex, diff, onset, none)"),
+    image: str | None = typer.Option(None, help="image input to show (mesti, dynamic, apex-frame, diff, onset, none)"),
     key: list[str] | None = typer.Option(None, "--key", help="STAGE=KEY when a stage has several entries"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:

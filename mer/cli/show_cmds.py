@@ -75,18 +75,17 @@ def show_mesti(
     dataset: str = typer.Argument(...),
     clip: str = typer.Argument(..., help="clip id, subject/clip"),
     out: Path = typer.Option(Path("mesti.png"), "--out"),
-    apex: str = typer.Option("annotated", help="annotated | middle | detected"),
-    apex_fallback: str | None = typer.Option("middle", help="when the annotated apex is missing"),
+    apex_key: str | None = typer.Option(
+        None, "--apex-key", help="apex entry to use (default: the dataset's one apex entry; build-input --kind apex)"
+    ),
     scheme: str = typer.Option("mesti", help="mesti | mesti-distance"),
 ) -> None:
-    """MESTI, dynamic image and apex frame side by side with the weight curves."""
-    from mer.pipeline.context import ClipContext
+    """MESTI, dynamic image and apex frame side by side with the weight curves, at the stored apex of the clip."""
     from mer.pipeline.temporal.figure import show_mesti_figure
-    from mer.pipeline.temporal.stages import MestiParams, clip_apex
+    from mer.pipeline.temporal.stages import MestiParams
 
-    st, row = _open_clip(store, dataset, clip)
+    st, _ = _open_clip(store, dataset, clip)
+    MestiParams(scheme=scheme)  # validates the option
     frames = st.read(dataset, "equalize", clip=clip)
-    ctx = ClipContext({**row.to_dict(), "clip_id": clip}, 0)
-    MestiParams(apex=apex, apex_fallback=apex_fallback, scheme=scheme)  # validates the options
-    position = clip_apex(ctx, apex, apex_fallback, frames)
+    position = int(st.read(dataset, "apex", clip=clip, key=apex_key, name="apex")[0])
     _save_png(show_mesti_figure(frames, position, scheme=scheme, title=f"{dataset} {clip}"), out)

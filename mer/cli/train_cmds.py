@@ -49,9 +49,9 @@ def train(
     input: str | None = typer.Option(
         None,
         "--input",
-        help="input source: a stage (mesti, dynamic, apex, ...; default mesti), stage:array, stage@KEY, or "
+        help="input source: a stage (mesti, dynamic, apex-frame, ...; default mesti), stage:array, stage@KEY, or "
         "manifest:column; for a multi-input model name=source,... over its defaults "
-        "(facesleuth: onset=onset-raw,apex=apex-raw,au=manifest:au_vector)",
+        "(facesleuth: onset=onset-raw,apex=apex-frame-raw,au=manifest:au_vector)",
     ),
     key: str | None = typer.Option(None, help="entry key of a single input, when the store has several"),
     model: str = typer.Option("meganet", help="meganet, facesleuth, mmnet, vgg19, resnet50, efficientnet_b0, ..."),

@@ -239,7 +239,7 @@ def build_facesleuth(num_classes: int, in_channels: int = 3, image_size: int = 2
 
 def facesleuth_inputs(options: dict) -> dict[str, str]:
     """Default store sources of FaceSleuth's inputs for the given options (no ``au`` with ``au=false``)."""
-    sources = {"onset": "onset-raw", "apex": "apex-raw"}
+    sources = {"onset": "onset-raw", "apex": "apex-frame-raw"}
     if options.get("au", True):
         sources["au"] = "manifest:au_vector"
     return sources

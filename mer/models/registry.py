@@ -17,7 +17,7 @@ def register(name: str, builder: Builder, inputs: InputsFn | None = None) -> Non
     """Register ``builder(num_classes, in_channels, image_size, **options)`` under ``name``.
 
     ``inputs(options)`` gives the default store source of each named input of a multi-input model
-    (e.g. ``{"onset": "onset-raw", "apex": "apex-raw", "au": "manifest:au_vector"}``).
+    (e.g. ``{"onset": "onset-raw", "apex": "apex-frame-raw", "au": "manifest:au_vector"}``).
     """
     _REGISTRY[name.lower()] = builder
     if inputs is not None:
@@ -60,7 +60,7 @@ def _register_builtin() -> None:
     register("meganet", build_meganet)
     register("ststnet", build_ststnet)
     register("off_apexnet", build_off_apexnet)
-    register("mmnet", build_mmnet, lambda options: {"onset": "onset-raw", "apex": "apex-raw"})
+    register("mmnet", build_mmnet, lambda options: {"onset": "onset-raw", "apex": "apex-frame-raw"})
     register("facesleuth", build_facesleuth, facesleuth_inputs)
     register("stag", build_stag, stag_inputs)
     for name in TIMM_NAMES:

@@ -68,7 +68,8 @@ def build_plan(
 
     A stage the user named or configured uses those parameters (defaults otherwise). An upstream stage that was
     neither named nor configured reuses the parameters of the entry already in the store for these inputs, so that
-    ``build-mesti`` reads the faces that ``preprocess`` made; with several such entries the user must choose.
+    ``build-mesti`` reads the faces that ``preprocess`` made and ``build-flow`` the apex that ``build-mesti`` used;
+    with several such entries (of which not exactly one is complete) the user must choose.
     """
     overrides = overrides or {}
     manifest_hash = store.manifest_meta(dataset)["hash"]
@@ -90,7 +91,7 @@ def build_plan(
 
 
 def _reuse_params(store: FeatureStore, dataset: str, stage: Stage, inputs: dict[str, str]) -> Any:
-    matches = {}
+    matches, complete = {}, {}
     for info in store.ls(dataset, stage.name):
         try:
             params = params_from_dict(stage.params_type, info.params)
@@ -98,6 +99,10 @@ def _reuse_params(store: FeatureStore, dataset: str, stage: Stage, inputs: dict[
             continue  # an entry of an older parameter schema
         if stage_key(stage, params, inputs) == info.key:
             matches[info.key] = params
+            if info.status == "complete":
+                complete[info.key] = params
+    if len(matches) > 1 and len(complete) == 1:  # e.g. an apex rule that failed on some clips, then a working one
+        matches = complete
     if len(matches) > 1:
         listing = ", ".join(sorted(matches))
         raise AmbiguousEntryError(

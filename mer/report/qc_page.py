@@ -358,7 +358,7 @@ def write_qc_report(
     """Write the gallery (``index.html``, ``thumbs/``), ``qc.csv`` and ``overview.png`` into ``out_dir``.
 
     ``keys`` picks entries by stage (``{"landmarks": "e15a"}``) when a dataset has several; ``image`` the image
-    input to show (default: the first stored of mesti, dynamic, apex, diff, onset; ``"none"`` for none).
+    input to show (default: the first stored of mesti, dynamic, apex-frame, diff, onset; ``"none"`` for none).
     ``progress(done, total)`` is called after each clip.
     """
     out = Path(out_dir)

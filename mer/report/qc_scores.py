@@ -36,7 +36,7 @@ QC_THRESHOLD = 0.5
 """A clip whose score is below this is flagged (each measure's sub-score is 0.5 at its limit)."""
 
 FACE_CHAIN: tuple[str, ...] = ("detect", "landmarks", "align", "equalize")
-IMAGE_INPUTS: tuple[str, ...] = ("mesti", "dynamic", "apex", "diff", "onset")
+IMAGE_INPUTS: tuple[str, ...] = ("mesti", "dynamic", "apex-frame", "diff", "onset")
 """Stored image inputs the gallery can show, in order of preference."""
 
 STATUS_ORDER: tuple[str, ...] = ("failed", "missing", "flagged", "ok")

@@ -17,7 +17,7 @@ from typing import Any
 from mer.config import stable_hash
 
 IMAGE_SIZE = 224
-APEX = {"apex": "annotated", "apex_fallback": "middle"}  # SMIC has no apex annotation: its middle frame (paper)
+APEX = {"mode": "annotated", "fallback": "middle"}  # the apex stage; SMIC has no apex annotation: its middle frame
 DATASET_LABELS = {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC-HS"}
 
 
@@ -98,23 +98,26 @@ def published(name: str) -> dict[str, dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def _image(stage: str, label: str, size: int = IMAGE_SIZE, **extra: Any) -> InputSpec:
+def _image(
+    stage: str, label: str, size: int = IMAGE_SIZE, apex: dict[str, Any] | None = None, **extra: Any
+) -> InputSpec:
+    """A single-image input; ``apex`` gives the parameters of the apex stage it reads (None: it reads none)."""
     params = {"size": size, "norm": "minmax"} | extra
-    return InputSpec(label, stage, {stage: params})
+    return InputSpec(label, stage, ({"apex": apex} if apex is not None else {}) | {stage: params})
 
 
 def _flow(label: str, pair: int, size: int = IMAGE_SIZE) -> InputSpec:
-    flow = {"method": "farneback", "pairs": "onset-apex,apex-offset"} | APEX
-    return InputSpec(label, "flow-image", {"flow": flow, "flow-image": {"pair": pair, "size": size}})
+    flow = {"method": "farneback", "pairs": "onset-apex,apex-offset"}
+    return InputSpec(label, "flow-image", {"apex": APEX, "flow": flow, "flow-image": {"pair": pair, "size": size}})
 
 
 def apex_frame() -> InputSpec:
-    return _image("apex", "Apex frame", **APEX)
+    return _image("apex-frame", "Apex frame", apex=APEX)
 
 
 def mesti(apex: str = "annotated") -> InputSpec:
     label = "MESTI" if apex == "annotated" else f"MESTI ({apex} apex)"
-    return _image("mesti", label, apex=apex, apex_fallback="middle" if apex == "annotated" else None)
+    return _image("mesti", label, apex={"mode": apex, "fallback": "middle" if apex == "annotated" else None})
 
 
 def dynamic_image() -> InputSpec:

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from mer.datasets import load_label_set
+from mer.store.entries import Entry, EntryRef
+from mer.store.errors import EntryNotFoundError
 from mer.store.provenance import provenance_record
 from mer.store.store import FeatureStore
 
@@ -52,7 +54,7 @@ def parse_source(text: str, key: str | None = None) -> InputSource:
 
 
 def parse_input_map(text: str) -> dict[str, str]:
-    """``onset=onset-raw,apex=apex-raw`` -> ``{"onset": "onset-raw", "apex": "apex-raw"}``."""
+    """``onset=onset-raw,apex=apex-frame-raw`` -> ``{"onset": "onset-raw", "apex": "apex-frame-raw"}``."""
     out: dict[str, str] = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
         name, sep, source = item.partition("=")
@@ -133,6 +135,9 @@ def _stored_rows(
         "shape": [int(s) for s in array.shape[1:]],
         "dtype": str(array.dtype),
         "channels": entry.attrs.get("channels"),  # channel declaration (flow images), for augmentation
+        "recipe": entry.recipe,
+        "inputs": dict(entry.attrs.get("inputs", {})),
+        "upstream": upstream_entries(store, entry),
     }
     current = store.current_manifest_hash(dataset)
     if entry.manifest_hash and entry.manifest_hash != current:
@@ -142,6 +147,34 @@ def _stored_rows(
             "current table, or train on the entry of the current version"
         )
     return rows, array, record, skipped
+
+
+def upstream_entries(store: FeatureStore, entry: Entry) -> dict[str, dict[str, Any]]:
+    """Every entry ``entry`` was computed from, by stage name: its ref, key, version, recipe and parameters
+    (e.g. ``upstream["apex"]["params"]`` is the apex rule a MESTI or flow input used). The chain is followed
+    through the input keys recorded in each entry, up to the clips table."""
+    found: dict[str, dict[str, Any]] = {}
+    pending = [entry]
+    while pending:
+        current = pending.pop()
+        for stage, key in current.attrs.get("inputs", {}).items():
+            if stage == MANIFEST or stage in found:
+                continue
+            ref = EntryRef(current.ref.dataset, stage, key)
+            try:
+                upstream = store.entry(ref)
+            except EntryNotFoundError:  # removed since: say so rather than fail the run
+                found[stage] = {"entry": str(ref), "key": key, "missing": True}
+                continue
+            found[stage] = {
+                "entry": str(ref),
+                "key": key,
+                "version": upstream.attrs.get("version"),
+                "recipe": upstream.recipe,
+                "params": upstream.attrs.get("params"),
+            }
+            pending.append(upstream)
+    return dict(sorted(found.items()))
 
 
 def load_training_inputs(
@@ -156,7 +189,8 @@ def load_training_inputs(
     ``inputs`` maps an input name (the model's, e.g. ``onset``) to a source (``stage[:array][@key]`` or
     ``manifest:column``). ``labels`` (a label-set name such as ``3class`` or a TOML path) relabels the clips
     from their emotions; by default the labels chosen at preprocessing are used, and several datasets must
-    then share classes. Provenance lists every entry read, with its manifest hash, and each manifest's hash:
+    then share classes. Provenance lists every entry read, with its manifest hash, recipe, input keys and every
+    upstream entry (key and parameters, e.g. the ``apex`` entry behind MESTI or flow), and each manifest's hash:
     ``entries[dataset][input name]`` (``entries[dataset]`` itself for a single input). ``keys``
     (``{dataset: {input name: entry key}}``) pins the entry of an input per dataset, over its source's key.
     """

@@ -326,8 +326,11 @@ def roi_sequence(
     return resample_time(seq, length)
 
 
-def flow_motion(flows: np.ndarray, remove_global: bool = False) -> np.ndarray:
-    """Motion score of each flow field: its mean vector length.
+def flow_motion(flows: np.ndarray, remove_global: bool = False, top_percent: float = 100.0) -> np.ndarray:
+    """Motion score of each flow field: the mean vector length of its ``top_percent`` % strongest pixels.
+
+    With ``remove_global`` this is the project's one measure of local motion: the apex detector
+    (:func:`mer.pipeline.temporal.apex.motion_curve`) uses it with ``top_percent`` 20.
 
     Parameters
     ----------
@@ -336,21 +339,32 @@ def flow_motion(flows: np.ndarray, remove_global: bool = False) -> np.ndarray:
     remove_global : bool, default False
         First subtract each field's median vector, so that head drift (global) does not count and facial
         movements (local) do.
+    top_percent : float, default 100
+        Share of the strongest pixels averaged, in percent (at least one pixel; 100 = every pixel), as
+        :func:`roi_flow` keeps per ROI.
 
     Returns
     -------
     numpy.ndarray
-        float64 ``P``: mean ``|(u, v)|`` over the pixels of each field, in pixels.
+        float64 ``P``: mean ``|(u, v)|`` over the kept pixels of each field, in pixels.
 
     Raises
     ------
     ValueError
-        If ``flows`` is not ``P×H×W×2``.
+        If ``flows`` is not ``P×H×W×2`` or ``top_percent`` is outside (0, 100].
     """
     flows = as_flows(flows)
+    if not 0 < top_percent <= 100:
+        raise ValueError(f"top_percent must be in (0, 100], got {top_percent}")
     if remove_global:
         flows = flows - np.median(flows.reshape(len(flows), -1, 2), axis=1)[:, None, None, :]
-    return np.sqrt(np.einsum("phwc,phwc->phw", flows, flows)).mean(axis=(1, 2), dtype=np.float64)
+    magnitude = np.sqrt(np.einsum("phwc,phwc->phw", flows, flows))
+    if top_percent >= 100:
+        return magnitude.mean(axis=(1, 2), dtype=np.float64)
+    magnitude = magnitude.reshape(len(flows), -1)
+    n = magnitude.shape[1]
+    k = max(1, math.ceil(n * top_percent / 100.0))
+    return np.partition(magnitude, n - k, axis=1)[:, n - k :].mean(axis=1, dtype=np.float64)
 
 
 def top_k_frames(flows: np.ndarray, k: int, remove_global: bool = False) -> np.ndarray:

@@ -28,15 +28,15 @@ from mer.pipeline.flow.optical_flow import (
 from mer.pipeline.flow.roi import load_roi_set, roi_sequence, top_k_frames
 from mer.pipeline.flow.tvl1_params import TVL1Params
 from mer.pipeline.stage import Output, Stage, register
-from mer.pipeline.temporal.apex import APEX_MODES
-from mer.pipeline.temporal.stages import clip_apex
 
 _NEEDS_APEX = {"onset-apex", "apex-offset"}
 
 
 @dataclass(frozen=True)
 class FlowParams:
-    """Method (``farneback`` | ``tvl1`` | ``tvl1-torch``), comma-separated pair modes, apex choice, kernel overrides.
+    """Method (``farneback`` | ``tvl1`` | ``tvl1-torch``), comma-separated pair modes, kernel overrides.
+
+The apex of ``onset-apex`` / ``apex-offset`` is the ``apex`` stage's (an input of this stage), as for MESTI.
 
     ``tvl1-torch`` takes TV-L1's overrides plus ``device`` (``auto`` | ``cpu`` | ``cuda``, default ``auto``) in
     ``method_params``; ``auto`` is resolved here, so the key names the device the fields were computed on.
@@ -44,8 +44,6 @@ class FlowParams:
 
     method: str = "farneback"
     pairs: str = "onset-apex,apex-offset"
-    apex: str = "annotated"
-    apex_fallback: str | None = "middle"
     method_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,10 +52,6 @@ class FlowParams:
         unknown = [m for m in self.modes if m not in PAIR_MODES]
         if unknown or not self.modes:
             raise ValueError(f"pairs={self.pairs!r}; use a comma-separated list of {', '.join(PAIR_MODES)}")
-        if self.apex not in APEX_MODES:
-            raise ValueError(f"apex={self.apex!r}; choose one of {', '.join(APEX_MODES)}")
-        if self.apex_fallback not in (None, "middle", "detected"):
-            raise ValueError(f"apex_fallback={self.apex_fallback!r}; choose middle, detected or none")
         if self.method in TORCH_METHODS:
             object.__setattr__(self, "method_params", {**self.method_params, "device": _device(self.method_params)})
         self.kernel_params()  # unknown kernel options fail here, before any clip is computed
@@ -90,7 +84,7 @@ def _device(method_params: dict[str, Any]) -> str:
 def compute_flow_stage(ctx: ClipContext, p: FlowParams) -> dict[str, np.ndarray]:
     """Flow fields of every requested pair on the clip's equalised faces, each frame converted to grey once."""
     frames = ctx.input("equalize", "frames")
-    apex = clip_apex(ctx, p.apex, p.apex_fallback, frames) if _NEEDS_APEX & set(p.modes) else None
+    apex = int(ctx.input("apex", "apex")[0]) if _NEEDS_APEX & set(p.modes) else None  # the apex stage's position
     pairs = [pair for mode in p.modes for pair in frame_pairs(mode, len(frames), apex)]
     if not pairs:
         raise ValueError(f"clip {ctx.clip_id}: {len(frames)} frame(s) give no frame pair for {p.pairs}")
@@ -175,9 +169,9 @@ def compute_roi_flow(ctx: ClipContext, p: RoiFlowParams) -> dict[str, np.ndarray
 FLOW = register(
     Stage(
         "flow",
-        "1",
+        "2",  # 2: the apex is the apex stage's (an input), no longer chosen by this stage's parameters
         FlowParams,
-        ("equalize",),
+        ("equalize", "apex"),
         (Output("flow", "int16"), Output("pairs", "int32")),
         compute_flow_stage,
         f"flow fields P×H×W×2 as int16 (value × {FLOW_SCALE:g}) and their frame pairs P×2",
