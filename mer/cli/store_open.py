@@ -11,6 +11,11 @@ from mer.store.backend import is_url
 from mer.store.store import FeatureStore
 
 
+def _being_created(name: str) -> bool:
+    """The temporary root document of a store another process is creating right now (renamed to zarr.json next)."""
+    return name.startswith(".zarr.json.") and name.endswith(".tmp")
+
+
 def open_cli_store(location: str, mode: str = "r") -> FeatureStore:
     """Open the store at ``location`` for the CLI (``mode`` ``"r"`` or ``"a"``), refusing with a message naming it:
 
@@ -22,7 +27,7 @@ def open_cli_store(location: str, mode: str = "r") -> FeatureStore:
     if local and path.exists() and not path.is_dir():
         raise ValueError(f"--store {location}: is a file, not a store folder; give a folder (new or a mer store)")
     if local and mode == "a" and path.is_dir():
-        if not (path / "zarr.json").exists() and any(path.iterdir()):
+        if not (path / "zarr.json").exists() and any(not _being_created(p.name) for p in path.iterdir()):
             raise ValueError(
                 f"--store {location}: this folder holds other files and no mer store (no zarr.json); "
                 "give a new or empty folder, or an existing store"
