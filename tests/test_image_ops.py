@@ -52,7 +52,7 @@ def _old_finish(image, size, norm):
 
 def _old_raw(frames, kind, apex):
     f = frames.astype(np.float32)
-    return {"apex": f[apex], "onset": f[0], "diff": f[apex] - f[0]}[kind]
+    return {"apex-frame": f[apex], "onset": f[0], "diff": f[apex] - f[0]}[kind]
 
 
 def _old_flow_resize(channel, size):

@@ -206,7 +206,7 @@ def make_clip(t: int = 9, h: int = 20, w: int = 16, seed: int = 0) -> np.ndarray
 
 
 @FAST
-@given(st.integers(0, 2**32 - 1), st.sampled_from(["mesti", "dynamic", "apex", "onset", "diff"]))
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["mesti", "dynamic", "apex-frame", "onset", "diff"]))
 def test_minmax_output_spans_0_255(seed, kind):
     clip = make_clip(seed=seed % 1000)
     img = encode_clip(clip, kind, apex=3, size=12)
@@ -237,7 +237,7 @@ def test_minmax_maps_linearly():
 def test_frame_kinds_pick_the_right_frames():
     clip = make_clip(t=7, h=8, w=8)
     chw = lambda im: im.transpose(2, 0, 1)  # noqa: E731
-    np.testing.assert_array_equal(encode_clip(clip, "apex", apex=4, size=8, norm="none"), chw(clip[4]))
+    np.testing.assert_array_equal(encode_clip(clip, "apex-frame", apex=4, size=8, norm="none"), chw(clip[4]))
     np.testing.assert_array_equal(encode_clip(clip, "onset", size=8, norm="none"), chw(clip[0]))
     diff = clip[4].astype(np.float32) - clip[0].astype(np.float32)
     np.testing.assert_array_equal(encode_clip(clip, "diff", apex=4, size=8, norm="none"), chw(diff))
@@ -258,7 +258,7 @@ def test_encode_clip_errors():
     with pytest.raises(ValueError, match="apex"):
         encode_clip(clip, "mesti", apex=None)
     with pytest.raises(ValueError, match=r"apex=9"):
-        encode_clip(clip, "apex", apex=9)
+        encode_clip(clip, "apex-frame", apex=9)
     with pytest.raises(ValueError, match="kind"):
         encode_clip(clip, "flow")
     with pytest.raises(ValueError, match="scheme"):

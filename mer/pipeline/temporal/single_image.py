@@ -25,7 +25,7 @@ from mer.pipeline.temporal.apex import check_apex
 from mer.pipeline.temporal.arp import arp_weights
 from mer.pipeline.temporal.rank_pool import rank_pool
 
-KINDS: tuple[str, ...] = ("mesti", "dynamic", "apex", "onset", "diff")
+KINDS: tuple[str, ...] = ("mesti", "dynamic", "apex-frame", "onset", "diff")
 NORMS: tuple[str, ...] = ("minmax", "zscore", "none")
 _KIND_SCHEMES = {"mesti": ("mesti", "mesti-distance"), "dynamic": ("di", "di-linear")}
 _KIND_TITLES = {"mesti": "MESTI", "dynamic": "dynamic-image"}
@@ -273,7 +273,7 @@ def encode_clip(
     ----------
     frames : numpy.ndarray
         Clip ``T x H x W x C`` (uint8 or float, grey levels 0..255), onset first, ``T >= 1``.
-    kind : {"mesti", "dynamic", "apex", "onset", "diff"}
+    kind : {"mesti", "dynamic", "apex-frame", "onset", "diff"}
         The encoding (see the module docstring).
     apex : int, optional
         0-based position of the apex frame within the clip (onset = 0); required by ``mesti``, ``apex`` and
@@ -306,7 +306,7 @@ def encode_clip(
         raw = mesti_image(frames, apex, scheme or "mesti")
     elif kind == "dynamic":
         raw = dynamic_image(frames, scheme or "di")
-    elif kind == "apex":
+    elif kind == "apex-frame":
         raw = apex_image(frames, apex)
     elif kind == "onset":
         raw = onset_image(frames)

@@ -150,15 +150,12 @@ class DynamicParams(ImageParams):
         _check("scheme", self.scheme, ("di", "di-linear"))
 
 
-_KIND = {"apex-frame": "apex"}  # stage name -> the encoding's kind in single_image
-
-
 def compute_image(kind: str, ctx: ClipContext, params: ImageParams) -> dict[str, np.ndarray]:
     """Encode the clip's equalised face frames as one network-ready image of ``kind`` (a stage name)."""
     frames = ctx.input("equalize", "frames")
     apex = stored_apex(ctx) if kind in APEX_IMAGE_STAGES else None
     scheme = getattr(params, "scheme", None)
-    image = encode_clip(frames, _KIND.get(kind, kind), apex=apex, scheme=scheme, size=params.size, norm=params.norm)
+    image = encode_clip(frames, kind, apex=apex, scheme=scheme, size=params.size, norm=params.norm)
     apex_row = [-1, -1] if apex is None else [apex, int(ctx.row["frame_numbers"][apex])]
     return {"image": image, "apex": np.array(apex_row, dtype=np.int32)}
 
