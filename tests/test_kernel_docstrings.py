@@ -32,6 +32,14 @@ KERNEL_FILES = [
     "flow/tvl1_params.py",
     "flow/tvl1_torch.py",
     "flow/median_net.py",
+    "temporal/apex.py",
+    "face/align.py",
+    "face/detect.py",
+    "face/landmarks.py",
+    "face/smoothing.py",
+    "face/equalize.py",
+    "face/draw.py",
+    "face/models.py",
 ]
 _UNDERLINE = re.compile(r"^-{3,}$")
 

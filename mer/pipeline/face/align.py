@@ -76,6 +76,11 @@ def reference_points(landmarks: np.ndarray, reference: str = "inner-corners") ->
     -------
     ndarray, ...×2×2 float64
         (image-left, image-right) point, each (x, y) in the landmarks' pixels.
+
+    Raises
+    ------
+    ValueError
+        Naming the shape when ``landmarks`` is not ...×68×2, or the value of an unknown ``reference``.
     """
     pts = np.asarray(landmarks, dtype=np.float64)
     if pts.shape[-2:] != (68, 2):
@@ -98,13 +103,20 @@ def eye_targets(
         Side of the square output, pixels.
     reference : {"inner-corners", "eye-centres"}
         The pair (selects the default fractions, see the module docstring).
-    eye_y, eye_distance : float or None
-        Height of the pair and its spacing as fractions of ``size`` in (0, 1); None: the reference's default.
+    eye_y : float or None
+        Height of the pair as a fraction of ``size`` in (0, 1); None: the reference's default.
+    eye_distance : float or None
+        Spacing of the pair as a fraction of ``size`` in (0, 1); None: the reference's default.
 
     Returns
     -------
     ndarray, 2×2 float64
         (left, right) target, each (x, y) in output pixels (pixel centres at integer coordinates).
+
+    Raises
+    ------
+    ValueError
+        Naming the value of an unknown ``reference``, or ``eye_y``/``eye_distance`` outside (0, 1).
     """
     if reference not in DEFAULT_TARGETS:
         raise ValueError(f"unknown alignment reference {reference!r}; choose one of {REFERENCES}")
@@ -175,13 +187,22 @@ def alignment_transforms(
         One transform from frame ``ref_frame`` for all frames, or each frame's own.
     ref_frame : int
         Position of the reference frame for ``mode="onset"`` (the stages pass 0: their clips start at the onset).
-    eye_y, eye_distance : float or None
-        Target fractions (see :func:`eye_targets`).
+    eye_y : float or None
+        Target height of the pair as a fraction of ``size`` (see :func:`eye_targets`); None: the default.
+    eye_distance : float or None
+        Target spacing of the pair as a fraction of ``size`` (see :func:`eye_targets`); None: the default.
 
     Returns
     -------
     ndarray, T×2×3 float32
         Frame pixels → aligned pixels.
+
+    Raises
+    ------
+    ValueError
+        Naming the value of an unknown ``mode`` or a ``ref_frame`` outside the clip (and, from
+        :func:`eye_targets`, :func:`reference_points` and :func:`similarity_from_pairs`, a bad reference, target
+        fraction or landmark shape, or coinciding reference points).
     """
     pts = np.asarray(landmarks)
     n = pts.shape[0]
@@ -239,6 +260,11 @@ def warp_frames(
     -------
     ndarray, T×size×size×3 uint8
         The warped frames.
+
+    Raises
+    ------
+    ValueError
+        Naming the value of an unknown ``border``.
     """
     import cv2
 
@@ -281,15 +307,30 @@ def align_clip(
         The clip.
     landmarks : ndarray, T×68×2
         Landmarks (x, y) in frame pixels.
-    size, reference, mode, ref_frame, eye_y, eye_distance
-        As in :func:`alignment_transforms`.
+    size : int
+        Side of the square aligned output, pixels.
+    reference : {"inner-corners", "eye-centres"}
+        Reference pair (see :func:`reference_points`).
+    mode : {"onset", "per-frame"}
+        One transform from frame ``ref_frame`` for all frames, or each frame's own (see :func:`alignment_transforms`).
+    ref_frame : int
+        Position of the reference frame for ``mode="onset"``.
+    eye_y : float or None
+        Target height of the pair as a fraction of ``size`` (see :func:`eye_targets`); None: the default.
+    eye_distance : float or None
+        Target spacing of the pair as a fraction of ``size`` (see :func:`eye_targets`); None: the default.
     border : {"replicate", "constant", "reflect"}
-        As in :func:`warp_frames`.
+        Pixels outside the frame, as in :func:`warp_frames`.
 
     Returns
     -------
     AlignedClip
         Frames T×size×size×3 uint8, transforms T×2×3 float32, landmarks T×68×2 float32 in aligned pixels.
+
+    Raises
+    ------
+    ValueError
+        As :func:`alignment_transforms` and :func:`warp_frames` (an unknown option, a bad landmark shape).
     """
     m = alignment_transforms(
         landmarks,

@@ -73,6 +73,11 @@ def as_detector_image(frame: np.ndarray) -> np.ndarray:
     -------
     ndarray, H×W×3 or H×W uint8
         The frame (no copy when it is already contiguous; H×W×1 becomes H×W).
+
+    Raises
+    ------
+    ValueError
+        Naming the dtype when it is not uint8, or the shape when it is not H×W, H×W×1 or H×W×3.
     """
     img = np.asarray(frame)
     if img.dtype != np.uint8:
@@ -104,6 +109,14 @@ def detect_candidates(
     -------
     list of Candidate
         Boxes in frame pixels (x0, y0, x1, y1, half-open) with their scores, in dlib's order.
+
+    Raises
+    ------
+    ValueError
+        Naming the value of an unknown ``detector``, or a frame that is not uint8 H×W or H×W×3
+        (:func:`as_detector_image`).
+    FaceModelMissingError
+        From :func:`~mer.pipeline.face.models.cnn_face_detector` when the CNN model file is not installed.
     """
     img = as_detector_image(frame)
     if detector == "hog":
@@ -223,6 +236,9 @@ def detect_face(
 
     Raises
     ------
+    ValueError
+        Naming the value of an unknown ``detector`` or a ``start`` outside the clip (and, from
+        :func:`as_detector_image`, a frame that is not uint8 H×W or H×W×3).
     FaceNotFoundError
         Naming the frames searched, when none holds a plausible face.
     """

@@ -100,6 +100,12 @@ def draw_face_figure(
     -------
     ndarray, H×(W + gap + H)×3 uint8 (a square crop)
         The RGB figure: the annotated frame, a white gap, the annotated aligned panel.
+
+    Raises
+    ------
+    ValueError
+        Naming the value of an unknown ``rois_space``, or the dtype or shape of a ``frame``/``aligned_frame`` that
+        is not uint8 H×W, H×W×1 or H×W×3.
     """
     import cv2
 

@@ -41,6 +41,11 @@ def equalize_frames(
     -------
     ndarray, same shape as ``frames``, uint8
         The equalised RGB frames.
+
+    Raises
+    ------
+    ValueError
+        Naming the value of an unknown ``method``, or the dtype and shape of frames that are not uint8 …×H×W×3.
     """
     import cv2
 

@@ -285,6 +285,14 @@ def predict_landmark_ensemble(
     -------
     ndarray, K×68×2 float32
         Each start's landmarks (x, y) in frame pixels, K = ``n_inits``.
+
+    Raises
+    ------
+    ValueError
+        Naming the value when ``n_inits`` is outside ``1..MAX_INITS - first_init``.
+    FaceModelMissingError
+        From :func:`~mer.pipeline.face.models.shape_predictor_68` when no ``predictor`` is given and the model
+        file is not installed.
     """
     if not 1 <= n_inits <= MAX_INITS - first_init:
         raise ValueError(f"n_inits must be 1..{MAX_INITS - first_init}, got {n_inits}")
@@ -369,8 +377,18 @@ def _check_inside(landmarks: np.ndarray, shape: Sequence[int], t: int, max_outsi
 
 
 def eye_angle(landmarks: np.ndarray) -> float:
-    """Angle of the line from the image-left to the image-right eye centre (points 36–41, 42–47), radians from
-    the image's +x axis towards +y."""
+    """Angle of the line from the image-left to the image-right eye centre (points 36–41, 42–47).
+
+    Parameters
+    ----------
+    landmarks : ndarray, 68×2
+        dlib 68-point landmarks (x, y), pixels.
+
+    Returns
+    -------
+    float
+        Radians from the image's +x axis towards +y (image y points down), in [−π, π]; 0 for level eyes.
+    """
     pts = np.asarray(landmarks, dtype=np.float64)
     d = pts[42:48].mean(axis=0) - pts[36:42].mean(axis=0)
     return math.atan2(d[1], d[0])
@@ -448,6 +466,10 @@ def track_landmarks(
         Fraction of landmarks outside the frame at which the face counts as lost.
     follow_rotation : bool
         Turn each crop back by the face's rotation since the detection frame.
+    **smooth_params
+        Keyword parameters of the ``smoothing`` method, passed to
+        :func:`~mer.pipeline.face.smoothing.smooth_track` (e.g. ``min_cutoff``, ``beta`` for one-euro, ``window``,
+        ``polyorder`` for savgol).
 
     Returns
     -------
@@ -456,8 +478,14 @@ def track_landmarks(
 
     Raises
     ------
+    ValueError
+        Naming the value when the detection's frame is outside the clip (and, from
+        :func:`~mer.pipeline.face.smoothing.smooth_track`, an unknown ``smoothing`` or out-of-range one-euro
+        parameters).
     FaceLostError
         Naming the frame where the face leaves the image (or collapses).
+    FaceModelMissingError
+        From :func:`~mer.pipeline.face.models.shape_predictor_68` when the model file is not installed.
     """
     n = len(frames)
     k = int(detection.frame_index)

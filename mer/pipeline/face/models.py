@@ -32,7 +32,18 @@ def _install_hint() -> str:
 
 
 def model_dir() -> Path:
-    """Return the folder of the dlib model files; raise FaceModelMissingError if the package is absent."""
+    """The folder of the dlib model files, found without importing the package.
+
+    Returns
+    -------
+    Path
+        ``<face_recognition_models package folder>/models``.
+
+    Raises
+    ------
+    FaceModelMissingError
+        With an install hint, when the ``face_recognition_models`` package is not installed.
+    """
     try:
         spec = importlib.util.find_spec(MODELS_PACKAGE)
     except (ImportError, ValueError):
@@ -45,7 +56,25 @@ def model_dir() -> Path:
 
 
 def model_path(name: str) -> Path:
-    """Return the path of model ``name`` (a key of MODEL_FILES), checking that the file exists."""
+    """The path of a dlib model file, checking that the file exists.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODEL_FILES` (``"landmarks68"`` or ``"mmod"``).
+
+    Returns
+    -------
+    Path
+        The model file inside :func:`model_dir`.
+
+    Raises
+    ------
+    ValueError
+        Naming the value and the known models, for an unknown ``name``.
+    FaceModelMissingError
+        With an install hint, when the package or the model file is not installed.
+    """
     if name not in MODEL_FILES:
         raise ValueError(f"unknown face model {name!r}; known models: {sorted(MODEL_FILES)}")
     path = model_dir() / MODEL_FILES[name]
@@ -58,7 +87,18 @@ def model_path(name: str) -> Path:
 
 @functools.cache
 def shape_predictor_68() -> Any:
-    """The dlib 68-point shape predictor (loaded once per process)."""
+    """The dlib 68-point shape predictor (loaded once per process).
+
+    Returns
+    -------
+    dlib.shape_predictor
+        Maps an image and a face box to 68 landmarks (x, y) in image pixels.
+
+    Raises
+    ------
+    FaceModelMissingError
+        From :func:`model_path`, when the model file is not installed.
+    """
     import dlib
 
     return dlib.shape_predictor(str(model_path("landmarks68")))
@@ -66,7 +106,18 @@ def shape_predictor_68() -> Any:
 
 @functools.cache
 def cnn_face_detector() -> Any:
-    """The dlib MMOD CNN face detector (loaded once per process; slow on CPU)."""
+    """The dlib MMOD CNN face detector (loaded once per process; slow on CPU).
+
+    Returns
+    -------
+    dlib.cnn_face_detection_model_v1
+        Called as ``detector(image, upsample)``; returns detections with ``rect`` and ``confidence``.
+
+    Raises
+    ------
+    FaceModelMissingError
+        From :func:`model_path`, when the model file is not installed.
+    """
     import dlib
 
     return dlib.cnn_face_detection_model_v1(str(model_path("mmod")))
@@ -74,7 +125,13 @@ def cnn_face_detector() -> Any:
 
 @functools.cache
 def hog_face_detector() -> Any:
-    """dlib's HOG + linear SVM frontal face detector (built in, no file; cached per process)."""
+    """dlib's HOG + linear SVM frontal face detector (built in, no file; cached per process).
+
+    Returns
+    -------
+    dlib.fhog_object_detector
+        ``detector.run(image, upsample, adjust_threshold)`` returns boxes, scores and sub-detector indices.
+    """
     import dlib
 
     return dlib.get_frontal_face_detector()

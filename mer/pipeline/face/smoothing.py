@@ -69,6 +69,11 @@ def one_euro(
     -------
     ndarray, same shape as ``x``, float32
         The smoothed track (a track of under 2 samples unchanged).
+
+    Raises
+    ------
+    ValueError
+        Naming the values, unless ``min_cutoff > 0``, ``d_cutoff > 0`` and ``beta >= 0``.
     """
     if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
         raise ValueError(
@@ -130,15 +135,28 @@ def smooth_track(
         The track, time on axis 0, (x, y) pixels last.
     method : {"one-euro", "savgol", "none"}
         The smoother.
-    min_cutoff, beta, d_cutoff, bidirectional
-        One-euro parameters (see :func:`one_euro`).
-    window, polyorder
-        Savitzky–Golay parameters (see :func:`savgol`).
+    min_cutoff : float
+        One-euro: cut-off of a still signal, cycles per frame, > 0 (see :func:`one_euro`).
+    beta : float
+        One-euro: cut-off increase per unit of speed, (cycles/frame) per (px/frame), ≥ 0.
+    d_cutoff : float
+        One-euro: cut-off of the speed estimate, cycles per frame, > 0.
+    bidirectional : bool
+        One-euro: average the forward and the backward pass (no lag to first order).
+    window : int
+        Savitzky–Golay: window in frames (odd; shrunk to the clip length when needed; see :func:`savgol`).
+    polyorder : int
+        Savitzky–Golay: polynomial order; a window not above it leaves the track unchanged.
 
     Returns
     -------
     ndarray, same shape as ``x``, float32
         The smoothed track (a copy for ``"none"``).
+
+    Raises
+    ------
+    ValueError
+        Naming the value of an unknown ``method`` (and, from :func:`one_euro`, out-of-range one-euro parameters).
     """
     if method == "one-euro":
         return one_euro(x, min_cutoff, beta, d_cutoff, bidirectional)

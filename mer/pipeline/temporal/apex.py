@@ -87,6 +87,11 @@ def middle_apex(n_frames: int) -> int:
     -------
     apex : int
         ``(n_frames - 1) // 2``, 0-based position within onset..offset.
+
+    Raises
+    ------
+    ValueError
+        Naming the value when ``n_frames < 1``.
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
@@ -109,6 +114,11 @@ def detection_grey(frames: np.ndarray, max_side: int = DETECT_SIDE, inner: float
     -------
     ndarray, shape (T, h, w), uint8
         ``h, w`` are about ``inner`` times the downscaled size.
+
+    Raises
+    ------
+    ValueError
+        Naming the shape when ``frames`` is neither T×H×W×3 nor T×H×W, or has no frame.
     """
     frames = np.asarray(frames)
     if frames.ndim not in (3, 4) or frames.shape[0] < 1:
@@ -145,6 +155,12 @@ def motion_curve(frames: np.ndarray, method: str = "local", smooth: int = 3) -> 
     -------
     curve : ndarray, shape (T,), float64
         Pixels per frame of the downscaled grid for ``local``/``flow`` (0 at the onset), grey levels for ``diff``.
+
+    Raises
+    ------
+    ValueError
+        Naming the method when it is not one of :data:`DETECT_METHODS`, or the shape when ``frames`` is not
+        T×H×W×3 or T×H×W with T >= 1.
     """
     if method not in DETECT_METHODS:
         raise ValueError(f"unknown apex detection method {method!r}; expected one of {DETECT_METHODS}")
@@ -177,19 +193,37 @@ def detected_apex(frames: np.ndarray, method: str = "local", smooth: int = 3) ->
     ----------
     frames : ndarray, shape (T, H, W, 3) or (T, H, W), uint8
         Aligned faces onset..offset, T >= 1.
-    method, smooth
-        As for :func:`motion_curve`.
+    method : {'local', 'flow', 'diff'}
+        Motion measure, as for :func:`motion_curve`.
+    smooth : int
+        Width in frames of the moving average (1 = none), as for :func:`motion_curve`.
 
     Returns
     -------
     apex : int
         0-based position within onset..offset; ties go to the earliest frame.
+
+    Raises
+    ------
+    ValueError
+        From :func:`motion_curve`: an unknown ``method`` or a bad ``frames`` shape.
     """
     return int(np.argmax(motion_curve(frames, method=method, smooth=smooth)))
 
 
 def is_missing(value: object) -> bool:
-    """True for None, NaN and pandas' NA (how a manifest may spell a missing apex)."""
+    """Whether ``value`` is a missing apex: None, NaN or pandas' NA/NaT (how a manifest may spell one).
+
+    Parameters
+    ----------
+    value : object
+        A manifest cell (int, float, str, None, ``pd.NA`` ...).
+
+    Returns
+    -------
+    bool
+        True for None, NaN, NA and NaT; False for anything else, including values that are not numbers.
+    """
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
         return True
     try:
@@ -199,8 +233,25 @@ def is_missing(value: object) -> bool:
 
 
 def check_mode(mode: str, fallback: str | None) -> None:
-    """Raise a ValueError naming the option unless ``mode`` is one of :data:`APEX_MODES` and ``fallback`` is None
-    or one of :data:`APEX_FALLBACKS`."""
+    """Check the apex options: ``mode`` in :data:`APEX_MODES`, ``fallback`` None or in :data:`APEX_FALLBACKS`.
+
+    Parameters
+    ----------
+    mode : str
+        The apex mode to check.
+    fallback : str or None
+        The fallback rule to check (None: no fallback).
+
+    Returns
+    -------
+    None
+        Returns only when both are valid.
+
+    Raises
+    ------
+    ValueError
+        Naming the option and its value, and the valid choices, when either is not valid.
+    """
     if mode not in APEX_MODES:
         raise ValueError(f"apex mode={mode!r}; choose one of {', '.join(APEX_MODES)}")
     if fallback is not None and fallback not in APEX_FALLBACKS:
@@ -210,6 +261,15 @@ def check_mode(mode: str, fallback: str | None) -> None:
 def apex_rule(mode: str, annotated: int | None, fallback: str | None) -> str:
     """The rule that gives a clip's apex: ``mode``, or ``fallback`` when ``mode`` is ``annotated`` and the clip has
     no annotation (None/NaN/NA).
+
+    Parameters
+    ----------
+    mode : {'annotated', 'middle', 'detected'}
+        The requested rule.
+    annotated : int or None
+        The annotated apex, 0-based position within onset..offset (None/NaN/NA when the dataset has none).
+    fallback : {'middle', 'detected'} or None
+        The rule for a clip without annotation; None makes a missing annotation an error.
 
     Returns
     -------
@@ -276,6 +336,14 @@ def choose_apex(
     Returns
     -------
     ApexChoice
+        ``position`` (0-based within onset..offset), ``rule`` (one of :data:`APEX_RULES`) and, for ``detected``,
+        ``motion``, the ``(n_frames,)`` float64 :func:`motion_curve`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown mode or fallback, a missing annotation without a fallback, an annotated apex outside the
+        clip, ``n_frames < 1``, or a ``detected`` rule without ``frames`` or with ``len(frames) != n_frames``.
     """
     rule = apex_rule(mode, annotated, fallback)
     n = int(n_frames)
@@ -300,5 +368,29 @@ def resolve_apex(
     frames: np.ndarray | None = None,
     fallback: str | None = None,
 ) -> int:
-    """``choose_apex(...).position``: the apex as a 0-based position within onset..offset."""
+    """``choose_apex(...).position``: the apex as a 0-based position within onset..offset.
+
+    Parameters
+    ----------
+    mode : {'annotated', 'middle', 'detected'}
+        Which rule, as for :func:`choose_apex`.
+    n_frames : int
+        Number of frames onset..offset.
+    annotated : int or None
+        The annotated apex, 0-based position within onset..offset (None/NaN/NA when the dataset has none).
+    frames : ndarray, shape (n_frames, H, W, 3), uint8, optional
+        The aligned faces; needed only when the rule is ``detected``.
+    fallback : {'middle', 'detected'} or None
+        The rule for a clip without annotation; None makes it an error.
+
+    Returns
+    -------
+    apex : int
+        0-based position within onset..offset.
+
+    Raises
+    ------
+    ValueError
+        As :func:`choose_apex`.
+    """
     return choose_apex(mode, n_frames, annotated, frames, fallback).position
