@@ -65,19 +65,25 @@ write_dataset_manifest(store, "synth", result.manifest, data, result.adapter, re
 image = {"size": size}
 if side == "old":
     apex = {"apex": "annotated", "apex_fallback": "middle"}
+    sharp = {"landmarks": {"landmark_blur": 0.0}}
     passes = {
         "main": (["mesti", "dynamic", "apex", "onset", "diff", "onset-raw", "apex-raw", "flow-image"],
-                 {"mesti": image | apex, "dynamic": image, "apex": image | apex, "onset": image, "diff": image | apex,
-                  "onset-raw": image, "apex-raw": image | apex, "flow": apex, "flow-image": {"size": 28}}),
-        "detected": (["mesti"], {"mesti": image | {"apex": "detected"}}),
+                 sharp | {"mesti": image | apex, "dynamic": image, "apex": image | apex, "onset": image,
+                          "diff": image | apex, "onset-raw": image, "apex-raw": image | apex, "flow": apex,
+                          "flow-image": {"size": 28}}),
+        "detected": (["mesti"], sharp | {"mesti": image | {"apex": "detected"}}),
     }
 else:
-    apex = {"apex": {"mode": "annotated", "fallback": "middle"}}
+    # landmarks v3 turns the predictor's crop with the face and measures its blur in crop pixels (new values, issue
+    # 18); both sides run the sharp predictor without the turn, where v2 and v3 are one algorithm, so that what the
+    # move and the apex stage changed is compared on its own
+    apex = {"apex": {"mode": "annotated", "fallback": "middle"},
+            "landmarks": {"follow_rotation": False, "landmark_blur": 0.0}}
     passes = {
         "main": (["mesti", "dynamic", "apex-frame", "onset", "diff", "onset-raw", "apex-frame-raw", "flow-image"],
                  apex | {"mesti": image, "dynamic": image, "apex-frame": image, "onset": image, "diff": image,
                          "onset-raw": image, "apex-frame-raw": image, "flow": {}, "flow-image": {"size": 28}}),
-        "detected": (["mesti"], {"apex": {"mode": "detected"}, "mesti": image}),
+        "detected": (["mesti"], {"apex": {"mode": "detected"}, "mesti": image, "landmarks": apex["landmarks"]}),
     }
 keys = {}
 for name, (targets, overrides) in passes.items():
