@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from mer.pipeline.temporal.apex import detected_apex, middle_apex, resolve_apex
+from mer.pipeline.temporal.apex import choose_apex, detected_apex, middle_apex
 
 
 def bump_clip(n: int, apex: int, seed: int, peak_px: float = 1.5, noise: float = 3.0, size: int = 64):
@@ -57,6 +57,10 @@ def test_detected_apex_ignores_noise_only_frames():
     assert motion_curve(moving)[10] > 2 * motion_curve(still).max()
 
 
+def resolve_apex(*args, **kwargs) -> int:
+    return choose_apex(*args, **kwargs).position
+
+
 def test_resolve_apex_modes():
     assert resolve_apex("annotated", 20, annotated=7) == 7
     assert resolve_apex("annotated", 20, annotated=np.int64(3)) == 3
@@ -82,7 +86,7 @@ def test_resolve_apex_errors():
 
 
 def test_choose_apex_names_the_rule_and_keeps_the_detectors_curve():
-    from mer.pipeline.temporal.apex import choose_apex, motion_curve
+    from mer.pipeline.temporal.apex import motion_curve
 
     assert choose_apex("annotated", 20, annotated=7, fallback="middle") == choose_apex("annotated", 20, annotated=7)
     assert (choose_apex("annotated", 20, annotated=7).rule, choose_apex("annotated", 20, annotated=7).motion) == (

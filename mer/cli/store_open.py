@@ -11,11 +11,6 @@ from mer.store.backend import is_url
 from mer.store.store import FeatureStore
 
 
-def _being_created(name: str) -> bool:
-    """The temporary root document of a store another process is creating right now (renamed to zarr.json next)."""
-    return name.startswith(".zarr.json.") and name.endswith(".tmp")
-
-
 def open_cli_store(location: str, mode: str = "r") -> FeatureStore:
     """Open the store at ``location`` for the CLI (``mode`` ``"r"`` or ``"a"``), refusing with a message naming it:
 
@@ -26,14 +21,9 @@ def open_cli_store(location: str, mode: str = "r") -> FeatureStore:
     path = Path(str(location).removeprefix("file://"))
     if local and path.exists() and not path.is_dir():
         raise ValueError(f"--store {location}: is a file, not a store folder; give a folder (new or a mer store)")
-    if local and mode == "a" and path.is_dir():
-        if not (path / "zarr.json").exists() and any(not _being_created(p.name) for p in path.iterdir()):
-            raise ValueError(
-                f"--store {location}: this folder holds other files and no mer store (no zarr.json); "
-                "give a new or empty folder, or an existing store"
-            )
-        if not os.access(path, os.W_OK):
-            raise PermissionError(13, "the store cannot be written (read-only)", str(path))
+    # a folder with other files (and no store) is refused by the store itself, which ignores its own temporary files
+    if local and mode == "a" and path.is_dir() and not os.access(path, os.W_OK):
+        raise PermissionError(13, "the store cannot be written (read-only)", str(path))
     try:
         return open_store(location, mode)
     except json.JSONDecodeError as exc:

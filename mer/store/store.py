@@ -59,8 +59,8 @@ class FeatureStore(Catalogue, ManifestShelf, Committer, Reader, Verifier):
                 )
             if self.backend.list_dir(""):
                 raise StoreError(
-                    f"{self.location} is a folder with other files in it but no mer store; "
-                    "give an empty or new folder for a new store"
+                    f"{self.location}: this folder holds other files and no mer store (no zarr.json); "
+                    "give a new or empty folder, or an existing store"
                 )
             if not self.backend.writable():
                 raise StoreError(f"cannot create a store at {self.location}: no write permission")

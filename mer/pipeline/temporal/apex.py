@@ -360,37 +360,3 @@ def choose_apex(
     curve = motion_curve(frames)
     return ApexChoice(int(np.argmax(curve)), rule, curve)
 
-
-def resolve_apex(
-    mode: str,
-    n_frames: int,
-    annotated: int | None = None,
-    frames: np.ndarray | None = None,
-    fallback: str | None = None,
-) -> int:
-    """``choose_apex(...).position``: the apex as a 0-based position within onset..offset.
-
-    Parameters
-    ----------
-    mode : {'annotated', 'middle', 'detected'}
-        Which rule, as for :func:`choose_apex`.
-    n_frames : int
-        Number of frames onset..offset.
-    annotated : int or None
-        The annotated apex, 0-based position within onset..offset (None/NaN/NA when the dataset has none).
-    frames : ndarray, shape (n_frames, H, W, 3), uint8, optional
-        The aligned faces; needed only when the rule is ``detected``.
-    fallback : {'middle', 'detected'} or None
-        The rule for a clip without annotation; None makes it an error.
-
-    Returns
-    -------
-    apex : int
-        0-based position within onset..offset.
-
-    Raises
-    ------
-    ValueError
-        As :func:`choose_apex`.
-    """
-    return choose_apex(mode, n_frames, annotated, frames, fallback).position
