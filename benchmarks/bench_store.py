@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import importlib.util
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -170,91 +172,91 @@ class RequestCounter:
         return self.app(environ, start_response)
 
 
-def s3_requests(n_clips: int, frames: int) -> dict[str, collections.Counter[str]] | str:
-    """Requests by method for committing, then reusing, ``n_clips`` clips into a bucket on a local moto server."""
-    try:
-        import boto3
-        import fsspec
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        return "moto/boto3 not installed: no S3 figures"
+@contextlib.contextmanager
+def counted_moto_bucket(bucket: str) -> Iterator[tuple[RequestCounter, dict[str, str]]]:
+    """A bucket on a local moto server (127.0.0.1) whose requests are counted by method; yields the counter and the
+    ``AWS_*`` variables that point a client at it. The server stops on exit."""
     import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                                            "AWS_ENDPOINT_URL")}
-    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"})
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
     try:
-        boto3.client("s3").create_bucket(Bucket="bench")
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
+                     aws_secret_access_key="bench", region_name="us-east-1").create_bucket(Bucket=bucket)
         counter = RequestCounter(server._server.app)
         server._server.app = counter
-        stages = pipeline_outputs(frames)
-        clip_ids = [f"s00/s00_c{i:02d}" for i in range(n_clips)]
-        store = open_store("s3://bench/store", "a")
-        first = make_entries(store, stages, clip_ids, "k1")
-        second = make_entries(store, stages, clip_ids, "k2")
-        rng = np.random.default_rng(0)
-        counter.counts.clear()
-        for index in range(n_clips):
-            arrays = {stage: clip_arrays(rng, outs) for stage, outs in stages.items()}
-            for stage, entry in first.items():
-                store.commit_clip(entry, index, arrays[stage], fingerprint=f"fp{index}")
-        committed = collections.Counter(counter.counts)
-        counter.counts.clear()
-        for index in range(n_clips):
-            for entry in second.values():
-                store.reuse_clip(entry, index, f"fp{index}")
-        return {"commit": committed, "reuse": collections.Counter(counter.counts)}
+        yield counter, env
     finally:
-        fsspec.filesystem("s3").clear_instance_cache()
         server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+
+
+def _have_moto() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("boto3", "moto"))
+
+
+def s3_requests(n_clips: int, frames: int) -> dict[str, collections.Counter[str]] | str:
+    """Requests by method for committing, then reusing, ``n_clips`` clips into a bucket on a local moto server."""
+    if not _have_moto():
+        return "moto/boto3 not installed: no S3 figures"
+    import fsspec
+
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                            "AWS_ENDPOINT_URL")}
+    with counted_moto_bucket("bench") as (counter, env):
+        os.environ.update(env)
+        try:
+            stages = pipeline_outputs(frames)
+            clip_ids = [f"s00/s00_c{i:02d}" for i in range(n_clips)]
+            store = open_store("s3://bench/store", "a")
+            first = make_entries(store, stages, clip_ids, "k1")
+            second = make_entries(store, stages, clip_ids, "k2")
+            rng = np.random.default_rng(0)
+            counter.counts.clear()
+            for index in range(n_clips):
+                arrays = {stage: clip_arrays(rng, outs) for stage, outs in stages.items()}
+                for stage, entry in first.items():
+                    store.commit_clip(entry, index, arrays[stage], fingerprint=f"fp{index}")
+            committed = collections.Counter(counter.counts)
+            counter.counts.clear()
+            for index in range(n_clips):
+                for entry in second.values():
+                    store.reuse_clip(entry, index, f"fp{index}")
+            return {"commit": committed, "reuse": collections.Counter(counter.counts)}
+        finally:
+            fsspec.filesystem("s3").clear_instance_cache()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def s3_run_requests(n_clips: int) -> collections.Counter[str] | str:
     """Requests by method of one ``mer-cli preprocess --stages ingest,detect --workers 1`` into a moto bucket."""
-    try:
-        import boto3
-        from moto.server import ThreadedMotoServer
-    except ImportError:
+    if not _have_moto():
         return "moto/boto3 not installed: no S3 figures"
-    import logging
     import subprocess
     import sys
 
-    from mer.datasets.synthetic import generate_synthetic
+    from mer.synthetic.clips import generate_synthetic
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
-    try:
-        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
-                     aws_secret_access_key="bench", region_name="us-east-1").create_bucket(Bucket="run")
-        counter = RequestCounter(server._server.app)
-        server._server.app = counter
-        with tempfile.TemporaryDirectory(prefix="bench_store_run.") as tmp:
-            data = Path(tmp) / "data"
-            generate_synthetic(data, subjects=1, clips_per_subject=n_clips, classes=3, seed=0, frame_size=(160, 120))
-            cmd = [sys.executable, "-c", "from mer.cli import app; app()", "preprocess", "--root", str(data),
-                   "--store", "s3://run/store", "--name", "synth", "--labels", "3class", "--stages", "ingest,detect",
-                   "--workers", "1", "--quiet"]
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if done.returncode != 0:
-                return f"preprocess into moto failed: {done.stderr.strip().splitlines()[-1:]}"
+    with counted_moto_bucket("run") as (counter, env), tempfile.TemporaryDirectory(prefix="bench_store_run.") as tmp:
+        data = Path(tmp) / "data"
+        generate_synthetic(data, subjects=1, clips_per_subject=n_clips, classes=3, seed=0, frame_size=(160, 120))
+        cmd = [sys.executable, "-c", "from mer.cli import app; app()", "preprocess", "--root", str(data),
+               "--store", "s3://run/store", "--name", "synth", "--labels", "3class", "--stages", "ingest,detect",
+               "--workers", "1", "--quiet"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
+        if done.returncode != 0:
+            return f"preprocess into moto failed: {done.stderr.strip().splitlines()[-1:]}"
         return collections.Counter(counter.counts)
-    finally:
-        server.stop()
 
 
 def main() -> None:

@@ -163,3 +163,28 @@ def test_importing_the_pipeline_and_its_stages_loads_no_dlib_numba_or_torch():
         "rank_pool(np.ones((3, 4, 4)), np.ones(3))"
     )
     assert _loaded_after("import mer.pipeline.catalog\n" + pooled) == {"numba"}
+
+
+def _unresolved_mer_imports(path: Path) -> list[str]:
+    """``from mer.X import Y`` / ``import mer.X`` lines of a script (lazy ones included) that name no module or name."""
+    import importlib
+
+    missing = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "mer":
+            if node.module not in MODULES:
+                missing.append(f"{path.name}:{node.lineno} {node.module}")
+                continue
+            module = importlib.import_module(node.module)
+            missing += [f"{path.name}:{node.lineno} {node.module}.{a.name}" for a in node.names
+                        if not hasattr(module, a.name) and f"{node.module}.{a.name}" not in MODULES]
+        elif isinstance(node, ast.Import):
+            missing += [f"{path.name}:{node.lineno} {a.name}" for a in node.names
+                        if a.name.split(".")[0] == "mer" and a.name not in MODULES]
+    return missing
+
+
+def test_benchmarks_and_doc_scripts_import_what_exists():
+    scripts = sorted((ROOT.parent / "benchmarks").glob("*.py")) + sorted((ROOT.parent / "docs").glob("*.py"))
+    assert scripts
+    assert [m for path in scripts for m in _unresolved_mer_imports(path)] == []

@@ -2,7 +2,7 @@
 
 Each subject is one of the base photos (``photos.PHOTOS``) placed in the frame with its own scale,
 rotation, mirroring, brightness, contrast, gamma and colour balance. Each clip moves the subject's base
-image with an action-unit displacement field (``synth_motion``) along an onset -> apex -> offset profile,
+image with an action-unit displacement field (:mod:`mer.synthetic.motion`) along an onset -> apex -> offset profile,
 adds a slight smooth head drift and per-frame sensor noise, and is written in the project's generic folder
 layout::
 
@@ -294,7 +294,7 @@ def render_frames(subject: Subject, plan: ClipPlan, noise: bool = True) -> Itera
     """Yield the clip's frames (RGB uint8 H×W×3), with per-frame sensor noise unless ``noise`` is False.
 
     Each frame is the base image translated by the drift (bicubic), re-rendered inside the AU field's
-    support with the inverse warp of ``synth_motion.solve_sampling`` (same bicubic sampling, so the two
+    support with the inverse warp of ``motion.solve_sampling`` (same bicubic sampling, so the two
     agree exactly where the field is zero).
     """
     height, width = shape = subject.base.shape[:2]
