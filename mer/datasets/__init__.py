@@ -1,4 +1,5 @@
-"""Dataset adapters, label sets and the synthetic generator."""
+"""Dataset adapters (one generic sheet adapter and its specifications, SMIC, DFME, folder, video), label sets and
+the clips table."""
 
 from .aus import AU_LIST, au_vector, parse_aus
 from .composite import COMPOSITES, CrossDataset, parse_composite, parse_cross
