@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from mer.cluster import GPU_RESOURCE as GPU  # the worker resource a fold asks for when the cluster has it
 from mer.store import open_store
@@ -43,7 +42,8 @@ from mer.train.experiment import run_experiment, summarise
 from mer.train.protocols import Fold, parse_protocol, subject_keys
 from mer.train.results import ExperimentResult, write_run
 from mer.train.store_inputs import TrainingData, load_joined, load_training_inputs
-from mer.train.trainer import SINGLE, TrainConfig, resolve_device
+from mer.train.threads import training_threads
+from mer.train.trainer import SINGLE, TrainConfig
 
 PLAIN = ["msgpack"]  # what the client sends and accepts: plain values (str, bytes, numbers, lists, dicts)
 
@@ -127,8 +127,9 @@ def joined_inputs(
 class ClusterRun:
     """One run whose folds are cluster tasks: what to train, and where its folder goes (``None``: not written).
 
-    ``torch_threads``: PyTorch's intra-op threads on a worker training on its CPU, by default this process's count (a
-    CPU's float reductions, hence the predictions, depend on it: the same count gives a local run's numbers)."""
+    ``torch_threads``: PyTorch's intra-op threads on a worker training on its CPU, by default the count a local run
+    of this process would use (:func:`mer.train.threads.training_threads`: a CPU's float reductions, hence the
+    predictions, depend on it, so the same count gives a local run's numbers)."""
 
     source: StoreInputs
     meta: pd.DataFrame
@@ -143,7 +144,7 @@ class ClusterRun:
     recipe: str | None = None
     save_checkpoints: bool = False
     label: str = ""
-    torch_threads: int = field(default_factory=torch.get_num_threads)
+    torch_threads: int = field(default_factory=training_threads)
     folds: list[Fold] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -263,14 +264,8 @@ def train_fold(job: Mapping[str, Any]) -> dict[str, Any]:
 def _train_fold(job: Mapping[str, Any]) -> dict[str, Any]:
     fi = int(job["fold"])
     data = _read_inputs(StoreInputs.from_dict(job["source"]))
-    threads = torch.get_num_threads()
-    if resolve_device(job["config"]["device"]).type == "cpu":  # a GPU's arithmetic does not depend on it
-        torch.set_num_threads(int(job["torch_threads"]))
-    try:
-        with tempfile.TemporaryDirectory() if job["checkpoint"] else contextlib.nullcontext() as tmp:
-            return _fold_outcome(job, fi, data, tmp)
-    finally:
-        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() if job["checkpoint"] else contextlib.nullcontext() as tmp:
+        return _fold_outcome(job, fi, data, tmp)
 
 
 def _fold_outcome(job: Mapping[str, Any], fi: int, data: TrainingData, tmp: str | None) -> dict[str, Any]:
@@ -289,6 +284,7 @@ def _fold_outcome(job: Mapping[str, Any], fi: int, data: TrainingData, tmp: str 
         save_checkpoints=tmp is not None,
         recipe=job["recipe"],
         folds_to_train={fi},
+        torch_threads=int(job["torch_threads"]),  # the client's count, not this worker's OMP_NUM_THREADS
     )
     return {
         "fold": fi,

@@ -9,6 +9,7 @@ the same arithmetic, so the same predictions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -28,6 +29,7 @@ from mer.train.fold_parallel import estimate_fold_bytes, plan_parallel_folds, tr
 from mer.train.metrics import compute_metrics
 from mer.train.protocols import Fold, Protocol, overlapping_subjects, parse_protocol, subject_keys
 from mer.train.results import ExperimentResult, write_run
+from mer.train.threads import torch_threads as threads_for_training
 from mer.train.trainer import (
     SINGLE,
     History,
@@ -136,6 +138,7 @@ def run_experiment(
     recipe: str | None = None,
     parallel_folds: int | None = 1,
     folds_to_train: Collection[int] | None = None,
+    torch_threads: int | None = None,
 ) -> ExperimentResult:
     """Train and evaluate ``model_name`` on ``X`` (N x C x H x W) under ``protocol``; write to ``out_dir``.
 
@@ -151,6 +154,8 @@ def run_experiment(
     predictions as one at a time); ``None`` chooses (CUDA: as many as fit in memory; CPU: 1).
     ``folds_to_train``: train only the folds of these indices (all folds are still made and checked), for one
     fold per task on a cluster (:mod:`mer.train.distributed`); the metrics then cover those folds only.
+    ``torch_threads``: PyTorch's intra-op threads when training on a CPU (None: the ``OMP_NUM_THREADS`` request, else
+    the current count; :mod:`mer.train.threads`), restored afterwards and recorded as ``cpu_threads``.
     """
     config = config or TrainConfig()
     if config.channels is None:  # the stored input's channel declaration drives flip/rotation (mer.train.augment)
@@ -182,20 +187,22 @@ def run_experiment(
     runs = _FoldRuns(model_name, model_options, k, (c, h), inputs, yd, folds, keys, config, device, progress, ckpt_dir)
     n_parallel, parallel_basis = plan_parallel_folds(parallel_folds, len(selected), device, runs.fold_bytes)
     t_start = time.perf_counter()
-    if n_parallel == 1:
-        for fi in selected:
-            net = runs.build(fi)
-            runs.record(fi, net, runs.train(fi, net, fit))
-            del net
-    else:
-        train_interleaved(
-            len(selected),
-            n_parallel,
-            lambda i: runs.start(selected[i]),
-            lambda i, net, hist: runs.record(selected[i], net, hist),
-            device,
-            config.deterministic,
-        )
+    on_cpu = device.type == "cpu"
+    with threads_for_training(torch_threads) if on_cpu else contextlib.nullcontext() as cpu_threads:
+        if n_parallel == 1:
+            for fi in selected:
+                net = runs.build(fi)
+                runs.record(fi, net, runs.train(fi, net, fit))
+                del net
+        else:
+            train_interleaved(
+                len(selected),
+                n_parallel,
+                lambda i: runs.start(selected[i]),
+                lambda i, net, hist: runs.record(selected[i], net, hist),
+                device,
+                config.deterministic,
+            )
     standardized = runs.standardized
     per_fold, pred_frames, hist_frames = [], [], []
     for fi in selected:
@@ -230,6 +237,7 @@ def run_experiment(
         "parallel_folds_basis": parallel_basis,
         "datasets": sorted(meta["dataset"].astype(str).unique()),
         "device": str(device),
+        "cpu_threads": cpu_threads,
         "versions": {
             "torch": torch.__version__,
             "numpy": np.__version__,
