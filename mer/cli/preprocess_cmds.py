@@ -75,6 +75,9 @@ COLUMN_MAP = typer.Option(None, help="other sheet headers onto ours: 'Sub=subjec
 CORRECTIONS = typer.Option(None, help="corrections table (TOML) keyed by subject and clip, instead of the built-in")
 
 
+DATASET_HELP = "adapter (folder, casme2, samm, smic, ...), composite, or a sheet dataset's specification file (.toml)"
+
+
 def load_dataset(
     dataset: str,
     root: Path,
@@ -121,7 +124,7 @@ def _print_problems(problems: list) -> int:
 
 
 def check_dataset(
-    dataset: str = typer.Option(..., help="adapter name (folder, casme2, samm, smic, ...)"),
+    dataset: str = typer.Option(..., help=DATASET_HELP),
     root: Path = typer.Option(..., help="dataset root folder"),
     labels: str = typer.Option("original", help="label set: original, 3class, 5class or a TOML file"),
     annotations: Path | None = typer.Option(None, help="annotation sheet, if not at its usual place"),
@@ -142,7 +145,7 @@ def check_dataset(
 
 
 def preprocess(
-    dataset: str = typer.Option("folder", help="adapter name"),
+    dataset: str = typer.Option("folder", help=DATASET_HELP),
     root: Path = typer.Option(..., help="dataset root folder"),
     store: str = typer.Option(..., help="store path or URL"),
     name: str | None = typer.Option(None, help="dataset name in the store (default: the adapter's)"),
@@ -168,7 +171,8 @@ def preprocess(
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
     from mer.datasets import default_dataset_name
 
-    ds_name = validate_component("dataset", name) if name is not None else default_dataset_name(dataset, root)
+    with user_errors():
+        ds_name = validate_component("dataset", name) if name is not None else default_dataset_name(dataset, root)
     result = load_dataset(dataset, root, labels, annotations, column_map, corrections, ds_name)
     n_errors = _print_problems(result.problems)
     st = open_cli_store(store, "a")

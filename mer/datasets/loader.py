@@ -8,12 +8,20 @@ from functools import partial
 from pathlib import Path
 
 from . import dfme, folder, smic, video
-from .composite import canonical_adapter, composite_labels, composite_roots, is_composite, parse_composite
+from .composite import (
+    ADAPTER_NAMES,
+    ALIASES,
+    canonical_adapter,
+    composite_labels,
+    composite_roots,
+    is_composite,
+    parse_composite,
+)
 from .corrections import load_corrections
 from .labels import read_label_set
 from .manifest import AdapterOutput, LoadResult, build_manifest
 from .problems import Problem
-from .sheet_specs import builtin_specs
+from .sheet_specs import builtin_specs, is_spec_path, user_spec
 
 ADAPTERS: dict[str, Callable[..., AdapterOutput]] = {
     "folder": folder.read,
@@ -26,6 +34,15 @@ ADAPTERS: dict[str, Callable[..., AdapterOutput]] = {
 }
 
 
+def _reader(name: str) -> tuple[str, Callable[..., AdapterOutput]]:
+    """The adapter's name and read function: a built-in adapter, or a user's specification file (``*.toml``)."""
+    if is_spec_path(name):
+        spec = user_spec(name, reserved=(*ADAPTER_NAMES, *ALIASES))
+        return spec.name, spec.read
+    adapter = canonical_adapter(name)
+    return adapter, ADAPTERS[adapter]
+
+
 def _run_adapter(
     name: str,
     root: Path,
@@ -35,7 +52,7 @@ def _run_adapter(
     corrections: str | Path | bool | None,
     dataset_name: str | None,
 ) -> AdapterOutput:
-    read = ADAPTERS[name]
+    name, read = _reader(name)
     kwargs = {}
     target = read.func if isinstance(read, partial) else read
     if dataset_name is not None and "dataset_name" in inspect.signature(target).parameters:
@@ -56,6 +73,8 @@ def default_dataset_name(name: str, root: str | Path | Mapping[str, str | Path])
     """The name a dataset gets in a store when none is given: for `folder` and `video`, the root's name plus a short
     hash of its resolved path (two folders never collide); else the adapter or composite name (`casme2`,
     `casme2+samm`)."""
+    if is_spec_path(name):
+        return _reader(name)[0]
     if is_composite(name):
         return name.strip().lower()
     adapter = canonical_adapter(name)
@@ -76,14 +95,14 @@ def load(
 ) -> LoadResult:
     """Read a dataset (or composite) into a validated manifest with labels; never writes anything.
 
-    `name`: an adapter (`folder`, `casme2`, `samm`, `smic`, `mmew`, `casme3`, `4dme`, `dfme`) or a composite
-    (`megc2019`, `casme2+samm`). `labels`: `original`, `3class`, `5class` or a TOML path. `corrections`: None
-    uses the adapter's built-in table, False none, a path a user table. `dataset_name` names a `folder`
-    dataset.
+    `name`: an adapter (`folder`, `casme2`, `samm`, `smic`, `mmew`, `casme3`, `4dme`, `dfme`), a composite
+    (`megc2019`, `casme2+samm`) or a sheet dataset's specification file (`mylab.toml`, named by its `name`).
+    `labels`: `original`, `3class`, `5class` or a TOML path. `corrections`: None uses the adapter's built-in table,
+    False none, a path a user table. `dataset_name` names a `folder` dataset.
     Label-set files that do not parse raise ValueError; every problem with the data is in `problems`.
     """
     problems: list[Problem] = []
-    if is_composite(name):
+    if is_composite(name) and not is_spec_path(name):
         datasets = parse_composite(name)
         if corrections not in (None, True, False):
             raise ValueError("a composite takes corrections=None (built-in tables) or False (none)")
@@ -108,12 +127,12 @@ def load(
             outputs.append(_run_adapter(d, droot, ann.get(d), cmap.get(d), problems, corrections, None))
         adapter = name.strip().lower()
     else:
-        adapter = canonical_adapter(name)
+        adapter = _reader(name)[0]
         if isinstance(root, Mapping):
             raise ValueError(f"{adapter}: root must be one folder")
         if isinstance(annotations, Mapping):
             raise ValueError(f"{adapter}: annotations must be one path")
-        outputs = [_run_adapter(adapter, Path(root), annotations, column_map, problems, corrections, dataset_name)]
+        outputs = [_run_adapter(name, Path(root), annotations, column_map, problems, corrections, dataset_name)]
     label_file = read_label_set(labels)
     manifest, label_set = build_manifest(outputs, label_file, problems)
     tables = [o.corrections.label() for o in outputs if o.corrections is not None]

@@ -1,6 +1,7 @@
 """Sheet dataset specifications as TOML files: parsing one (`read_spec`, every mistake a ValueError naming the file
-and key) and the registry of the built-in ones in `mer/datasets/specs/` (`builtin_specs`). The format is described
-in `mer.datasets.sheet_adapter`."""
+and key), the registry of the built-in ones in `mer/datasets/specs/` (`builtin_specs`), and a user's own file given
+where a dataset name goes (`--dataset mylab.toml`, `user_spec`). The format is described in
+`mer.datasets.sheet_adapter`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import tomllib
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
+
+from mer.names import component_problem
 
 from .sheet_adapter import SPECS_DIR, STANDARD_COLUMNS, KeepRows, SheetSpec
 from .sheets import Column
@@ -107,3 +110,29 @@ def builtin_specs() -> dict[str, SheetSpec]:
             raise ValueError(f"{path}: dataset name {spec.name!r} is also used by {specs[spec.name].source}")
         specs[spec.name] = spec
     return specs
+
+
+def is_spec_path(name: str) -> bool:
+    """True when a dataset argument names a specification file (it ends in ``.toml``) rather than an adapter."""
+    return str(name).strip().lower().endswith(".toml")
+
+
+def user_spec(path: str | Path, reserved: tuple[str, ...] = ()) -> SheetSpec:
+    """A user's specification file, given where a dataset name goes; ValueError naming the file and the fault.
+
+    Its ``name`` becomes the dataset's name in a store, so it must be a safe path component and must not be one of
+    the ``reserved`` names (the built-in adapters and their aliases): a lab's own sheet never passes for a
+    built-in dataset. A ``corrections`` value ending in ``.toml`` is a table path relative to the file's folder.
+    """
+    path = Path(str(path).strip()).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{path}: dataset specification file not found")
+    spec = read_spec(path)
+    problem = component_problem(spec.name)
+    if problem is not None:
+        raise ValueError(f"{path}: name {spec.name!r} cannot name a dataset ({problem})")
+    if spec.name.lower() in reserved:
+        raise ValueError(f"{path}: name {spec.name!r} is a built-in dataset's name; give the dataset its own name")
+    if spec.corrections is not None and spec.corrections.endswith(".toml"):
+        spec = replace(spec, corrections=str(path.parent / spec.corrections))
+    return spec
