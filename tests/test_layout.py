@@ -165,6 +165,13 @@ def test_importing_the_pipeline_and_its_stages_loads_no_dlib_numba_or_torch():
     assert _loaded_after("import mer.pipeline.catalog\n" + pooled) == {"numba"}
 
 
+def test_the_cli_and_reading_run_files_load_no_torch():
+    """``mer-cli --help``, ``store ls`` or ``report`` must not wait for PyTorch; training commands load it."""
+    assert _loaded_after("import mer.cli") == set()
+    assert _loaded_after("import mer.train.results, mer.report") == set()
+    assert _loaded_after("import mer.train.trainer") == {"torch"}
+
+
 def _unresolved_mer_imports(path: Path) -> list[str]:
     """``from mer.X import Y`` / ``import mer.X`` lines of a script (lazy ones included) that name no module or name."""
     import importlib
