@@ -22,7 +22,7 @@ from mer.pipeline.flow.tvl1_params import TVL1Params
 from mer.pipeline.flow.tvl1_torch import tvl1_torch_batch
 from mer.pipeline.graph import build_plan
 from mer.pipeline.grouping import group_clips
-from mer.pipeline.runner import plan_tasks, prepare_entries, process_group, run_plan
+from mer.pipeline.runner import pending_clips, plan_tasks, prepare_entries, process_group, run_plan
 from mer.store import open_store
 from mer.store.documents import marker_name
 
@@ -111,6 +111,16 @@ def test_a_store_built_in_groups_holds_the_bytes_of_one_built_clip_by_clip(small
     }
     assert sum("/_done/" in k for k in files["alone"]["flow"]) == 6
     assert files["alone"] == files["grouped"]
+    # two worker processes receive a group each (3 clips, 6 pairs: the target falls so that both have work)
+    st, plan = _copy(small_faces, tmp_path / "workers")
+    rows = st.manifest("synth").to_dict(orient="records")
+    groups = plan_tasks(st, "synth", plan, pending_clips(st, "synth", plan), rows, workers=2)
+    assert sorted(map(len, groups)) == [3, 3]
+    report = run_plan(st, "synth", plan, workers=2)
+    assert not report.failures and len(report.outcomes) == 6
+    pid = {o.index: o.pid for o in report.outcomes}
+    assert all(len({pid[i] for i in group}) == 1 for group in groups) and os.getpid() not in pid.values()
+    assert {stage: _entry_files(tmp_path / "workers", stage) for stage in ("flow", "flow-image")} == files["alone"]
 
 
 def _context(frames: np.ndarray, apex: int, clip: str) -> ClipContext:
