@@ -233,3 +233,32 @@ def test_a_clip_claimed_by_another_process_is_deferred_not_computed(small_faces,
     claim.unlink()  # that process gave up: the clip is computed when it comes back
     (again,) = process_group(st, "synth", plan, [2], [rows[2]])
     assert again.computed == ["flow", "flow-image"] and st.is_done(entry, 2)
+
+
+def test_build_flow_groups_clips_and_names_the_one_bad_clip(face_store, tmp_path):
+    """``mer-cli build-flow --method tvl1-torch --batch-pairs 3``: the bad clip is one line naming it (exit 1), its
+    group companions are stored; a bad ``--batch-pairs`` is refused before any clip."""
+    from typer.testing import CliRunner
+
+    from mer.cli import app
+
+    base, _ = face_store
+    store = tmp_path / "store"
+    shutil.copytree(base / "store", store)
+    st = open_store(str(store), "a")
+    plan = build_plan(st, "synth", ["apex"])
+    run_plan(st, "synth", plan, workers=1)
+    bad = _spoil_apex(st, plan, 4)
+    args = ["build-flow", "--store", str(store), "--dataset", "synth", "--workers", "1", "--quiet",
+            "--method", "tvl1-torch", "--device", "cpu", "--pairs", "onset-apex"]
+    runner = CliRunner()
+    for wrong in (["--batch-pairs", "0"], ["--method", "tvl1", "--batch-pairs", "4"]):
+        result = runner.invoke(app, [*args, *wrong])
+        assert result.exit_code == 2 and "--batch-pairs" in result.output, result.output
+    result = runner.invoke(app, [*args, "--batch-pairs", "3"])
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert f"failed {bad} at flow: ValueError: apex 999 outside the clip" in text and "Traceback" not in text
+    assert "computed 5 clip(s)" in text
+    (info,) = st.ls("synth", "flow")
+    assert sorted(st.done_indices(info.ref)) == [0, 1, 2, 3, 5]
