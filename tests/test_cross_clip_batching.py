@@ -262,3 +262,26 @@ def test_build_flow_groups_clips_and_names_the_one_bad_clip(face_store, tmp_path
     assert "computed 5 clip(s)" in text
     (info,) = st.ls("synth", "flow")
     assert sorted(st.done_indices(info.ref)) == [0, 1, 2, 3, 5]
+
+
+def test_dask_workers_receive_groups_and_store_the_bytes_of_one_clip_per_call(small_faces, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    st, plan = _copy(small_faces, tmp_path / "alone")
+    assert not run_plan(st, "synth", plan, workers=1, batch_units=1).failures
+    st, plan = _copy(small_faces, tmp_path / "dask")
+    rows = st.manifest("synth").to_dict(orient="records")
+    groups = plan_tasks(st, "synth", plan, pending_clips(st, "synth", plan), rows, batch_units=4)
+    assert sorted(map(len, groups)) == [2, 2, 2]
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster.scheduler_address) as client,
+    ):
+        worker_pids = set(client.run(os.getpid).values())
+        report = run_plan(st, "synth", plan, scheduler=cluster.scheduler_address, batch_units=4)
+    assert not report.failures and report.computed["flow"] == 6
+    pid = {o.index: o.pid for o in report.outcomes}
+    assert set(pid.values()) <= worker_pids and all(len({pid[i] for i in group}) == 1 for group in groups)
+    for stage in ("flow", "flow-image"):
+        assert _entry_files(tmp_path / "dask", stage) == _entry_files(tmp_path / "alone", stage)
