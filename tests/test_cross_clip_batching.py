@@ -285,3 +285,34 @@ def test_dask_workers_receive_groups_and_store_the_bytes_of_one_clip_per_call(sm
     assert set(pid.values()) <= worker_pids and all(len({pid[i] for i in group}) == 1 for group in groups)
     for stage in ("flow", "flow-image"):
         assert _entry_files(tmp_path / "dask", stage) == _entry_files(tmp_path / "alone", stage)
+
+
+def test_the_fixed_point_stopping_sum_gives_each_pair_its_own_field_in_any_batch():
+    """The int64 stopping sum used off the CPU (CUDA's float reductions change order with the batch size), run here
+    on the CPU: a pair's field and iteration count are the same alone and among companions of other motions, and
+    the fields are those of the float64 sum to far below the codec's 1/512 px."""
+    import cv2
+    import torch
+
+    from mer.pipeline.flow.tvl1_torch import dual_tvl1
+
+    rng = np.random.default_rng(5)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (45, 37), dtype=np.uint8), (5, 5), 1.5)
+    shifted = [cv2.warpAffine(base, np.float32([[1, 0, 0.4 * k], [0, 1, -0.3 * k]]), (37, 45),
+                              borderMode=cv2.BORDER_REFLECT) for k in range(5)]
+    i0 = torch.from_numpy(np.stack([base] * 5)).float()
+    i1 = torch.from_numpy(np.stack(shifted)).float()
+    p = TVL1Params()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for check_every in (1, 10):  # compaction every iteration, or masking in between (the CUDA default)
+            batch, n = dual_tvl1(i0, i1, p, check_every, True, fixed_point=True)
+            assert len(set(n.tolist())) > 1  # the pairs converge differently
+            for k in range(5):
+                alone, n_alone = dual_tvl1(i0[k : k + 1], i1[k : k + 1], p, check_every, True, fixed_point=True)
+                assert torch.equal(batch[k], alone[0]) and n[k] == n_alone[0]
+        floating = dual_tvl1(i0, i1, p, fixed_point=False)
+    finally:
+        torch.set_num_threads(before)
+    assert float((batch - floating).abs().max()) < 1e-4
