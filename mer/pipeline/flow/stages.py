@@ -40,7 +40,9 @@ class FlowParams:
 The apex of ``onset-apex`` / ``apex-offset`` is the ``apex`` stage's (an input of this stage), as for MESTI.
 
     ``tvl1-torch`` takes TV-L1's overrides plus ``device`` (``auto`` | ``cpu`` | ``cuda``, default ``auto``) in
-    ``method_params``; ``auto`` is resolved here, so the key names the device the fields were computed on.
+    ``method_params``; ``auto`` is resolved here, so the key names the device the fields were computed on. The
+    runner computes groups of short clips in one ``tvl1-torch`` call (:func:`compute_flow_many`); the group size is
+    a run option (``run_plan(batch_units=…)``, ``--batch-pairs``), not a parameter: it changes no value, so no key.
     """
 
     method: str = "farneback"
