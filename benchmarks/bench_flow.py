@@ -43,6 +43,12 @@ tvl1-torch (issue 18; default TV-L1 parameters, ``--methods tvl1,tvl1-torch --tv
 13–19 on the 2 cores, so only the CPU figures mean something): 579 ms CPU a pair beside OpenCV's 569 ms with
 one thread, i.e. 1.73 against 1.76 pairs per CPU second (0.98× per core); the two fields differ by a median
 0.017 px (95th percentile 0.09 px). No GPU was available for the GPU section.
+
+Cross-clip batching (``--cross-clip-only --repeats 3``, load average 3.2–3.5 on the 2 cores): many clips of 2
+pairs (onset→apex, apex→offset), one flow-stage call per clip against the runner's groups of 8 pairs on the CPU:
+256×256 1.47 → 1.64 pairs/s (1.11×: the CPU kernel runs one 256×256 pair at a time either way, the gain is per-call
+overhead and noise); 64×64 5.49 → 14.13 pairs/s (2.57×: the kernel batches 16 such pairs, a clip alone gives it 2);
+every clip's stored bytes identical. The GPU figure (groups of 64 pairs at 256×256) is open: no GPU here.
 """
 
 from __future__ import annotations
