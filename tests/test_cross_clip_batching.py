@@ -326,3 +326,20 @@ def test_the_fixed_point_stopping_sum_gives_each_pair_its_own_field_in_any_batch
     finally:
         torch.set_num_threads(before)
     assert float((batch - floating).abs().max()) < 1e-4
+
+
+def test_without_a_batching_kernel_the_runner_takes_the_clip_by_clip_path(small_faces, tmp_path, monkeypatch):
+    import mer.pipeline.runner as runner
+
+    def no_groups(*args, **kwargs):
+        raise AssertionError("a group was formed")
+
+    monkeypatch.setattr(runner, "_execute_groups", no_groups)
+    monkeypatch.setattr(runner, "process_group", no_groups)
+    st, _ = _copy(small_faces, tmp_path / "s")
+    farneback = build_plan(st, "synth", ["flow", "flow-image"], SMALL | {"flow": {"method": "farneback"}})
+    report = run_plan(st, "synth", farneback, workers=1)
+    assert not report.failures and report.computed["flow"] == 6
+    torch_alone = build_plan(st, "synth", ["flow"], SMALL | FLOW)
+    report = run_plan(st, "synth", torch_alone, workers=1, batch_units=1)
+    assert not report.failures and report.computed["flow"] == 6
