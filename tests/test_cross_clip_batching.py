@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import mer.pipeline.flow.stages as flow_stages
 from mer.pipeline.context import ClipContext, clip_fingerprint
@@ -129,7 +130,11 @@ def _context(frames: np.ndarray, apex: int, clip: str) -> ClipContext:
     return ctx
 
 
-def test_a_pair_gets_its_own_field_whatever_its_companions_and_their_frame_size(kernel_calls):
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))],
+)
+def test_a_pair_gets_its_own_field_whatever_its_companions_and_their_frame_size(kernel_calls, device):
     """Clips of two frame sizes (odd, so that no vector lane lines up) and motions that converge differently:
     each clip's arrays from one group call are those of its call alone; each frame size is one kernel call."""
     rng = np.random.default_rng(3)
@@ -138,7 +143,7 @@ def test_a_pair_gets_its_own_field_whatever_its_companions_and_their_frame_size(
         base = rng.integers(0, 256, (h + 8, w + 8, 1), dtype=np.uint8).repeat(3, axis=2)
         frames = np.stack([base[4 + dy : 4 + dy + h, 4 + dx : 4 + dx + w] for dy, dx in [(0, 0), (k % 3, k), (1, 0)]])
         contexts.append(_context(frames, 1, f"c{k}"))
-    p = FlowParams(method="tvl1-torch", method_params={"device": "cpu", "nscales": 2})
+    p = FlowParams(method="tvl1-torch", method_params={"device": device, "nscales": 2})
     grouped = compute_flow_many(contexts, p)
     assert sorted(kernel_calls) == [4, 6]
     for ctx, result in zip(contexts, grouped, strict=True):
@@ -302,7 +307,6 @@ def test_the_fixed_point_stopping_sum_gives_each_pair_its_own_field_in_any_batch
     on the CPU: a pair's field and iteration count are the same alone and among companions of other motions, and
     the fields are those of the float64 sum to far below the codec's 1/512 px."""
     import cv2
-    import torch
 
     from mer.pipeline.flow.tvl1_torch import dual_tvl1
 
