@@ -5,6 +5,7 @@ thread per worker) beside OpenCV's TV-L1 per core, with the median difference of
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_flow.py [--repeats 3] [--farneback-pairs 120]
                                                            [--tvl1-pairs 12] [--size 256] [--gpu-pairs 256]
+                                                           [--cross-clips N] [--cross-clip-only]
 
 Columns: pairs/s over the batch's wall time (best and median of ``--repeats``); wall efficiency = pairs/s
 ÷ (workers × best pairs/s of 1 worker with 1 thread); CPU ms/pair = process CPU time per pair (best);
@@ -42,6 +43,12 @@ tvl1-torch (issue 18; default TV-L1 parameters, ``--methods tvl1,tvl1-torch --tv
 13–19 on the 2 cores, so only the CPU figures mean something): 579 ms CPU a pair beside OpenCV's 569 ms with
 one thread, i.e. 1.73 against 1.76 pairs per CPU second (0.98× per core); the two fields differ by a median
 0.017 px (95th percentile 0.09 px). No GPU was available for the GPU section.
+
+Cross-clip batching (``--cross-clip-only --repeats 3``, load average 3.2–3.5 on the 2 cores): many clips of 2
+pairs (onset→apex, apex→offset), one flow-stage call per clip against the runner's groups of 8 pairs on the CPU:
+256×256 1.47 → 1.64 pairs/s (1.11×: the CPU kernel runs one 256×256 pair at a time either way, the gain is per-call
+overhead and noise); 64×64 5.49 → 14.13 pairs/s (2.57×: the kernel batches 16 such pairs, a clip alone gives it 2);
+every clip's stored bytes identical. The GPU figure (groups of 64 pairs at 256×256) is open: no GPU here.
 """
 
 from __future__ import annotations
@@ -108,7 +115,13 @@ def main() -> None:
     ap.add_argument("--tvl1-pairs", type=int, default=12)
     ap.add_argument("--methods", default="farneback,tvl1,tvl1-torch")
     ap.add_argument("--gpu-pairs", type=int, default=256, help="pairs per GPU timing (0: no GPU section)")
+    ap.add_argument("--cross-clips", type=int, default=0,
+                    help="2-pair clips for the grouped-vs-alone tvl1-torch section (0: 8 on the CPU, 128 on a GPU)")
+    ap.add_argument("--cross-clip-only", action="store_true", help="run only the grouped-vs-alone section")
     args = ap.parse_args()
+    if args.cross_clip_only:
+        cross_clip_section(args.size, args.cross_clips, args.repeats)
+        return
 
     a, b = make_pair(args.size)
     cores = os.cpu_count() or 1
@@ -167,6 +180,65 @@ def main() -> None:
             gpu_section(args.size, args.gpu_pairs, max(per_core["tvl1"], 1000 / cpu_ms["tvl1"]))
         elif args.gpu_pairs:
             print("no CUDA device here: GPU figures of tvl1-torch (goal ≥ 30× one OpenCV core) not measured")
+    if "tvl1-torch" in methods:
+        cross_clip_section(args.size, args.cross_clips, args.repeats)
+
+
+def two_pair_clips(size: int, n_clips: int) -> list:
+    """``n_clips`` flow-stage contexts of 3 grey frames (onset, apex, offset: 2 pairs each), all different."""
+    from mer.pipeline.context import ClipContext
+
+    firsts, seconds = varied_pairs((size, size), n_clips)
+    contexts = []
+    for k in range(n_clips):
+        ctx = ClipContext({"clip_id": f"clip{k}"}, k)
+        frames = np.stack([firsts[k], seconds[k], firsts[(k + 1) % n_clips]])
+        ctx.computed = {"equalize": {"frames": frames}, "apex": {"apex": np.array([1, 1], dtype=np.int32)}}
+        contexts.append(ctx)
+    return contexts
+
+
+def cross_clip_section(size: int, n_clips: int, repeats: int) -> None:
+    """tvl1-torch over many 2-pair clips (``onset-apex,apex-offset``): one flow-stage call per clip, as the runner
+    made them before cross-clip batching, against groups of ``BATCH_PAIRS`` pairs per call (what the runner now
+    does for ``build-flow --method tvl1-torch``); pairs/s, the ratio, and whether every clip's stored bytes match.
+    On the CPU also at 64×64, where the kernel itself batches 16 pairs (at 256×256 it runs one pair at a time)."""
+    import torch
+
+    from mer.pipeline.flow.stages import BATCH_PAIRS, FlowParams, compute_flow_many, compute_flow_stage
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    n_clips = n_clips or (128 if cuda else 8)
+    target = BATCH_PAIRS[device]
+    params = FlowParams(method="tvl1-torch", method_params={"device": device})
+    print(f"\ncross-clip batching, tvl1-torch on {device}: {n_clips} clips × 2 pairs, groups of {target} pairs "
+          f"({target // 2} clips) against one clip per call; best of {repeats}")
+    for side in (size,) if cuda else (size, 64):
+        clips = two_pair_clips(side, n_clips if side == size else 4 * n_clips)
+        compute_flow_many(clips[:2], params)  # warm up (CUDA kernels, caches)
+        times: dict[str, list[float]] = {"alone": [], "grouped": []}
+        out: dict[str, list] = {}
+        for _ in range(repeats):  # interleaved, so that load changes hit both alike
+            for mode in ("alone", "grouped"):
+                if cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                if mode == "alone":
+                    out[mode] = [compute_flow_stage(ctx, params) for ctx in clips]
+                else:
+                    per = max(1, target // 2)
+                    groups = [clips[i : i + per] for i in range(0, len(clips), per)]
+                    out[mode] = [r for group in groups for r in compute_flow_many(group, params)]
+                if cuda:
+                    torch.cuda.synchronize()
+                times[mode].append(time.perf_counter() - t0)
+        rate = {m: 2 * len(clips) / min(t) for m, t in times.items()}
+        same = all(np.array_equal(a["flow"], b["flow"]) for a, b in zip(out["alone"], out["grouped"], strict=True))
+        print(f"  {side}×{side}, {len(clips)} clips: one clip per call {rate['alone']:8.2f} pairs/s, grouped "
+              f"{rate['grouped']:8.2f} pairs/s = {rate['grouped'] / rate['alone']:.2f}×; same bytes: {same}")
+    if not cuda:
+        print("  no CUDA device here: the GPU figure (grouped vs one clip per call at 256×256) is open")
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> None:

@@ -52,15 +52,19 @@ def build_stages(
     quiet: bool,
     scheduler: str | None = None,
     upstream: dict[str, dict[str, Any]] | None = None,
+    batch_units: int | None = None,
 ) -> None:
     """Compute the named stages (and whatever they lack upstream) for every clip; report and exit like preprocess.
 
-    ``upstream`` gives parameters of stages read by the named ones (e.g. ``apex``) without making them targets."""
+    ``upstream`` gives parameters of stages read by the named ones (e.g. ``apex``) without making them targets;
+    ``batch_units`` the work per call of a stage that computes groups of clips (None: its default for the device)."""
     validate_component("dataset", dataset)
     st = open_cli_store(store, "a")
     with user_errors():
         plan = build_plan(st, dataset, list(params), (upstream or {}) | params)
-    report = run_with_progress(st, dataset, plan, workers, quiet, f"{','.join(params)} {dataset}", scheduler)
+    report = run_with_progress(
+        st, dataset, plan, workers, quiet, f"{','.join(params)} {dataset}", scheduler, batch_units=batch_units
+    )
     print_report(report, plan)
     for planned in plan[-len(params) :]:
         console.print(
@@ -144,6 +148,11 @@ def build_flow(
     apex: str | None = APEX,
     apex_fallback: str | None = FALLBACK,
     device: str = typer.Option("auto", help="tvl1-torch only: auto (CUDA when available) | cpu | cuda"),
+    batch_pairs: int | None = typer.Option(
+        None,
+        help="tvl1-torch only: frame pairs per kernel call, short clips grouped to fill it (default 64 on cuda, "
+        "8 on cpu; 1: one clip per call); the stored fields do not depend on it",
+    ),
     workers: int | None = WORKERS,
     quiet: bool = QUIET,
     scheduler: str | None = SCHEDULER,
@@ -151,6 +160,8 @@ def build_flow(
     """Optical flow on aligned faces: per-clip fields (int16), (u, v, strain) images and optional ROI sequences."""
     if roi not in (None, 6, 14, 18):
         raise typer.BadParameter(f"--roi {roi}: choose 6, 14 or 18")
+    if batch_pairs is not None and (method != "tvl1-torch" or batch_pairs < 1):
+        raise typer.BadParameter(f"--batch-pairs {batch_pairs}: a number >= 1, for --method tvl1-torch only")
     flow: dict[str, Any] = {"method": method, "pairs": pairs}
     if method == "tvl1-torch":
         from mer.pipeline.flow.tvl1_torch import resolve_device
@@ -165,4 +176,4 @@ def build_flow(
     params: dict[str, dict[str, Any]] = {"flow": flow, "flow-image": {"size": size}}
     if roi is not None:
         params["roi-flow"] = {"roi_set": f"stag{roi}", "length": length}
-    build_stages(store, dataset, params, workers, quiet, scheduler, apex_overrides(apex, apex_fallback))
+    build_stages(store, dataset, params, workers, quiet, scheduler, apex_overrides(apex, apex_fallback), batch_pairs)

@@ -22,8 +22,11 @@ def run_with_progress(
     quiet: bool,
     title: str,
     scheduler: str | None = None,
+    batch_units: int | None = None,
 ) -> RunReport:
-    """Run the plan with one progress bar per stage: clips done and failed, frames per second, ETA."""
+    """Run the plan with one progress bar per stage: clips done and failed, frames per second, ETA.
+
+    ``batch_units``: work per call of a stage that computes groups of clips (see :func:`run_plan`)."""
     state = {"frames": 0, "t0": time.perf_counter(), "tasks": {}, "failed": {}}
     names = [p.stage.name for p in plan]
     with clip_progress(title, quiet) as progress:
@@ -70,6 +73,7 @@ def run_with_progress(
             on_start=on_start,
             scheduler=scheduler,
             on_wait=on_wait,
+            batch_units=batch_units,
         )
     return report
 

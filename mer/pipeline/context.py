@@ -42,7 +42,8 @@ class ClipContext:
     """Per-clip state for one worker pass: frames are decoded once and upstream outputs kept in memory.
 
     The frames live in a per-thread buffer that the next clip of the same thread overwrites: a stage must not
-    return them (or a view of them) as an output without copying.
+    return them (or a view of them) as an output without copying. ``private_frames`` gives the clip its own
+    buffer instead (the contexts of a group of clips are alive together).
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class ClipContext:
         row: dict[str, Any],
         index: int,
         read_input: Callable[[str, str | None], np.ndarray] | None = None,
+        private_frames: bool = False,
     ):
         self.row = row
         self.index = index
@@ -58,6 +60,7 @@ class ClipContext:
         self._digests: list[bytes] = []
         self.computed: dict[str, dict[str, np.ndarray]] = {}
         self.frames_decoded = 0
+        self._allocate = None if private_frames else reusable_frame_buffer
 
     @property
     def clip_id(self) -> str:
@@ -67,7 +70,7 @@ class ClipContext:
         """The clip's frames onset..offset as ``T×H×W×3`` uint8 RGB, decoded on first use only."""
         if self._frames is None:
             self._digests = []
-            self._frames = read_clip(self.row["frame_paths"], self._digests, reusable_frame_buffer)
+            self._frames = read_clip(self.row["frame_paths"], self._digests, self._allocate)
             self.frames_decoded += len(self._frames)
         return self._frames
 

@@ -14,6 +14,7 @@ from typing import Any
 from mer.config import to_jsonable
 from mer.pipeline.context import ClipContext, clip_fingerprint
 from mer.pipeline.graph import PlannedStage
+from mer.pipeline.grouping import group_clips
 from mer.store.provenance import provenance_record, utc_now
 from mer.store.store import Entry, FeatureStore, open_store
 
@@ -202,6 +203,178 @@ def _process_in_worker(
     return process_clip(_worker_store(location), dataset, plan, index, row)
 
 
+# ----------------------------------------------------------------------------------------- groups of clips
+def batch_stage_position(plan: list[PlannedStage]) -> int | None:
+    """Where the first stage that computes groups of clips in one call (``Stage.batch``) is in the plan."""
+    return next((k for k, p in enumerate(plan) if p.stage.batch is not None), None)
+
+
+def plan_tasks(
+    store: FeatureStore,
+    dataset: str,
+    plan: list[PlannedStage],
+    pending: list[int],
+    rows: list[dict[str, Any]],
+    workers: int = 1,
+    batch_units: int | None = None,
+) -> list[list[int]]:
+    """The clips each task runs: groups for the plan's batching stage, one clip per task otherwise.
+
+    Clips that lack the batching stage are grouped by :func:`~mer.pipeline.grouping.group_clips` to the stage's
+    target for its params (``batch_units`` overrides it; ``<= 1`` turns grouping off); the others, and every clip
+    of a plan without such a stage, are tasks of their own, as :func:`process_clip` runs them.
+    """
+    k = batch_stage_position(plan)
+    if k is None:
+        return [[i] for i in pending]
+    planned = plan[k]
+    batch = planned.stage.batch
+    target = batch.target(planned.params) if batch_units is None else batch_units
+    if target <= 1:
+        return [[i] for i in pending]
+    done = store.done_indices(planned.ref(dataset))
+    needing = [i for i in pending if i not in done]
+    groups = group_clips([(i, batch.units(rows[i], planned.params)) for i in needing], target, workers)
+    return groups + [[i] for i in pending if i in done]
+
+
+def process_group(
+    store: FeatureStore, dataset: str, plan: list[PlannedStage], indices: list[int], rows: list[dict[str, Any]]
+) -> list[ClipOutcome]:
+    """Run the plan over a group of clips, the plan's batching stage in one call for the whole group.
+
+    ``rows`` are the clips' table rows, in the order of ``indices``. The stages before the batching stage run
+    clip by clip (:func:`process_clip` on that part of the plan), then the batching stage for the clips that
+    reached it, then the stages after it clip by clip. Each clip is claimed, committed, failed and reported on its
+    own: a clip that fails (or is held by another process) leaves the group; the others go on.
+    """
+    k = batch_stage_position(plan)
+    if k is None or len(indices) == 1:
+        return [process_clip(store, dataset, plan, i, row) for i, row in zip(indices, rows, strict=True)]
+    by_index = dict(zip(indices, rows, strict=True))
+    outcomes: dict[int, ClipOutcome] = {}
+    for i, row in by_index.items():
+        if k > 0:
+            outcomes[i] = process_clip(store, dataset, plan[:k], i, row)
+        else:
+            outcomes[i] = ClipOutcome(i, row["clip_id"], pid=os.getpid())
+    reached = [i for i, o in outcomes.items() if o.error is None and not o.deferred]
+    _compute_group_stage(store, dataset, plan, k, reached, by_index, outcomes)
+    if k + 1 < len(plan):
+        for i in reached:
+            earlier = outcomes[i]
+            if earlier.error is None and not earlier.deferred:  # stages up to the batching one: done, skipped
+                outcomes[i] = process_clip(store, dataset, plan, i, by_index[i])
+                outcomes[i].absorb(earlier)
+    return [outcomes[i] for i in indices]
+
+
+def _compute_group_stage(
+    store: FeatureStore,
+    dataset: str,
+    plan: list[PlannedStage],
+    k: int,
+    indices: list[int],
+    rows: dict[int, dict[str, Any]],
+    outcomes: dict[int, ClipOutcome],
+) -> None:
+    """Claim the group's clips for stage ``k``, compute the claimed ones in one call, commit each on its own."""
+    planned = plan[k]
+    name, batch = planned.stage.name, planned.stage.batch
+    entries: dict[str, Entry] = {p.stage.name: store.entry(p.ref(dataset)) for p in plan}
+    entry = entries[name]
+    start = time.perf_counter()
+    claimed: list[int] = []
+
+    def fail(i: int, exc: BaseException) -> None:
+        outcomes[i].failed_stage = name
+        outcomes[i].error = f"{type(exc).__name__}: {exc}"
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=6))
+        store.record_failure(entry, i, name, outcomes[i].error + "\n" + text)
+
+    try:
+        for i in indices:
+            if store.is_done(entry, i):
+                continue
+            if not store.try_claim(entry, i):
+                outcomes[i].deferred = True
+                continue
+            claimed.append(i)
+            try:
+                if store.is_done(entry, i):
+                    claimed.remove(i)  # finished by another process between our check and our claim
+                    store.release_claim(entry, i)
+                elif store.reuse_clip(entry, i, clip_fingerprint(rows[i])):
+                    outcomes[i].reused.append(name)
+                    claimed.remove(i)
+                    store.release_claim(entry, i)
+            except Exception as exc:
+                fail(i, exc)
+                claimed.remove(i)
+                store.release_claim(entry, i)
+        if not claimed:
+            return
+        ctxs = [ClipContext(rows[i], i, _input_reader(store, entries, rows[i]), private_frames=True) for i in claimed]
+        t0 = time.perf_counter()
+        seconds: list[float] | None = None
+        try:
+            results = batch.compute_many(ctxs, planned.params)
+            if len(results) != len(ctxs):
+                raise RuntimeError(f"{name}: compute_many gave {len(results)} results for {len(ctxs)} clips")
+        except Exception:  # the group's call failed: each clip alone, so that each fails with its own error
+            results, seconds = [], []
+            for ctx in ctxs:
+                t1 = time.perf_counter()
+                results.append(_compute_alone(planned, ctx))
+                seconds.append(time.perf_counter() - t1)
+        if seconds is None:  # the call's time, shared by the clips' work units
+            units = [max(1, batch.units(rows[i], planned.params)) for i in claimed]
+            seconds = [(time.perf_counter() - t0) * n / sum(units) for n in units]
+        claiming = (t0 - start) / len(ctxs)  # the claims and checks before the call, shared evenly
+        for i, ctx, result, spent in zip(list(claimed), ctxs, results, seconds, strict=True):
+            outcome = outcomes[i]
+            outcome.stage_seconds[name] = spent
+            outcome.compute_seconds += spent
+            t1 = time.perf_counter()
+            try:
+                if isinstance(result, BaseException):
+                    fail(i, result)
+                    continue
+                store.commit_clip(entry, i, result, clip_fingerprint(rows[i]))
+                outcome.computed.append(name)
+            except Exception as exc:
+                fail(i, exc)
+            finally:
+                claimed.remove(i)
+                store.release_claim(entry, i)
+                outcome.frames += ctx.frames_decoded
+                outcome.seconds += claiming + spent + time.perf_counter() - t1
+    finally:
+        for i in claimed:  # interrupted before the commit loop: leave no claim behind
+            store.release_claim(entry, i)
+
+
+def _input_reader(store: FeatureStore, entries: dict[str, Entry], row: dict[str, Any]) -> Callable[..., Any]:
+    def read_input(stage: str, name: str | None) -> Any:
+        return store.read_entry(entries[stage], clip=row["clip_id"], name=name)
+
+    return read_input
+
+
+def _compute_alone(planned: PlannedStage, ctx: ClipContext) -> dict[str, Any] | Exception:
+    try:
+        return planned.stage.compute(ctx, planned.params)
+    except Exception as exc:
+        return exc
+
+
+def _process_group_in_worker(
+    location: str, dataset: str, plan: list[PlannedStage], indices: list[int], rows: list[dict[str, Any]]
+) -> list[ClipOutcome]:
+    _init_worker()
+    return process_group(_worker_store(location), dataset, plan, indices, rows)
+
+
 def prepare_entries(store: FeatureStore, dataset: str, plan: list[PlannedStage]) -> list[Entry]:
     """Create each planned entry (attributes, provenance, dataset arrays) if it does not exist yet."""
     meta = store.manifest_meta(dataset)
@@ -271,12 +444,16 @@ def run_plan(
     scheduler: str | None = None,
     poll_seconds: float = 0.5,
     on_wait: Callable[[list[dict[str, Any]]], None] | None = None,
+    batch_units: int | None = None,
 ) -> RunReport:
     """Run the plan over every clip that lacks something and report what happened.
 
     ``workers`` local processes (default: all cores; 1 runs in this process), or the Dask cluster at
     ``scheduler`` (``tcp://host:port``, default ``$DASK_SCHEDULER_ADDRESS`` when set) whose workers write straight
     to the store's location. Clips claimed by a concurrent run are awaited, and taken over if that run dies.
+    A stage that computes groups of clips in one call (``Stage.batch``, e.g. ``flow`` with ``tvl1-torch``) gets
+    groups of about ``batch_units`` work units (default: the stage's target for its device; ``<= 1``: one clip
+    per call); the values stored do not depend on it.
     """
     start = time.perf_counter()
     workers = default_workers() if workers is None else max(1, workers)
@@ -292,7 +469,12 @@ def run_plan(
     carried: dict[int, ClipOutcome] = {}  # stages computed before a clip was deferred, counted when it ends
     while pending:
         deferred = []
-        for outcome in _execute(store, dataset, plan, pending, rows, workers, scheduler):
+        tasks = plan_tasks(store, dataset, plan, pending, rows, workers, batch_units)
+        if all(len(task) == 1 for task in tasks):
+            outcomes = _execute(store, dataset, plan, pending, rows, workers, scheduler)
+        else:
+            outcomes = _execute_groups(store, dataset, plan, tasks, rows, workers, scheduler)
+        for outcome in outcomes:
             if outcome.index in carried:
                 outcome.absorb(carried.pop(outcome.index))
             if outcome.deferred:
@@ -335,6 +517,36 @@ def _execute(
     yield from parallel(delayed(_process_in_worker)(store.location, dataset, plan, i, rows[i]) for i in pending)
 
 
+def _execute_groups(
+    store: FeatureStore,
+    dataset: str,
+    plan: list[PlannedStage],
+    tasks: list[list[int]],
+    rows: list[dict[str, Any]],
+    workers: int,
+    scheduler: str | None,
+) -> Iterable[ClipOutcome]:
+    """:func:`_execute` for tasks of several clips: each worker receives a group and returns its outcomes."""
+    if scheduler:
+        from joblib import delayed
+
+        calls = (delayed(_process_group_in_worker)(store.location, dataset, plan, t, [rows[i] for i in t])
+                 for t in tasks)
+        for outcomes in _run_on_dask(scheduler, calls):
+            yield from outcomes
+        return
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield from process_group(store, dataset, plan, task, [rows[i] for i in task])
+        return
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=min(workers, len(tasks)), return_as="generator_unordered")
+    calls = (delayed(_process_group_in_worker)(store.location, dataset, plan, t, [rows[i] for i in t]) for t in tasks)
+    for outcomes in parallel(calls):
+        yield from outcomes
+
+
 def dashboard_text(client: Any) -> str:
     """Where the Dask dashboard of a client's scheduler is served (it needs bokeh on the scheduler)."""
     if "dashboard" not in client.scheduler_info().get("services", {}):
@@ -351,6 +563,15 @@ def _execute_dask(
     scheduler: str,
 ) -> Iterable[ClipOutcome]:
     """The same per-clip calls on a Dask ``distributed`` cluster, through joblib's Dask backend."""
+    from joblib import delayed
+
+    yield from _run_on_dask(
+        scheduler, (delayed(_process_in_worker)(location, dataset, plan, i, rows[i]) for i in pending)
+    )
+
+
+def _run_on_dask(scheduler: str, calls: Iterable[Any]) -> Iterable[Any]:
+    """Results of joblib ``delayed`` calls run on the Dask cluster at ``scheduler``, as they finish."""
     try:
         import joblib
         from dask.distributed import Client
@@ -358,7 +579,7 @@ def _execute_dask(
         raise RuntimeError(
             "a Dask scheduler was given but dask.distributed is missing: pip install 'mer[cluster]'"
         ) from None
-    from joblib import Parallel, delayed
+    from joblib import Parallel
 
     with Client(scheduler) as client, joblib.parallel_config(backend="dask"):
         info = client.scheduler_info()
@@ -367,4 +588,4 @@ def _execute_dask(
         print(f"Dask scheduler {scheduler}, {len(info['workers'])} workers: {dashboard_text(client)}",
               file=sys.stderr, flush=True)
         parallel = Parallel(n_jobs=-1, return_as="generator_unordered")
-        yield from parallel(delayed(_process_in_worker)(location, dataset, plan, i, rows[i]) for i in pending)
+        yield from parallel(calls)

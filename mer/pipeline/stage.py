@@ -26,6 +26,33 @@ class Output:
 
 
 @dataclass(frozen=True)
+class BatchCompute:
+    """How a stage computes the clips of a group in one call, to fill a device (e.g. ``tvl1-torch`` on a GPU).
+
+    The runner groups clips that lack the stage so that their ``units`` add up to about ``target`` (short clips
+    together, a long clip alone), then calls ``compute_many`` once per group. Each clip is still claimed,
+    committed, failed and reported on its own. A clip's stored values must not depend on its group (the stage
+    key does not name the group size).
+
+    Attributes
+    ----------
+    compute_many : callable
+        ``(ctxs, params) -> results``, one result per context, in order: the clip's output arrays, or the
+        exception that its own inputs raised (that clip fails alone). When the call itself raises, the runner
+        computes each clip of the group alone with the stage's ``compute``, so that each fails with its own error.
+    units : callable
+        ``(row, params) -> int``: the work a clip gives from its clips-table row (e.g. frame pairs), without
+        reading any data.
+    target : callable
+        ``(params) -> int``: units per call that fill the device these params run on; ``<= 1`` turns grouping off.
+    """
+
+    compute_many: Callable[[list[ClipContext], Any], list[dict[str, np.ndarray] | Exception]]
+    units: Callable[[dict[str, Any], Any], int]
+    target: Callable[[Any], int]
+
+
+@dataclass(frozen=True)
 class Stage:
     """A pipeline stage. Bump ``version`` whenever the stored values would change for the same parameters."""
 
@@ -38,6 +65,8 @@ class Stage:
     description: str = ""
     attributes: Callable[[Any], dict[str, Any]] | None = None
     """Extra entry attributes derived from the params (e.g. a flow image's channel declaration)."""
+    batch: BatchCompute | None = None
+    """Optional: computes a group of clips in one call (see :class:`BatchCompute`); other stages run clip by clip."""
 
     def entry_attributes(self, params: Any) -> dict[str, Any]:
         return self.attributes(params) if self.attributes is not None else {}

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mer.config import plain_value
 from mer.pipeline.context import ClipContext
 from mer.pipeline.flow.codec import FLOW_SCALE, decode_flow, encode_flow
 from mer.pipeline.flow.image import NORMALISE_MODES, flow_image, flow_image_channels
@@ -27,7 +28,7 @@ from mer.pipeline.flow.optical_flow import (
 )
 from mer.pipeline.flow.roi import load_roi_set, roi_sequence, top_k_frames
 from mer.pipeline.flow.tvl1_params import TVL1Params
-from mer.pipeline.stage import Output, Stage, register
+from mer.pipeline.stage import BatchCompute, Output, Stage, register
 
 _NEEDS_APEX = {"onset-apex", "apex-offset"}
 
@@ -39,7 +40,9 @@ class FlowParams:
 The apex of ``onset-apex`` / ``apex-offset`` is the ``apex`` stage's (an input of this stage), as for MESTI.
 
     ``tvl1-torch`` takes TV-L1's overrides plus ``device`` (``auto`` | ``cpu`` | ``cuda``, default ``auto``) in
-    ``method_params``; ``auto`` is resolved here, so the key names the device the fields were computed on.
+    ``method_params``; ``auto`` is resolved here, so the key names the device the fields were computed on. The
+    runner computes groups of short clips in one ``tvl1-torch`` call (:func:`compute_flow_many`); the group size is
+    a run option (``run_plan(batch_units=…)``, ``--batch-pairs``), not a parameter: it changes no value, so no key.
     """
 
     method: str = "farneback"
@@ -81,17 +84,69 @@ def _device(method_params: dict[str, Any]) -> str:
     return check_device(str(method_params.get("device", "auto")))
 
 
-def compute_flow_stage(ctx: ClipContext, p: FlowParams) -> dict[str, np.ndarray]:
-    """Flow fields of every requested pair on the clip's equalised faces, each frame converted to grey once."""
+def _flow_inputs(ctx: ClipContext, p: FlowParams) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """A clip's frame pairs and their grey first and second frames (``P×H×W`` uint8), each frame converted once."""
     frames = ctx.input("equalize", "frames")
     apex = int(ctx.input("apex", "apex")[0]) if _NEEDS_APEX & set(p.modes) else None  # the apex stage's position
     pairs = [pair for mode in p.modes for pair in frame_pairs(mode, len(frames), apex)]
     if not pairs:
         raise ValueError(f"clip {ctx.clip_id}: {len(frames)} frame(s) give no frame pair for {p.pairs}")
     grey = {i: to_grey(frames[i]) for i in sorted({i for pair in pairs for i in pair})}
-    first, second = np.stack([grey[a] for a, _ in pairs]), np.stack([grey[b] for _, b in pairs])
+    return pairs, np.stack([grey[a] for a, _ in pairs]), np.stack([grey[b] for _, b in pairs])
+
+
+def compute_flow_stage(ctx: ClipContext, p: FlowParams) -> dict[str, np.ndarray]:
+    """Flow fields of every requested pair on the clip's equalised faces, each frame converted to grey once."""
+    pairs, first, second = _flow_inputs(ctx, p)
     flows = encode_flow(compute_flow_batch(first, second, p.method, p.kernel_params(), p.device))
     return {"flow": flows, "pairs": np.asarray(pairs, dtype=np.int32)}
+
+
+def compute_flow_many(ctxs: list[ClipContext], p: FlowParams) -> list[dict[str, np.ndarray] | Exception]:
+    """:func:`compute_flow_stage` for a group of clips, the pairs of all clips of one frame size in one kernel call.
+
+    A clip whose inputs fail (no pair, apex outside the clip, unreadable entry) gets its exception, the others
+    their arrays. Pairs are grouped by frame size, never padded, so each pair's field is the one it has alone:
+    ``tvl1-torch`` computes every pair on its own (per-pair convergence, per-pair sums) whatever its batch.
+    """
+    results: list[dict[str, np.ndarray] | Exception | None] = [None] * len(ctxs)
+    prepared: dict[tuple[int, int], list[tuple[int, list[tuple[int, int]], np.ndarray, np.ndarray]]] = {}
+    for k, ctx in enumerate(ctxs):
+        try:
+            pairs, first, second = _flow_inputs(ctx, p)
+        except Exception as exc:
+            results[k] = exc
+            continue
+        prepared.setdefault(first.shape[1:], []).append((k, pairs, first, second))
+    for members in prepared.values():
+        first = np.concatenate([m[2] for m in members])
+        second = np.concatenate([m[3] for m in members])
+        flows = encode_flow(compute_flow_batch(first, second, p.method, p.kernel_params(), p.device))
+        start = 0
+        for k, pairs, _, _ in members:
+            results[k] = {"flow": flows[start : start + len(pairs)], "pairs": np.asarray(pairs, dtype=np.int32)}
+            start += len(pairs)
+    return results  # type: ignore[return-value]
+
+
+def flow_pair_count(row: dict[str, Any], p: FlowParams) -> int:
+    """Frame pairs a clip gives (from its clips-table row): 1 per onset/apex mode, T − 1 per sequence mode."""
+    n = plain_value(row.get("n_frames"))
+    n = int(n) if n is not None else len(row.get("frame_paths", []))
+    return sum(1 if mode in _NEEDS_APEX else max(0, n - 1) for mode in p.modes)
+
+
+BATCH_PAIRS = {"cuda": 64, "cpu": 8}
+"""Frame pairs per ``tvl1-torch`` call by device kind when the runner groups clips (``--batch-pairs``): a batch of
+64 pairs at 256×256 is ≈ 0.6 GB on a GPU; on the CPU the kernel runs about 64k pixels at a time anyway (one pair
+at 256×256, more for small faces), so a few clips a group."""
+
+
+def flow_batch_target(p: FlowParams) -> int:
+    """Pairs per call for the runner's groups: :data:`BATCH_PAIRS` by device for ``tvl1-torch``, else 1 (off)."""
+    if p.method not in TORCH_METHODS:
+        return 1
+    return BATCH_PAIRS["cuda" if p.device.startswith("cuda") else "cpu"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +230,7 @@ FLOW = register(
         (Output("flow", "int16"), Output("pairs", "int32")),
         compute_flow_stage,
         f"flow fields P×H×W×2 as int16 (value × {FLOW_SCALE:g}) and their frame pairs P×2",
+        batch=BatchCompute(compute_flow_many, flow_pair_count, flow_batch_target),
     )
 )
 FLOW_IMAGE = register(

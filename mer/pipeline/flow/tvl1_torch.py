@@ -11,9 +11,12 @@ outside the image read 0), then up to ``outer_iterations`` × ``inner_iterations
 at the start of each outer iteration. A pair stops when ``Σ|u_k − u_{k−1}|² ≤ ε²·H·W`` after an iteration, as in
 OpenCV, and stays frozen for the rest of that warp while the other pairs of the batch iterate.
 
-Every step is per pixel or per pair (no matrix product, per-pair sums in float64), so a pair's field does not
-depend on the batch it was computed in, nor on the number of CPU threads. CPU and CUDA results agree to float32
-rounding, not bit for bit; the flow stage keeps the device kind in its key.
+Every step is per pixel or per pair (no matrix product), so a pair's field does not depend on the batch it was
+computed in, nor on the number of CPU threads. The one sum, the stopping test's, is taken per pair in float64 on
+the CPU (whose reduction order depends on the pair's size only) and in int64 fixed point elsewhere (terms rounded
+to 2^-24 px²): the order of PyTorch's CUDA reductions depends on how many pairs the batch holds, and only an
+integer sum is the same in every order. CPU and CUDA results agree to float32 rounding, not bit for bit; the flow
+stage keeps the device kind in its key.
 """
 
 from __future__ import annotations
@@ -249,13 +252,27 @@ def _scale_sizes(height: int, width: int, p: TVL1Params) -> list[tuple[int, int]
     return sizes
 
 
+STOP_SCALE = 2**24
+"""Fixed-point unit of the stopping test's terms off the CPU: 2^-24 px². Terms are clamped to 2^13 px² (a change
+of 90 px in one iteration, far above any threshold), so that an int64 sum holds 2^25 pixels a pair."""
+_STOP_CLAMP = float(2**13)
+
+
 def _one_scale(
-    i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, p: TVL1Params, check_every: int, count: torch.Tensor
+    i0: torch.Tensor,
+    i1: torch.Tensor,
+    u: torch.Tensor,
+    p: TVL1Params,
+    check_every: int,
+    count: torch.Tensor,
+    fixed_point: bool = False,
 ) -> torch.Tensor:
     """TV-L1 warps at one scale for ``B×H×W`` images ``i0``, ``i1`` from the initial flow ``u`` (``B×2×H×W``);
-    ``count`` (``B``, int64) gains each pair's inner iterations."""
+    ``count`` (``B``, int64) gains each pair's inner iterations; ``fixed_point``: the stopping sum in int64."""
     b, h, w = i0.shape
     eps = p.epsilon * p.epsilon * h * w
+    if fixed_point:
+        eps = int(np.floor(eps * STOP_SCALE))  # an integer, so that the int64 sums are compared exactly
     coef = (np.float32(p.lambda_ * p.theta).item(), np.float32(p.theta).item(), np.float32(p.tau / p.theta).item())
     i1x, i1y = centred_gradient(i1)
     source = torch.stack([i1, i1x, i1y], dim=1)
@@ -278,7 +295,7 @@ def _one_scale(
                     med = median_filter(work[c], p.median_filtering)
                     work[c] = torch.where(active.view(-1, 1, 1), med, work[c]) if masked else med
             for _ in range(p.inner_iterations):
-                new, err = _iterate(work, consts, *coef)
+                new, err = _iterate(work, consts, *coef, fixed_point=fixed_point)
                 if masked:
                     keep = active.view(-1, 1, 1)
                     new = [torch.where(keep, n, o) for n, o in zip(new, work, strict=True)]
@@ -310,8 +327,9 @@ def _compact(work, consts, active, idx, state):
     return [x[keep] for x in work], [x[keep] for x in consts], active[keep], idx[keep]
 
 
-def _iterate(work, consts, l_t: float, theta: float, taut: float):
-    """One inner iteration of the working set → (new ``[u1, u2, p11, p12, p21, p22]``, per-pair Σ|Δu|² (float64)).
+def _iterate(work, consts, l_t: float, theta: float, taut: float, fixed_point: bool = False):
+    """One inner iteration of the working set → (new ``[u1, u2, p11, p12, p21, p22]``, per-pair Σ|Δu|²: float64,
+    or with ``fixed_point`` int64 in units of 2^-24 px² (:data:`STOP_SCALE`), the same in any summation order).
 
     Thresholding: ``v = u + clamp(−ρ/|∇I1w|², ±λθ)·∇I1w`` (OpenCV's three cases in one clamp; where
     ``|∇I1w|² ≤ float32 eps`` the step is 0, OpenCV's differs there by at most λθ·|∇I1w| < 2e-5 px).
@@ -323,7 +341,11 @@ def _iterate(work, consts, l_t: float, theta: float, taut: float):
     n1 = torch.add(torch.addcmul(u1, fi, i1wx), divergence(p11, p12), alpha=theta)
     n2 = torch.add(torch.addcmul(u2, fi, i1wy), divergence(p21, p22), alpha=theta)
     d1, d2 = n1 - u1, n2 - u2
-    err = torch.sum(torch.addcmul(d1 * d1, d2, d2), dim=(1, 2), dtype=torch.float64)
+    terms = torch.addcmul(d1 * d1, d2, d2)
+    if fixed_point:  # power-of-two scaling is exact in float32; rounding is per element; integer sums associate
+        err = torch.round(terms.clamp_max(_STOP_CLAMP) * float(STOP_SCALE)).to(torch.int64).sum(dim=(1, 2))
+    else:
+        err = torch.sum(terms, dim=(1, 2), dtype=torch.float64)
     u1x, u1y = forward_gradient(n1)
     u2x, u2y = forward_gradient(n2)
     ng1 = torch.hypot(u1x, u1y).mul_(taut).add_(1.0)
@@ -344,6 +366,7 @@ def dual_tvl1(
     p: TVL1Params,
     check_every: int | None = None,
     return_iterations: bool = False,
+    fixed_point: bool | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Dual TV-L1 flow of a batch of image pairs on their device (the scheme of the module docstring).
 
@@ -358,6 +381,9 @@ def dual_tvl1(
         the CPU, 10 on CUDA by default); it changes the speed, never the result.
     return_iterations : bool, default False
         Also return the inner iterations each pair ran.
+    fixed_point : bool, optional
+        Take the stopping test's per-pair sum in int64 fixed point (2^-24 px²) rather than float64 (default: off
+        the CPU only, where the order of a float sum depends on the batch size); see the module docstring.
 
     Returns
     -------
@@ -368,8 +394,12 @@ def dual_tvl1(
     Raises
     ------
     ValueError
-        If ``p.gamma != 0`` or ``p.median_filtering`` is not 1, 3 or 5.
+        If ``p.gamma != 0``, ``p.median_filtering`` is not 1, 3 or 5, or a fixed-point pair has over 2^25 pixels.
     """
+    if fixed_point is None:
+        fixed_point = i0.device.type != "cpu"
+    if fixed_point and i0.shape[-2] * i0.shape[-1] > 2**25:
+        raise ValueError(f"frames of {i0.shape[-1]}×{i0.shape[-2]} px: the fixed-point stopping sum holds 2^25 px")
     if p.gamma != 0:
         raise ValueError(f"gamma={p.gamma}: tvl1-torch implements gamma = 0 only (no gradient-constancy term)")
     if p.median_filtering not in (1, 3, 5) and p.median_filtering > 1:
@@ -386,7 +416,7 @@ def dual_tvl1(
     u = torch.zeros(i0.shape[0], 2, h, w, dtype=i0.dtype, device=i0.device)
     count = torch.zeros(i0.shape[0], dtype=torch.int64, device=i0.device)
     for s in range(len(sizes) - 1, -1, -1):
-        u = _one_scale(i0s[s], i1s[s], u, p, check_every, count)
+        u = _one_scale(i0s[s], i1s[s], u, p, check_every, count, fixed_point)
         if s == 0:
             break
         (h0, w0), (h1, w1) = sizes[s], sizes[s - 1]
