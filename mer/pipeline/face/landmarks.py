@@ -68,21 +68,20 @@ class BoxModel:
     cx: float
     cy: float
     side: float
-    points: str = "all"
 
     @staticmethod
-    def fit(landmarks: np.ndarray, box: Box, points: str = "all") -> BoxModel:
+    def fit(landmarks: np.ndarray, box: Box) -> BoxModel:
         """The relation that maps ``landmarks`` (68×2, pixels) back to ``box`` (x0, y0, x1, y1, pixels) exactly
         (a non-square box becomes the square of the same area)."""
-        c, r = _centroid_radius(np.asarray(landmarks)[_box_points(points)])
+        c, r = _centroid_radius(landmarks)
         x0, y0, x1, y1 = box
         side = float(np.sqrt(max((x1 - x0) * (y1 - y0), 1e-6)))
-        return BoxModel(((x0 + x1) / 2 - c[0]) / r, ((y0 + y1) / 2 - c[1]) / r, side / r, points)
+        return BoxModel(((x0 + x1) / 2 - c[0]) / r, ((y0 + y1) / 2 - c[1]) / r, side / r)
 
     def box(self, landmarks: np.ndarray, angle: float = 0.0) -> Box:
         """The square face box (x0, y0, x1, y1), in pixels, this model gives for ``landmarks`` (68×2, pixels) of a
         face turned by ``angle`` radians since the fit (the centre offset turns with it)."""
-        c, r = _centroid_radius(np.asarray(landmarks)[_box_points(self.points)])
+        c, r = _centroid_radius(landmarks)
         co, sn = math.cos(angle), math.sin(angle)
         cx, cy = c[0] + (co * self.cx - sn * self.cy) * r, c[1] + (sn * self.cx + co * self.cy) * r
         half = self.side * r / 2
@@ -106,7 +105,14 @@ class LandmarkTrack:
     consistency : ndarray, T float32
         Spread of the ensemble's answers over the landmarks' RMS radius (0 where one start ran).
     starts : ndarray, T int32, or None
-        Predictor runs per frame: ``n_inits``, more where the extra starts or the calibration ran.
+        Predictor runs per frame: ``n_inits`` on the tracked frames (0 between them with ``stride``), more where
+        the extra starts or the calibration ran, or the clip was tracked again sharp.
+    calibration_gap : float
+        Largest RMS distance of the blurred answers from the sharp ensemble's on a calibration frame, over the
+        landmarks' RMS radius (0 without blur); of the blurred pass when the clip was tracked again.
+    fell_back : bool
+        The blurred track ran away (``calibration_gap`` above the limit, or the face was lost) and the clip was
+        tracked again with the sharp 5-start ensemble.
     """
 
     landmarks: np.ndarray
@@ -115,18 +121,8 @@ class LandmarkTrack:
     box_change: np.ndarray
     consistency: np.ndarray
     starts: np.ndarray | None = None
-
-
-BOX_POINTS = {"all": slice(0, N_LANDMARKS), "inner": slice(17, N_LANDMARKS), "eyes": slice(36, 48), "eyes-nose": slice(27, 48)}
-"""Landmarks a :class:`BoxModel` measures the face by: all 68, or the inner face (brows, nose, eyes, mouth: 17–67)
-without the jaw contour, the points least held by the image (on a large face the predictor's jaw can spread onto
-the ears and background, and a box measured by it grows from frame to frame)."""
-
-
-def _box_points(points: str) -> slice:
-    if points not in BOX_POINTS:
-        raise ValueError(f"box points must be one of {tuple(BOX_POINTS)}, got {points!r}")
-    return BOX_POINTS[points]
+    calibration_gap: float = 0.0
+    fell_back: bool = False
 
 
 def _centroid_radius(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
@@ -438,6 +434,140 @@ def _box_change(a: Box, b: Box) -> float:
     return float(shift + abs(0.5 * np.log(max(wb * hb, 1e-6) / max(wa * ha, 1e-6))))
 
 
+RUNAWAY_SCALE = 0.15
+"""Largest |log| ratio of a frame's landmark radius to the detection frame's in a blurred pass (``track_landmarks``'s
+``runaway_scale``); beyond it the clip is tracked again with the sharp ensemble."""
+
+
+class _RunawayError(Exception):
+    """The blurred pass's face grew or shrank by more than its ``runaway_scale`` since the detection frame."""
+
+
+@dataclass
+class _Pass:
+    """One tracking pass: raw landmarks (T×68×2 float32, calibrated), boxes, consistency, largest calibration gap."""
+
+    raw: np.ndarray
+    boxes: list[Box]
+    consistency: np.ndarray
+    gap: float
+
+
+def _track_pass(
+    frames: np.ndarray | Sequence[np.ndarray],
+    detection: FaceDetection,
+    starts: np.ndarray,
+    *,
+    n_inits: int,
+    blur: float,
+    recheck: float,
+    max_outside: float,
+    follow_rotation: bool,
+    stride: int,
+    half_res_blur: bool,
+    calibration_frames: int,
+    runaway_scale: float | None = None,
+) -> _Pass:
+    """Track the clip once (see :func:`track_landmarks`), adding the predictor runs of each frame to ``starts``."""
+    n = len(frames)
+    k = int(detection.frame_index)
+    sp = shape_predictor_68()
+    raw = np.zeros((n, N_LANDMARKS, 2), dtype=np.float32)
+    boxes: list[Box] = [detection.box] * n
+    turns = np.zeros(n)  # each frame's face rotation since the detection frame (radians), from its landmarks
+    consistency = np.zeros(n, dtype=np.float32)
+    start_boxes: list[Box] = [detection.box] * n
+    crop_turns = np.zeros(n)
+    done = np.zeros(n, dtype=bool)
+    model: BoxModel | None = None
+    ref_angle = 0.0
+    ref_radius = 0.0
+
+    def run(img: np.ndarray, t: int, indices: Sequence[int], sharp: bool = False) -> np.ndarray:
+        """The predictor from the starts ``indices`` of _INIT_OFFSETS on frame t's crop → K×68×2 float32."""
+        crop, M, margin = face_crop(
+            img, start_boxes[t], 200, 0.0 if sharp else blur, crop_turns[t], half_res_blur and not sharp
+        )
+        step_px = int(round(0.02 * 200))
+        out = np.empty((len(indices), N_LANDMARKS, 2), dtype=np.float64)
+        for j, i in enumerate(indices):
+            dx, dy = _INIT_OFFSETS[i]
+            a, b = margin + dx * step_px, margin + dy * step_px
+            out[j] = _run_predictor(sp, crop, a, b, a + 200, b + 200)
+        return crop_to_frame(out, M).astype(np.float32)  # as predict_landmark_ensemble
+
+    def step(t: int, start_box: Box, turn: float) -> None:
+        nonlocal model, ref_angle, ref_radius
+        img = as_detector_image(frames[t])
+        start_boxes[t], crop_turns[t] = start_box, turn
+        ens = run(img, t, range(n_inits))
+        pts = ens.mean(axis=0)
+        own_turn = eye_angle(pts) - ref_angle if follow_rotation and model is not None else 0.0
+        if (
+            model is not None
+            and n_inits < RECHECK_INITS
+            and _box_change(start_box, model.box(pts, own_turn)) > recheck
+        ):
+            ens = np.concatenate([ens, run(img, t, range(n_inits, RECHECK_INITS))])
+            pts = ens.mean(axis=0)
+            own_turn = eye_angle(pts) - ref_angle if follow_rotation else 0.0
+        starts[t] += len(ens)
+        _check_inside(pts, img.shape, t, max_outside)
+        radius = _centroid_radius(pts)[1]
+        if model is None:
+            model = BoxModel.fit(pts, start_box)
+            ref_angle, ref_radius = eye_angle(pts), radius
+        elif runaway_scale is not None and abs(math.log(radius / ref_radius)) > runaway_scale:
+            raise _RunawayError(t)
+        spread = np.sqrt(np.mean(np.sum((ens - pts) ** 2, axis=-1)))
+        consistency[t] = spread / radius
+        raw[t] = pts
+        turns[t] = own_turn
+        boxes[t] = model.box(pts, own_turn)
+        done[t] = True
+
+    def follow(order: Sequence[int], direction: int) -> None:
+        prev = k
+        for t in order:
+            step(t, boxes[prev], turns[prev])
+            if abs(t - prev) > 1 and _box_change(boxes[prev], boxes[t]) > recheck:
+                for u in range(prev + direction, t, direction):  # a fast move: track the frames skipped too
+                    step(u, boxes[u - direction], turns[u - direction])
+            prev = t
+
+    step(k, _square(detection.box), 0.0)
+    follow(sorted({*range(k + stride, n, stride), n - 1} - {k}), 1)
+    follow(sorted({*range(k - stride, -1, -stride), 0} - {k}, reverse=True), -1)
+    tracked = np.flatnonzero(done)
+
+    gap = 0.0
+    if blur > 0 and calibration_frames > 0:  # move the blurred answers to where the sharp ensemble puts the points
+        picks = np.linspace(0, len(tracked) - 1, min(len(tracked), calibration_frames)).round().astype(int)
+        offsets = []
+        for t in np.unique(tracked[picks]):
+            sharp = run(as_detector_image(frames[t]), t, range(RECHECK_INITS), sharp=True).mean(axis=0)
+            to_crop = face_crop_transform(start_boxes[t], angle=crop_turns[t])[:, :2]
+            offsets.append((sharp - raw[t]) @ to_crop.T)
+            starts[t] += RECHECK_INITS
+            diff = np.sqrt(np.mean(np.sum((sharp - raw[t]) ** 2, axis=-1)))
+            gap = max(gap, float(diff / _centroid_radius(sharp)[1]))
+        offset = np.mean(offsets, axis=0)  # crop pixels: follows the face's size and turn
+        for t in tracked:
+            to_frame = np.linalg.inv(face_crop_transform(start_boxes[t], angle=crop_turns[t])[:, :2])
+            raw[t] += (offset @ to_frame.T).astype(np.float32)
+
+    if len(tracked) < n:  # the frames between tracked ones: linear interpolation of landmarks and boxes
+        every = np.arange(n)
+        flat = raw[tracked].reshape(len(tracked), -1)
+        raw[:] = np.stack([np.interp(every, tracked, col) for col in flat.T], axis=-1).reshape(n, N_LANDMARKS, 2)
+        corners = np.array(boxes, dtype=np.float64)
+        boxes = [
+            (float(a), float(b), float(c), float(d))
+            for a, b, c, d in np.stack([np.interp(every, tracked, corners[tracked, j]) for j in range(4)], axis=-1)
+        ]
+    return _Pass(raw, boxes, consistency, gap)
+
+
 def track_landmarks(
     frames: np.ndarray | Sequence[np.ndarray],
     detection: FaceDetection,
@@ -449,10 +579,9 @@ def track_landmarks(
     max_outside: float = 0.25,
     follow_rotation: bool = True,
     stride: int = 1,
-    start_cycle: int = 1,
     half_res_blur: bool = False,
     calibration_frames: int = CALIBRATION_FRAMES,
-    box_points: str = "all",
+    runaway_scale: float | None = None,
     **smooth_params: float | int | bool,
 ) -> LandmarkTrack:
     """Track 68 landmarks over all frames from one detection, then smooth them over time.
@@ -525,113 +654,42 @@ def track_landmarks(
     k = int(detection.frame_index)
     if not 0 <= k < n:
         raise ValueError(f"detection frame {k} is outside the clip of {n} frames")
-    _box_points(box_points)
+    if not 1 <= n_inits <= MAX_INITS:
+        raise ValueError(f"n_inits must be 1..{MAX_INITS}, got {n_inits}")
     if stride < 1:
         raise ValueError(f"stride must be at least 1 frame, got {stride}")
-    if start_cycle < 1 or start_cycle * n_inits > MAX_INITS:
-        raise ValueError(f"start_cycle × n_inits must be 1..{MAX_INITS}, got {start_cycle} × {n_inits}")
-    sp = shape_predictor_68()
-    raw = np.zeros((n, N_LANDMARKS, 2), dtype=np.float32)
-    boxes: list[Box] = [detection.box] * n
-    turns = np.zeros(n)  # each frame's face rotation since the detection frame (radians), from its landmarks
-    consistency = np.zeros(n, dtype=np.float32)
-    model: BoxModel | None = None
-    ref_angle = 0.0
     starts = np.zeros(n, dtype=np.int32)
-    start_boxes: list[Box] = [detection.box] * n
-    crop_turns = np.zeros(n)
-    done = np.zeros(n, dtype=bool)
-
-    def run(img: np.ndarray, t: int, indices: Sequence[int], sharp: bool = False) -> np.ndarray:
-        crop, M, margin = face_crop(
-            img, start_boxes[t], 200, 0.0 if sharp else blur, crop_turns[t], half_res_blur and not sharp
-        )
-        step_px = int(round(0.02 * 200))
-        out = np.empty((len(indices), N_LANDMARKS, 2), dtype=np.float64)
-        for j, i in enumerate(indices):
-            dx, dy = _INIT_OFFSETS[i]
-            a, b = margin + dx * step_px, margin + dy * step_px
-            out[j] = _run_predictor(sp, crop, a, b, a + 200, b + 200)
-        return crop_to_frame(out, M).astype(np.float32)  # as predict_landmark_ensemble
-
-    def phase_starts(t: int) -> list[int]:
-        phase = (abs(t - k) // stride) % start_cycle
-        return list(range(phase * n_inits, (phase + 1) * n_inits))
-
-    def step(t: int, start_box: Box, turn: float) -> None:
-        nonlocal model, ref_angle
-        img = as_detector_image(frames[t])
-        start_boxes[t], crop_turns[t] = start_box, turn
-        indices = phase_starts(t)
-        ens = run(img, t, indices)
-        pts = ens.mean(axis=0)
-        own_turn = eye_angle(pts) - ref_angle if follow_rotation and model is not None else 0.0
-        if (
-            model is not None
-            and len(indices) < RECHECK_INITS
-            and _box_change(start_box, model.box(pts, own_turn)) > recheck
-        ):
-            more = [i for i in range(RECHECK_INITS) if i not in indices]
-            ens = np.concatenate([ens, run(img, t, more)])
-            pts = ens.mean(axis=0)
-            own_turn = eye_angle(pts) - ref_angle if follow_rotation else 0.0
-        starts[t] += len(ens)
-        _check_inside(pts, img.shape, t, max_outside)
-        if model is None:
-            model = BoxModel.fit(pts, start_box, box_points)
-            ref_angle = eye_angle(pts)
-        spread = np.sqrt(np.mean(np.sum((ens - pts) ** 2, axis=-1)))
-        consistency[t] = spread / _centroid_radius(pts)[1] if len(ens) > 1 else 0.0
-        raw[t] = pts
-        turns[t] = own_turn
-        boxes[t] = model.box(pts, own_turn)
-        done[t] = True
-
-    def follow(order: Sequence[int], direction: int) -> None:
-        prev = k
-        for t in order:
-            step(t, boxes[prev], turns[prev])
-            if abs(t - prev) > 1 and _box_change(boxes[prev], boxes[t]) > recheck:
-                for u in range(prev + direction, t, direction):  # a fast move: track the frames skipped too
-                    step(u, boxes[u - direction], turns[u - direction])
-            prev = t
-
-    step(k, _square(detection.box), 0.0)
-    follow(sorted({*range(k + stride, n, stride), n - 1} - {k}), 1)
-    follow(sorted({*range(k - stride, -1, -stride), 0} - {k}, reverse=True), -1)
-
-    if blur > 0 and calibration_frames > 0:  # move the blurred answers to where the sharp ensemble puts the points
-        tracked = np.flatnonzero(done)
-        picks = np.linspace(0, len(tracked) - 1, min(len(tracked), calibration_frames)).round().astype(int)
-        offsets = []
-        for t in np.unique(tracked[picks]):
-            img = as_detector_image(frames[t])
-            sharp = run(img, t, range(RECHECK_INITS), sharp=True).mean(axis=0)
-            own = phase_starts(t)[0] // n_inits
-            others = [run(img, t, range(p * n_inits, (p + 1) * n_inits)).mean(axis=0) for p in range(start_cycle) if p != own]
-            blurred = np.mean([raw[t], *others], axis=0)
-            to_crop = face_crop_transform(start_boxes[t], angle=crop_turns[t])[:, :2]
-            offsets.append((sharp - blurred) @ to_crop.T)  # against all the phases' starts
-            starts[t] += RECHECK_INITS + (start_cycle - 1) * n_inits
-        offset = np.mean(offsets, axis=0)  # crop pixels: follows the face's size and turn
-        for t in np.flatnonzero(done):
-            to_frame = np.linalg.inv(face_crop_transform(start_boxes[t], angle=crop_turns[t])[:, :2])
-            raw[t] += (offset @ to_frame.T).astype(np.float32)
-
-    tracked = np.flatnonzero(done)
-    if len(tracked) < n:  # the frames between tracked ones: linear interpolation of landmarks, boxes and turns
-        flat = raw[tracked].reshape(len(tracked), -1)
-        every = np.arange(n)
-        raw[:] = np.stack([np.interp(every, tracked, col) for col in flat.T], axis=-1).reshape(n, N_LANDMARKS, 2)
-        box_arr = np.array(boxes, dtype=np.float64)
-        box_arr = np.stack([np.interp(every, tracked, box_arr[tracked, j]) for j in range(4)], axis=-1)
-        boxes = [tuple(float(v) for v in b) for b in box_arr]  # type: ignore[misc]
-
+    settings = {
+        "n_inits": n_inits,
+        "blur": blur,
+        "recheck": recheck,
+        "max_outside": max_outside,
+        "follow_rotation": follow_rotation,
+        "stride": stride,
+        "half_res_blur": half_res_blur,
+        "calibration_frames": calibration_frames,
+    }
+    fell_back = False
+    try:
+        tracked: _Pass | None = _track_pass(frames, detection, starts, **settings, runaway_scale=runaway_scale)
+    except (FaceLostError, _RunawayError):
+        if runaway_scale is None or blur == 0:
+            raise
+        tracked = None
+    if tracked is None:  # the blurred track ran away or lost the face: the sharp 5-start ensemble, every frame
+        sharp = {**settings, "n_inits": RECHECK_INITS, "blur": 0.0, "stride": 1, "half_res_blur": False}
+        tracked = _track_pass(frames, detection, starts, **sharp)
+        fell_back = True
+    assert tracked is not None
+    boxes = tracked.boxes
     box_change = np.zeros(n, dtype=np.float32)
     for t in range(1, n):
         box_change[t] = _box_change(boxes[t - 1], boxes[t])
     if n > 1:
         box_change[0] = box_change[1]
+    consistency = tracked.consistency
     quality = np.exp(-box_change / BOX_CHANGE_SCALE) * np.exp(-consistency / CONSISTENCY_SCALE)
-    smoothed = smooth_track(raw, smoothing, **smooth_params)
-    return LandmarkTrack(smoothed, raw, quality.astype(np.float32), box_change, consistency, starts)
+    smoothed = smooth_track(tracked.raw, smoothing, **smooth_params)
+    return LandmarkTrack(
+        smoothed, tracked.raw, quality.astype(np.float32), box_change, consistency, starts, tracked.gap, fell_back
+    )
