@@ -19,7 +19,7 @@ Per-frame quality in [0, 1] combines two measures (both are returned):
 dlib works on integer boxes and returns integer points. To get sub-pixel landmarks, each frame's face is
 resampled (bilinear, on intensity) so that its box becomes a fixed 200-pixel square, blurred against sensor
 noise (σ = 7 of those pixels, offset calibrated against the sharp ensemble), the predictor runs there from
-``n_inits`` start boxes (one by default; the 5-start ensemble where the box jumps), and the mean answer is mapped
+``n_inits`` start boxes (3 by default; the 5-start ensemble where the box jumps), and the mean answer is mapped
 back to frame pixels.
 """
 
@@ -526,13 +526,20 @@ def _track_pass(
         boxes[t] = model.box(pts, own_turn)
         done[t] = True
 
+    def fill(prev: int, t: int, direction: int) -> None:
+        for u in range(prev + direction, t, direction):
+            step(u, boxes[u - direction], turns[u - direction])
+
     def follow(order: Sequence[int], direction: int) -> None:
         prev = k
         for t in order:
-            step(t, boxes[prev], turns[prev])
+            try:
+                step(t, boxes[prev], turns[prev])
+            except FaceLostError:
+                fill(prev, t, direction)  # name the first frame where the face is lost, not the next tracked one
+                raise
             if abs(t - prev) > 1 and _box_change(boxes[prev], boxes[t]) > recheck:
-                for u in range(prev + direction, t, direction):  # a fast move: track the frames skipped too
-                    step(u, boxes[u - direction], turns[u - direction])
+                fill(prev, t, direction)  # a fast move: track the frames skipped too
             prev = t
 
     step(k, _square(detection.box), 0.0)
@@ -573,15 +580,15 @@ def track_landmarks(
     detection: FaceDetection,
     *,
     smoothing: str = "one-euro",
-    n_inits: int = 1,
+    n_inits: int = 3,
     blur: float = 7.0,
     recheck: float = 0.05,
     max_outside: float = 0.25,
     follow_rotation: bool = True,
-    stride: int = 1,
-    half_res_blur: bool = False,
+    stride: int = 4,
+    half_res_blur: bool = True,
     calibration_frames: int = CALIBRATION_FRAMES,
-    runaway_scale: float | None = None,
+    runaway_scale: float | None = RUNAWAY_SCALE,
     **smooth_params: float | int | bool,
 ) -> LandmarkTrack:
     """Track 68 landmarks over all frames from one detection, then smooth them over time.
@@ -598,18 +605,25 @@ def track_landmarks(
     difference from the blurred answers, in crop pixels (so it follows the face's size and turn), is added to every
     frame: the track keeps the sharp ensemble's positions with the blurred start's low noise.
 
-    Why one blurred start in a turned crop: the predictor's answer moves with the sensor noise (its features are
+    With ``stride`` > 1 only every ``stride``-th frame from the detection frame (and the clip's first and last) is
+    tracked, each from the box of the tracked frame before it; the landmarks between are interpolated linearly
+    (where the box moved by more than ``recheck`` between two tracked frames, or the face is lost, the frames between
+    are tracked too). The predictor's cost is nearly all of the time (about 3.5 ms a run here, whatever the image),
+    so the stride divides it; the temporal smoother, whose cut-off is far below the tracked frames' Nyquist rate, sees
+    the same signal. The blurred predictor can run away on a face it fits badly (its answer grows with its box: a
+    large face of synthetic subject s24 grew 70 % in 10 frames and left the frame while the true face stood still);
+    with ``runaway_scale``, a blurred pass whose landmark radius leaves ``exp(±runaway_scale)`` of the detection
+    frame's, or that loses the face, is redone with the sharp 5-start ensemble on every frame, whose answer holds to
+    the face.
+
+    Why blurred starts in a turned crop: the predictor's answer moves with the sensor noise (its features are
     single-pixel differences) and, for one start, wanders with the face's pose (a few tenths of a pixel over a 5°
-    turn: its regression trees cut the pose space into pieces); the mean of 5 sharp starts averaged both at 5× the
+    turn: its regression trees cut the pose space into pieces); the mean of 5 sharp starts averages both at 5× the
     cost. A Gaussian of σ = 7 crop pixels removes the noise and smooths the pieces, and the turned crop keeps the
-    pose the predictor sees constant. Measured by ``benchmarks/bench_face.py`` (Grace Hopper at 640×480, 60
-    frames, this shared 2-core machine): 1.17 predictor runs a frame instead of 5 (0.25–0.40 of the 5-start CPU
-    time, with the load); static jitter 0.29 instead of 0.49 px; aligned inner eye corners on four drift-and-turn
-    paths RMS 0.17–0.21 instead of 0.21–0.27 px, largest move 0.50–0.64 instead of 0.70–0.86 px. On 16 synthetic
-    clips (exact landmarks) the median jitter is equal (0.46 px) and no clip is lost (the 5 sharp starts lose two:
-    13.5 px), but the median eye-corner wander is 0.27 instead of 0.19 px; ``n_inits=2`` gives 0.18 at about twice
-    the cost. σ = 3.5 without the turn (landmarks stage 2) had 0.39 px and 0.26–0.37 px on the paths;
-    ``n_inits=5, blur=0, follow_rotation=False`` is the sharp ensemble.
+    pose the predictor sees constant; a few blurred starts on every few frames average the rest. The figures of the
+    settings side by side are ``benchmarks/bench_face.py``'s (the issue-18 notes in the README);
+    ``n_inits=5, blur=0, follow_rotation=False, stride=1`` is the sharp ensemble, ``n_inits=1, stride=1,
+    half_res_blur=False`` landmarks stage 3.
 
     Parameters
     ----------
@@ -620,7 +634,7 @@ def track_landmarks(
     smoothing : {"one-euro", "savgol", "none"}
         Temporal smoother (:func:`~mer.pipeline.face.smoothing.smooth_track`; its parameters in ``smooth_params``).
     n_inits : int
-        Predictor starts per frame, 1..9.
+        Predictor starts per tracked frame, 1..9.
     blur : float
         σ of the crop's Gaussian blur, crop pixels (1/200 of the face box); 0 = sharp, no calibration.
     recheck : float
@@ -629,6 +643,15 @@ def track_landmarks(
         Fraction of landmarks outside the frame at which the face counts as lost.
     follow_rotation : bool
         Turn each crop back by the face's rotation since the detection frame.
+    stride : int
+        Track every ``stride``-th frame (and the clip's ends), interpolate between, ≥ 1.
+    half_res_blur : bool
+        Blur the crop at half resolution (see :func:`face_crop`).
+    calibration_frames : int
+        Tracked frames (spread over the clip) where the sharp ensemble calibrates the blurred answers; 0: none.
+    runaway_scale : float or None
+        Largest |log| change of the blurred landmarks' RMS radius from the detection frame's before the clip is
+        tracked again sharp (also where the blurred pass loses the face); None: no check, no fall-back.
     **smooth_params
         Keyword parameters of the ``smoothing`` method, passed to
         :func:`~mer.pipeline.face.smoothing.smooth_track` (e.g. ``min_cutoff``, ``beta`` for one-euro, ``window``,
@@ -670,10 +693,11 @@ def track_landmarks(
         "calibration_frames": calibration_frames,
     }
     fell_back = False
+    check = runaway_scale if blur > 0 else None  # the sharp ensemble is the fall-back: nothing to check it against
     try:
-        tracked: _Pass | None = _track_pass(frames, detection, starts, **settings, runaway_scale=runaway_scale)
+        tracked: _Pass | None = _track_pass(frames, detection, starts, **settings, runaway_scale=check)
     except (FaceLostError, _RunawayError):
-        if runaway_scale is None or blur == 0:
+        if check is None:
             raise
         tracked = None
     if tracked is None:  # the blurred track ran away or lost the face: the sharp 5-start ensemble, every frame
