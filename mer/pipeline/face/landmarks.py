@@ -78,10 +78,12 @@ class BoxModel:
         side = float(np.sqrt(max((x1 - x0) * (y1 - y0), 1e-6)))
         return BoxModel(((x0 + x1) / 2 - c[0]) / r, ((y0 + y1) / 2 - c[1]) / r, side / r)
 
-    def box(self, landmarks: np.ndarray, angle: float = 0.0) -> Box:
+    def box(self, landmarks: np.ndarray, angle: float = 0.0, radius: float | None = None) -> Box:
         """The square face box (x0, y0, x1, y1), in pixels, this model gives for ``landmarks`` (68×2, pixels) of a
-        face turned by ``angle`` radians since the fit (the centre offset turns with it)."""
+        face turned by ``angle`` radians since the fit (the centre offset turns with it); ``radius`` (pixels), when
+        given, stands for the landmarks' own RMS radius (the face's size held)."""
         c, r = _centroid_radius(landmarks)
+        r = r if radius is None else radius
         co, sn = math.cos(angle), math.sin(angle)
         cx, cy = c[0] + (co * self.cx - sn * self.cy) * r, c[1] + (sn * self.cx + co * self.cy) * r
         half = self.side * r / 2
@@ -106,13 +108,13 @@ class LandmarkTrack:
         Spread of the ensemble's answers over the landmarks' RMS radius (0 where one start ran).
     starts : ndarray, T int32, or None
         Predictor runs per frame: ``n_inits`` on the tracked frames (0 between them with ``stride``), more where
-        the extra starts or the calibration ran, or the clip was tracked again sharp.
+        the extra starts or the calibration ran, or the clip was tracked again (both passes counted).
     calibration_gap : float
         Largest RMS distance of the blurred answers from the sharp ensemble's on a calibration frame, over the
         landmarks' RMS radius (0 without blur); of the blurred pass when the clip was tracked again.
     fell_back : bool
-        The blurred track ran away (``calibration_gap`` above the limit, or the face was lost) and the clip was
-        tracked again with the sharp 5-start ensemble.
+        The blurred track ran away (its size left ``runaway_scale`` of the detection frame's, or it lost the face)
+        and the clip was tracked again with the face's size held at the detection frame's.
     """
 
     landmarks: np.ndarray
@@ -436,7 +438,7 @@ def _box_change(a: Box, b: Box) -> float:
 
 RUNAWAY_SCALE = 0.15
 """Largest |log| ratio of a frame's landmark radius to the detection frame's in a blurred pass (``track_landmarks``'s
-``runaway_scale``); beyond it the clip is tracked again with the sharp ensemble."""
+``runaway_scale``); beyond it the clip is tracked again with the face's size held."""
 
 
 class _RunawayError(Exception):
@@ -467,6 +469,7 @@ def _track_pass(
     half_res_blur: bool,
     calibration_frames: int,
     runaway_scale: float | None = None,
+    hold_size: bool = False,
 ) -> _Pass:
     """Track the clip once (see :func:`track_landmarks`), adding the predictor runs of each frame to ``starts``."""
     n = len(frames)
@@ -506,7 +509,7 @@ def _track_pass(
         if (
             model is not None
             and n_inits < RECHECK_INITS
-            and _box_change(start_box, model.box(pts, own_turn)) > recheck
+            and _box_change(start_box, model.box(pts, own_turn, ref_radius if hold_size else None)) > recheck
         ):
             ens = np.concatenate([ens, run(img, t, range(n_inits, RECHECK_INITS))])
             pts = ens.mean(axis=0)
@@ -523,7 +526,7 @@ def _track_pass(
         consistency[t] = spread / radius
         raw[t] = pts
         turns[t] = own_turn
-        boxes[t] = model.box(pts, own_turn)
+        boxes[t] = model.box(pts, own_turn, ref_radius if hold_size else None)
         done[t] = True
 
     def fill(prev: int, t: int, direction: int) -> None:
@@ -610,11 +613,12 @@ def track_landmarks(
     (where the box moved by more than ``recheck`` between two tracked frames, or the face is lost, the frames between
     are tracked too). The predictor's cost is nearly all of the time (about 3.5 ms a run here, whatever the image),
     so the stride divides it; the temporal smoother, whose cut-off is far below the tracked frames' Nyquist rate, sees
-    the same signal. The blurred predictor can run away on a face it fits badly (its answer grows with its box: a
-    large face of synthetic subject s24 grew 70 % in 10 frames and left the frame while the true face stood still);
-    with ``runaway_scale``, a blurred pass whose landmark radius leaves ``exp(±runaway_scale)`` of the detection
-    frame's, or that loses the face, is redone with the sharp 5-start ensemble on every frame, whose answer holds to
-    the face.
+    the same signal. The tracking loop can run away on a face the predictor fits badly: its answer grows with the
+    start box, the next box grows with the answer (synthetic subject s24's large face grew 40 % in 10 frames and left
+    the frame while the true face stood still, blurred or sharp). With ``runaway_scale``, a blurred pass whose
+    landmark radius leaves ``exp(±runaway_scale)`` of the detection frame's, or that loses the face, is redone with
+    the box's size held at the detection frame's (the box still follows the face's position and turn), which breaks
+    the loop; a face that really leaves the frame is lost in that pass too.
 
     Why blurred starts in a turned crop: the predictor's answer moves with the sensor noise (its features are
     single-pixel differences) and, for one start, wanders with the face's pose (a few tenths of a pixel over a 5°
@@ -651,7 +655,8 @@ def track_landmarks(
         Tracked frames (spread over the clip) where the sharp ensemble calibrates the blurred answers; 0: none.
     runaway_scale : float or None
         Largest |log| change of the blurred landmarks' RMS radius from the detection frame's before the clip is
-        tracked again sharp (also where the blurred pass loses the face); None: no check, no fall-back.
+        tracked again with the box's size held (also where the blurred pass loses the face); None: no check, no
+        second pass.
     **smooth_params
         Keyword parameters of the ``smoothing`` method, passed to
         :func:`~mer.pipeline.face.smoothing.smooth_track` (e.g. ``min_cutoff``, ``beta`` for one-euro, ``window``,
@@ -693,16 +698,15 @@ def track_landmarks(
         "calibration_frames": calibration_frames,
     }
     fell_back = False
-    check = runaway_scale if blur > 0 else None  # the sharp ensemble is the fall-back: nothing to check it against
+    check = runaway_scale if blur > 0 else None
     try:
         tracked: _Pass | None = _track_pass(frames, detection, starts, **settings, runaway_scale=check)
     except (FaceLostError, _RunawayError):
         if check is None:
             raise
         tracked = None
-    if tracked is None:  # the blurred track ran away or lost the face: the sharp 5-start ensemble, every frame
-        sharp = {**settings, "n_inits": RECHECK_INITS, "blur": 0.0, "stride": 1, "half_res_blur": False}
-        tracked = _track_pass(frames, detection, starts, **sharp)
+    if tracked is None:  # the blurred track ran away or lost the face: again, with the box's size held
+        tracked = _track_pass(frames, detection, starts, **settings, hold_size=True)
         fell_back = True
     assert tracked is not None
     boxes = tracked.boxes

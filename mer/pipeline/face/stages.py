@@ -103,8 +103,8 @@ class LandmarkParams:
         0..8 (2).
     runaway_scale : float
         Largest |log| change of the blurred landmarks' size from the detection frame before the clip is tracked
-        again with the sharp 5-start ensemble on every frame (also where the blurred track loses the face); 0 turns
-        the check and the fall-back off (0.15). Stage 3's tracker is ``n_inits=1, stride=1, half_res_blur=False,
+        again with the box's size held at the detection frame's (also where the blurred track loses the face); 0
+        turns the check and the second pass off (0.15). Stage 3's tracker is ``n_inits=1, stride=1, half_res_blur=False,
         runaway_scale=0``.
     recheck : float
         Relative box change from the start box (centre shift / size + |log size ratio|) above which all 5
@@ -363,7 +363,7 @@ LANDMARKS = register(
     Stage(
         "landmarks",
         "4",  # 2: one blurred start per frame, 5 where the box jumps; 3: crop turned with the face, blur 7 (issue 18);
-        # 4: 3 starts on every 4th frame, interpolated between, blur at half resolution, sharp fall-back on a runaway
+        # 4: 3 starts on every 4th frame, interpolated between, blur at half resolution, box size held on a runaway
         LandmarkParams,
         ("detect",),
         (Output("landmarks", "float32"), Output("quality", "float32"), Output("landmarks_raw", "float32")),
