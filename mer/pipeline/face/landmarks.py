@@ -113,8 +113,8 @@ class LandmarkTrack:
         Largest RMS distance of the blurred answers from the sharp ensemble's on a calibration frame, over the
         landmarks' RMS radius (0 without blur); of the blurred pass when the clip was tracked again.
     fell_back : bool
-        The blurred track ran away (its size left ``runaway_scale`` of the detection frame's, or it lost the face)
-        and the clip was tracked again with the face's size held at the detection frame's.
+        The blurred track ran away (its size left ``runaway_scale`` of the detection frame's) and the clip was
+        tracked again with the face's size held at the detection frame's.
     """
 
     landmarks: np.ndarray
@@ -517,11 +517,11 @@ def _track_pass(
         starts[t] += len(ens)
         _check_inside(pts, img.shape, t, max_outside)
         radius = _centroid_radius(pts)[1]
+        if model is not None and runaway_scale is not None and abs(math.log(radius / ref_radius)) > runaway_scale:
+            raise _RunawayError(t)
         if model is None:
             model = BoxModel.fit(pts, start_box)
             ref_angle, ref_radius = eye_angle(pts), radius
-        elif runaway_scale is not None and abs(math.log(radius / ref_radius)) > runaway_scale:
-            raise _RunawayError(t)
         spread = np.sqrt(np.mean(np.sum((ens - pts) ** 2, axis=-1)))
         consistency[t] = spread / radius
         raw[t] = pts
@@ -542,7 +542,8 @@ def _track_pass(
                 fill(prev, t, direction)  # name the first frame where the face is lost, not the next tracked one
                 raise
             if abs(t - prev) > 1 and _box_change(boxes[prev], boxes[t]) > recheck:
-                fill(prev, t, direction)  # a fast move: track the frames skipped too
+                fill(prev, t, direction)  # a fast move: track the frames skipped too, and t again from t's neighbour
+                step(t, boxes[t - direction], turns[t - direction])
             prev = t
 
     step(k, _square(detection.box), 0.0)
@@ -611,14 +612,15 @@ def track_landmarks(
     With ``stride`` > 1 only every ``stride``-th frame from the detection frame (and the clip's first and last) is
     tracked, each from the box of the tracked frame before it; the landmarks between are interpolated linearly
     (where the box moved by more than ``recheck`` between two tracked frames, or the face is lost, the frames between
-    are tracked too). The predictor's cost is nearly all of the time (about 3.5 ms a run here, whatever the image),
-    so the stride divides it; the temporal smoother, whose cut-off is far below the tracked frames' Nyquist rate, sees
-    the same signal. The tracking loop can run away on a face the predictor fits badly: its answer grows with the
-    start box, the next box grows with the answer (synthetic subject s24's large face grew 40 % in 10 frames and left
-    the frame while the true face stood still, blurred or sharp). With ``runaway_scale``, a blurred pass whose
-    landmark radius leaves ``exp(±runaway_scale)`` of the detection frame's, or that loses the face, is redone with
-    the box's size held at the detection frame's (the box still follows the face's position and turn), which breaks
-    the loop; a face that really leaves the frame is lost in that pass too.
+    are tracked too, and the later tracked frame again from its neighbour). The predictor's cost is nearly all of the
+    time (about 3.5 ms a run here, whatever the image), so the stride divides it; the temporal smoother, whose cut-off
+    is far below the tracked frames' Nyquist rate, sees the same signal.
+
+    The tracking loop can run away on a face the predictor fits badly: its answer grows with the start box, the next
+    box grows with the answer (synthetic subject s24's large face grew 40 % in 10 frames and left the frame while the
+    true face stood still, blurred or sharp). With ``runaway_scale``, a blurred pass whose landmark radius leaves
+    ``exp(±runaway_scale)`` of the detection frame's (a face lost first is lost) is redone with the box's size held
+    at the detection frame's (the box still follows the face's position and turn), which breaks the loop.
 
     Why blurred starts in a turned crop: the predictor's answer moves with the sensor noise (its features are
     single-pixel differences) and, for one start, wanders with the face's pose (a few tenths of a pixel over a 5°
@@ -655,8 +657,7 @@ def track_landmarks(
         Tracked frames (spread over the clip) where the sharp ensemble calibrates the blurred answers; 0: none.
     runaway_scale : float or None
         Largest |log| change of the blurred landmarks' RMS radius from the detection frame's before the clip is
-        tracked again with the box's size held (also where the blurred pass loses the face); None: no check, no
-        second pass.
+        tracked again with the box's size held; None: no check, no second pass.
     **smooth_params
         Keyword parameters of the ``smoothing`` method, passed to
         :func:`~mer.pipeline.face.smoothing.smooth_track` (e.g. ``min_cutoff``, ``beta`` for one-euro, ``window``,
@@ -701,11 +702,9 @@ def track_landmarks(
     check = runaway_scale if blur > 0 else None
     try:
         tracked: _Pass | None = _track_pass(frames, detection, starts, **settings, runaway_scale=check)
-    except (FaceLostError, _RunawayError):
-        if check is None:
-            raise
+    except _RunawayError:
         tracked = None
-    if tracked is None:  # the blurred track ran away or lost the face: again, with the box's size held
+    if tracked is None:  # the blurred track ran away: again, with the box's size held
         tracked = _track_pass(frames, detection, starts, **settings, hold_size=True)
         fell_back = True
     assert tracked is not None

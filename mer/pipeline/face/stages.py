@@ -103,9 +103,8 @@ class LandmarkParams:
         0..8 (2).
     runaway_scale : float
         Largest |log| change of the blurred landmarks' size from the detection frame before the clip is tracked
-        again with the box's size held at the detection frame's (also where the blurred track loses the face); 0
-        turns the check and the second pass off (0.15). Stage 3's tracker is ``n_inits=1, stride=1, half_res_blur=False,
-        runaway_scale=0``.
+        again with the box's size held at the detection frame's; 0 turns the check and the second pass off (0.15).
+        Stage 3's tracker is ``n_inits=1, stride=1, half_res_blur=False, runaway_scale=0``.
     recheck : float
         Relative box change from the start box (centre shift / size + |log size ratio|) above which all 5
         starts run, > 0 (0.05).
