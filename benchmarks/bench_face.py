@@ -118,7 +118,7 @@ def main() -> None:
     compare_on_synthetic(args.synthetic_subjects)
 
 
-_EVERY_FRAME = {"stride": 1, "half_res_blur": False, "runaway_scale": 0.0}
+_EVERY_FRAME = {"stride": 1, "half_res_blur": False, "calibration_frames": 2, "runaway_scale": 0.0}
 LANDMARK_CONFIGS = {
     "before: 5 sharp starts": {"n_inits": 5, "landmark_blur": 0.0, "follow_rotation": False, **_EVERY_FRAME},
     "stage v2: 1 start, σ 3.5": {"n_inits": 1, "landmark_blur": 3.5, "follow_rotation": False, **_EVERY_FRAME},

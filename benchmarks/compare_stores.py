@@ -79,7 +79,7 @@ else:
     # where v2, v3 and v4 are one algorithm, so that what the move and the apex stage changed is compared on its own
     apex = {"apex": {"mode": "annotated", "fallback": "middle"},
             "landmarks": {"follow_rotation": False, "landmark_blur": 0.0, "n_inits": 1, "stride": 1,
-                          "half_res_blur": False, "runaway_scale": 0.0}}
+                          "half_res_blur": False, "calibration_frames": 2, "runaway_scale": 0.0}}
     passes = {
         "main": (["mesti", "dynamic", "apex-frame", "onset", "diff", "onset-raw", "apex-frame-raw", "flow-image"],
                  apex | {"mesti": image, "dynamic": image, "apex-frame": image, "onset": image, "diff": image,

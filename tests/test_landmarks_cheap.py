@@ -12,10 +12,16 @@ from mer.pipeline.face.detect import detect_candidates, detect_face
 from mer.pipeline.face.landmarks import RECHECK_INITS, FaceLostError, predict_landmarks, track_landmarks
 from mer.pipeline.face.stages import LandmarkParams
 
-V3 = LandmarkParams(n_inits=1, stride=1, half_res_blur=False, runaway_scale=0.0).track_kwargs()
+V3 = LandmarkParams(n_inits=1, stride=1, half_res_blur=False, calibration_frames=2, runaway_scale=0.0).track_kwargs()
 """Stage v3's tracker: one blurred start on every frame, blur at full resolution, no fall-back."""
 V2 = LandmarkParams(
-    n_inits=1, landmark_blur=3.5, follow_rotation=False, stride=1, half_res_blur=False, runaway_scale=0.0
+    n_inits=1,
+    landmark_blur=3.5,
+    follow_rotation=False,
+    stride=1,
+    half_res_blur=False,
+    calibration_frames=2,
+    runaway_scale=0.0,
 ).track_kwargs()
 """Stage v2's tracker: one start blurred by σ 3.5, crop not turned."""
 
@@ -116,7 +122,7 @@ def test_tracking_follows_a_turning_face(photo, photo_landmarks):
 
 def test_a_stride_tracks_every_kth_frame_and_interpolates_between(photo, photo_landmarks):
     frames, truth = make_clip(photo, photo_landmarks, 11, noise=1.0, seed=10)
-    track = track_landmarks(frames, detect_face(frames), n_inits=1, stride=4, smoothing="none")
+    track = track_landmarks(frames, detect_face(frames), n_inits=1, stride=4, calibration_frames=2, smoothing="none")
     # 0, 4, 8 and the last frame; the sharp ensemble calibrates on the first and last tracked ones
     assert track.starts.tolist() == [1 + RECHECK_INITS, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1 + RECHECK_INITS]
     np.testing.assert_allclose(track.raw[2], (track.raw[0] + track.raw[4]) / 2, atol=1e-4)

@@ -43,8 +43,9 @@ MAX_INITS = len(_INIT_OFFSETS)
 """Most predictor starts per frame: the box and its 8 shifted copies."""
 RECHECK_INITS = 5
 """Starts of the full ensemble, run where the box jumped (``track_landmarks``'s ``recheck``)."""
-CALIBRATION_FRAMES = 2
-"""Frames (spread over the clip) on which the sharp ensemble calibrates the blurred start's offset."""
+CALIBRATION_FRAMES = 1
+"""Frames (spread over the tracked ones) on which the sharp ensemble calibrates the blurred starts' offset (stage 3:
+2)."""
 BOX_CHANGE_SCALE = 0.1
 CONSISTENCY_SCALE = 0.25
 
@@ -627,9 +628,9 @@ def track_landmarks(
     turn: its regression trees cut the pose space into pieces); the mean of 5 sharp starts averages both at 5× the
     cost. A Gaussian of σ = 7 crop pixels removes the noise and smooths the pieces, and the turned crop keeps the
     pose the predictor sees constant; a few blurred starts on every few frames average the rest. The figures of the
-    settings side by side are ``benchmarks/bench_face.py``'s (the issue-18 notes in the README);
+    settings side by side are ``benchmarks/bench_face.py``'s;
     ``n_inits=5, blur=0, follow_rotation=False, stride=1`` is the sharp ensemble, ``n_inits=1, stride=1,
-    half_res_blur=False`` landmarks stage 3.
+    half_res_blur=False, calibration_frames=2, runaway_scale=None`` landmarks stage 3.
 
     Parameters
     ----------

@@ -99,12 +99,12 @@ class LandmarkParams:
     half_res_blur : bool
         Blur the crop at half its resolution, then enlarge it: the same low-pass image at a quarter of the cost (True).
     calibration_frames : int
-        Frames (spread over the tracked ones) where the sharp 5-start ensemble calibrates the blurred starts' offset,
-        0..8 (2).
+        Frames (spread over the tracked ones, the first one first) where the sharp 5-start ensemble calibrates the
+        blurred starts' offset, 0..8 (1; stage 3 used 2: the offset is a constant, one frame fixes it as well).
     runaway_scale : float
         Largest |log| change of the blurred landmarks' size from the detection frame before the clip is tracked
         again with the box's size held at the detection frame's; 0 turns the check and the second pass off (0.15).
-        Stage 3's tracker is ``n_inits=1, stride=1, half_res_blur=False, runaway_scale=0``.
+        Stage 3's tracker is ``n_inits=1, stride=1, half_res_blur=False, calibration_frames=2, runaway_scale=0``.
     recheck : float
         Relative box change from the start box (centre shift / size + |log size ratio|) above which all 5
         starts run, > 0 (0.05).
@@ -130,7 +130,7 @@ class LandmarkParams:
     follow_rotation: bool = True
     stride: int = 4
     half_res_blur: bool = True
-    calibration_frames: int = 2
+    calibration_frames: int = 1
     runaway_scale: float = 0.15
     smoothing: str = "one-euro"
     min_cutoff: float = 0.04
@@ -362,7 +362,8 @@ LANDMARKS = register(
     Stage(
         "landmarks",
         "4",  # 2: one blurred start per frame, 5 where the box jumps; 3: crop turned with the face, blur 7 (issue 18);
-        # 4: 3 starts on every 4th frame, interpolated between, blur at half resolution, box size held on a runaway
+        # 4: 3 starts on every 4th frame, interpolated between, blur at half resolution, 1 calibration frame, box size
+        # held on a runaway
         LandmarkParams,
         ("detect",),
         (Output("landmarks", "float32"), Output("quality", "float32"), Output("landmarks_raw", "float32")),
