@@ -125,7 +125,7 @@ LANDMARK_CONFIGS = {
     "stage v3: 1 start, σ 7, turned": {"n_inits": 1, **_EVERY_FRAME},
     "option: 2 starts, σ 7, every frame": {"n_inits": 2, **_EVERY_FRAME},
     "option: 1 start, every 2nd frame": {"n_inits": 1, "stride": 2},
-    "after (v4): 2 starts, every 3rd fr.": {},
+    "after (v4): 3 starts, every 4th fr.": {},
 }
 """Landmark settings compared by ``compare_landmarks`` (LandmarkParams overrides)."""
 
