@@ -100,13 +100,15 @@ class LandmarkTrack:
     landmarks : ndarray, T×68×2 float32
         Smoothed landmarks (x, y) in frame pixels.
     raw : ndarray, T×68×2 float32
-        Tracked landmarks before smoothing.
+        Tracked landmarks before smoothing (interpolated between the tracked frames with a ``stride``).
     quality : ndarray, T float32
         ``exp(-box_change / 0.1) · exp(-consistency / 0.25)`` in [0, 1].
     box_change : ndarray, T float32
-        Relative change of the landmark box from the previous frame (frame 0: that of frame 1).
+        Relative change of the landmark box from the previous frame (frame 0: that of frame 1; boxes interpolated
+        between the tracked frames).
     consistency : ndarray, T float32
-        Spread of the ensemble's answers over the landmarks' RMS radius (0 where one start ran).
+        Spread of the ensemble's answers over the landmarks' RMS radius (0 where one start ran, and on the frames
+        between the tracked ones).
     starts : ndarray, T int32, or None
         Predictor runs per frame: ``n_inits`` on the tracked frames (0 between them with ``stride``), more where
         the extra starts or the calibration ran, or the clip was tracked again (both passes counted).
