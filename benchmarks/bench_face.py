@@ -12,6 +12,7 @@ a pipeline worker, unless ``--threads`` says otherwise.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -21,7 +22,7 @@ import numpy as np
 from mer.pipeline.face.align import align_clip
 from mer.pipeline.face.detect import detect_face
 from mer.pipeline.face.equalize import equalize_frames
-from mer.pipeline.face.landmarks import track_landmarks
+from mer.pipeline.face.landmarks import FaceLostError, track_landmarks
 from mer.pipeline.face.models import shape_predictor_68
 from mer.pipeline.face.stages import AlignParams, LandmarkParams, run_face_stages
 
@@ -74,13 +75,13 @@ def main() -> None:
     shape_predictor_68()  # load once, outside the timings
 
     det = detect_face(clip)
-    track = track_landmarks(clip, det, n_inits=p.n_inits)
+    track = track_landmarks(clip, det, **p.track_kwargs())
     al = align_clip(clip, track.landmarks, size=size)
 
     t = best_times(
         {
             "det": lambda: detect_face(clip),
-            "lm": lambda: track_landmarks(clip, det, n_inits=p.n_inits),
+            "lm": lambda: track_landmarks(clip, det, **p.track_kwargs()),
             "al": lambda: align_clip(clip, track.landmarks, size=size),
             "eq": lambda: equalize_frames(al.frames, "hist"),
             "chain": lambda: run_face_stages(clip, landmarks=p),
@@ -117,11 +118,14 @@ def main() -> None:
     compare_on_synthetic(args.synthetic_subjects)
 
 
+_EVERY_FRAME = {"stride": 1, "half_res_blur": False, "calibration_frames": 2, "runaway_scale": 0.0}
 LANDMARK_CONFIGS = {
-    "before: 5 sharp starts": {"n_inits": 5, "landmark_blur": 0.0, "follow_rotation": False},
-    "stage v2: 1 start, σ 3.5": {"landmark_blur": 3.5, "follow_rotation": False},
-    "after: 1 start, σ 7, turned (v3)": {},
-    "option: 2 starts, σ 7, turned": {"n_inits": 2},
+    "before: 5 sharp starts": {"n_inits": 5, "landmark_blur": 0.0, "follow_rotation": False, **_EVERY_FRAME},
+    "stage v2: 1 start, σ 3.5": {"n_inits": 1, "landmark_blur": 3.5, "follow_rotation": False, **_EVERY_FRAME},
+    "stage v3: 1 start, σ 7, turned": {"n_inits": 1, **_EVERY_FRAME},
+    "option: 2 starts, σ 7, every frame": {"n_inits": 2, **_EVERY_FRAME},
+    "option: 1 start, every 2nd frame": {"n_inits": 1, "stride": 2},
+    "after (v4): 3 starts, every 4th fr.": {},
 }
 """Landmark settings compared by ``compare_landmarks`` (LandmarkParams overrides)."""
 
@@ -177,21 +181,23 @@ def compare_landmarks(n: int, repeats: int) -> None:
         drifts.append((frames, truth, detect_face(frames)))
     det_static = detect_face(static)
     width = np.linalg.norm(static_truth[0, 16] - static_truth[0, 0])
-    print(f"\nlandmarks before/after, {n} frames of 640×480 (face {width:.0f} px wide), cv2 threads as above")
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\nlandmarks before/after, {n} frames of 640×480 (face {width:.0f} px wide), cv2 threads as above; "
+          f"load average {load} on {os.cpu_count()} CPUs")
     print(
-        f"{'setting':<34}{'CPU ms/f':>9}{'runs/fr':>8}{'static jitter':>15}{'drift jitter':>14}"
+        f"{'setting':<38}{'CPU ms/f':>9}{'runs/fr':>8}{'static jitter':>15}{'drift jitter':>14}"
         f"{'eye max':>9}{'eye RMS':>9}{'eye max, all':>14}{'eye RMS, all':>14}"
     )
-    ms_before = None
-    for name, overrides in LANDMARK_CONFIGS.items():
-        p = LandmarkParams(**overrides)
-        kw = {"n_inits": p.n_inits, "blur": p.landmark_blur, "recheck": p.recheck, "follow_rotation": p.follow_rotation}
-        t = float("inf")
-        for _ in range(repeats):
+    params = {name: LandmarkParams(**overrides) for name, overrides in LANDMARK_CONFIGS.items()}
+    cpu = dict.fromkeys(params, float("inf"))
+    for _ in range(repeats):  # the settings take turns in every round, so that a change of load hits them alike
+        for name, p in params.items():
             c0 = time.process_time()
-            track_landmarks(static, det_static, **kw)
-            t = min(t, time.process_time() - c0)
-        ms_before = ms_before or t * 1e3 / n
+            track_landmarks(static, det_static, **p.track_kwargs())
+            cpu[name] = min(cpu[name], time.process_time() - c0)
+    ms_before = cpu[next(iter(params))] * 1e3 / n
+    for name, p in params.items():
+        kw, t = p.track_kwargs(), cpu[name]
         tr = track_landmarks(static, det_static, **kw)
         eye_max, eye_rms, drift_jitter = [], [], []
         for frames, truth, det in drifts:
@@ -202,11 +208,13 @@ def compare_landmarks(n: int, repeats: int) -> None:
             eye_max.append(np.max(np.linalg.norm(eyes - eyes[:1], axis=-1)))
             eye_rms.append(np.sqrt(np.mean(np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1) ** 2)))
         print(
-            f"{name:<34}{t * 1e3 / n:>9.2f}{tr.starts.mean():>8.2f}"
+            f"{name:<38}{t * 1e3 / n:>9.2f}{tr.starts.mean():>8.2f}"
             f"{jitter(tr.landmarks, static_truth):>8.3f}/{jitter(tr.raw, static_truth):.3f}{drift_jitter[0]:>14}"
             f"{eye_max[0]:>9.3f}{eye_rms[0]:>9.3f}{min(eye_max):>8.2f}–{max(eye_max):.2f}"
             f"{min(eye_rms):>8.2f}–{max(eye_rms):.2f}   ({t * 1e3 / n / ms_before:.2f}× the first row's time)"
         )
+    print("CPU ms/f: best of the rounds, CPU time of this process; runs/fr: predictor runs a frame (calibration and")
+    print("fall-back included); with a stride the raw track is interpolated between tracked frames (its jitter too)")
     print("jitter: smoothed/raw RMS px about each point's mean error; eye max: largest move of the aligned true")
     print("inner eye corners from frame 0 (px in the 256 crop); eye RMS: their RMS distance from their mean;")
     print(f"first path {DRIFT_PATHS[0]} (dx, dy px, turn °); 'all': range over the {len(DRIFT_PATHS)} paths")
@@ -236,17 +244,27 @@ def compare_on_synthetic(subjects: int, seed: int = 6) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nlandmarks on {len(clips)} synthetic clips (640×480, exact truth): median / worst clip")
-    print(f"{'setting':<34}{'jitter':>16}{'eye RMS':>16}")
+    print(f"{'setting':<38}{'jitter':>14}{'eye RMS':>16}{'runs/fr':>9}{'lost':>6}{'size held':>11}")
     for name, overrides in LANDMARK_CONFIGS.items():
-        p = LandmarkParams(**overrides)
-        kw = {"n_inits": p.n_inits, "blur": p.landmark_blur, "recheck": p.recheck, "follow_rotation": p.follow_rotation}
-        jit, eye = [], []
+        kw = LandmarkParams(**overrides).track_kwargs()
+        jit, eye, runs, lost, fell_back = [], [], [], 0, 0
         for frames, truth, det in clips:
-            lm = track_landmarks(frames, det, **kw).landmarks
+            try:
+                track = track_landmarks(frames, det, **kw)
+            except FaceLostError:
+                lost += 1
+                continue
+            lm, fell_back = track.landmarks, fell_back + track.fell_back
+            runs.append(track.starts.mean())
             jit.append(jitter(lm, truth))
             eyes = transform_points(truth, alignment_transforms(lm, mode="per-frame"))[:, [39, 42]]
             eye.append(np.sqrt(np.mean(np.linalg.norm(eyes - eyes.mean(axis=0), axis=-1) ** 2)))
-        print(f"{name:<34}{np.median(jit):>9.3f} / {max(jit):<5.2f}{np.median(eye):>9.3f} / {max(eye):<5.2f}")
+        print(
+            f"{name:<38}{np.median(jit):>7.3f} / {max(jit):<5.2f}{np.median(eye):>8.3f} / {max(eye):<5.2f}"
+            f"{np.mean(runs):>9.2f}{lost:>6}{fell_back:>11}"
+        )
+    print("eye RMS: RMS wander of the true inner eye corners after per-frame alignment by the tracked landmarks (px in")
+    print("the 256 crop); lost: FaceLostError; size held: clips tracked again with the box's size held (a runaway)")
 
 
 def time_stages(clip: np.ndarray, repeats: int, n_clips: int = 4) -> tuple[float, float, float]:

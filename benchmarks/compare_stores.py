@@ -74,11 +74,12 @@ if side == "old":
         "detected": (["mesti"], sharp | {"mesti": image | {"apex": "detected"}}),
     }
 else:
-    # landmarks v3 turns the predictor's crop with the face and measures its blur in crop pixels (new values, issue
-    # 18); both sides run the sharp predictor without the turn, where v2 and v3 are one algorithm, so that what the
-    # move and the apex stage changed is compared on its own
+    # landmarks v3 turns the predictor's crop with the face and measures its blur in crop pixels, v4 tracks every 4th
+    # frame with 3 starts (new values, issue 18); both sides run one sharp start on every frame without the turn,
+    # where v2, v3 and v4 are one algorithm, so that what the move and the apex stage changed is compared on its own
     apex = {"apex": {"mode": "annotated", "fallback": "middle"},
-            "landmarks": {"follow_rotation": False, "landmark_blur": 0.0}}
+            "landmarks": {"follow_rotation": False, "landmark_blur": 0.0, "n_inits": 1, "stride": 1,
+                          "half_res_blur": False, "calibration_frames": 2, "runaway_scale": 0.0}}
     passes = {
         "main": (["mesti", "dynamic", "apex-frame", "onset", "diff", "onset-raw", "apex-frame-raw", "flow-image"],
                  apex | {"mesti": image, "dynamic": image, "apex-frame": image, "onset": image, "diff": image,

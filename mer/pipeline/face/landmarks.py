@@ -19,7 +19,7 @@ Per-frame quality in [0, 1] combines two measures (both are returned):
 dlib works on integer boxes and returns integer points. To get sub-pixel landmarks, each frame's face is
 resampled (bilinear, on intensity) so that its box becomes a fixed 200-pixel square, blurred against sensor
 noise (σ = 7 of those pixels, offset calibrated against the sharp ensemble), the predictor runs there from
-``n_inits`` start boxes (one by default; the 5-start ensemble where the box jumps), and the mean answer is mapped
+``n_inits`` start boxes (3 by default; the 5-start ensemble where the box jumps), and the mean answer is mapped
 back to frame pixels.
 """
 
@@ -43,8 +43,9 @@ MAX_INITS = len(_INIT_OFFSETS)
 """Most predictor starts per frame: the box and its 8 shifted copies."""
 RECHECK_INITS = 5
 """Starts of the full ensemble, run where the box jumped (``track_landmarks``'s ``recheck``)."""
-CALIBRATION_FRAMES = 2
-"""Frames (spread over the clip) on which the sharp ensemble calibrates the blurred start's offset."""
+CALIBRATION_FRAMES = 1
+"""Frames (spread over the tracked ones) on which the sharp ensemble calibrates the blurred starts' offset (stage 3:
+2)."""
 BOX_CHANGE_SCALE = 0.1
 CONSISTENCY_SCALE = 0.25
 
@@ -78,10 +79,12 @@ class BoxModel:
         side = float(np.sqrt(max((x1 - x0) * (y1 - y0), 1e-6)))
         return BoxModel(((x0 + x1) / 2 - c[0]) / r, ((y0 + y1) / 2 - c[1]) / r, side / r)
 
-    def box(self, landmarks: np.ndarray, angle: float = 0.0) -> Box:
+    def box(self, landmarks: np.ndarray, angle: float = 0.0, radius: float | None = None) -> Box:
         """The square face box (x0, y0, x1, y1), in pixels, this model gives for ``landmarks`` (68×2, pixels) of a
-        face turned by ``angle`` radians since the fit (the centre offset turns with it)."""
+        face turned by ``angle`` radians since the fit (the centre offset turns with it); ``radius`` (pixels), when
+        given, stands for the landmarks' own RMS radius (the face's size held)."""
         c, r = _centroid_radius(landmarks)
+        r = r if radius is None else radius
         co, sn = math.cos(angle), math.sin(angle)
         cx, cy = c[0] + (co * self.cx - sn * self.cy) * r, c[1] + (sn * self.cx + co * self.cy) * r
         half = self.side * r / 2
@@ -97,15 +100,24 @@ class LandmarkTrack:
     landmarks : ndarray, T×68×2 float32
         Smoothed landmarks (x, y) in frame pixels.
     raw : ndarray, T×68×2 float32
-        Tracked landmarks before smoothing.
+        Tracked landmarks before smoothing (interpolated between the tracked frames with a ``stride``).
     quality : ndarray, T float32
         ``exp(-box_change / 0.1) · exp(-consistency / 0.25)`` in [0, 1].
     box_change : ndarray, T float32
-        Relative change of the landmark box from the previous frame (frame 0: that of frame 1).
+        Relative change of the landmark box from the previous frame (frame 0: that of frame 1; boxes interpolated
+        between the tracked frames).
     consistency : ndarray, T float32
-        Spread of the ensemble's answers over the landmarks' RMS radius (0 where one start ran).
+        Spread of the ensemble's answers over the landmarks' RMS radius (0 where one start ran, and on the frames
+        between the tracked ones).
     starts : ndarray, T int32, or None
-        Predictor runs per frame: ``n_inits``, more where the extra starts or the calibration ran.
+        Predictor runs per frame: ``n_inits`` on the tracked frames (0 between them with ``stride``), more where
+        the extra starts or the calibration ran, or the clip was tracked again (both passes counted).
+    calibration_gap : float
+        Largest RMS distance of the blurred answers from the sharp ensemble's on a calibration frame, over the
+        landmarks' RMS radius (0 without blur); of the blurred pass when the clip was tracked again.
+    fell_back : bool
+        The blurred track ran away (its size left ``runaway_scale`` of the detection frame's) and the clip was
+        tracked again with the face's size held at the detection frame's.
     """
 
     landmarks: np.ndarray
@@ -114,6 +126,8 @@ class LandmarkTrack:
     box_change: np.ndarray
     consistency: np.ndarray
     starts: np.ndarray | None = None
+    calibration_gap: float = 0.0
+    fell_back: bool = False
 
 
 def _centroid_radius(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
@@ -176,7 +190,7 @@ def crop_to_frame(points: np.ndarray, M: np.ndarray) -> np.ndarray:
 
 
 def face_crop(
-    frame: np.ndarray, box: Box, canvas: int = 200, blur: float = 0.0, angle: float = 0.0
+    frame: np.ndarray, box: Box, canvas: int = 200, blur: float = 0.0, angle: float = 0.0, half_res_blur: bool = False
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The grey face crop the predictor runs on.
 
@@ -196,6 +210,10 @@ def face_crop(
         σ of a Gaussian applied to the crop, in canvas pixels (scale-free: relative to the face); 0 = none.
     angle : float
         Rotation of the face in the frame, radians (see :func:`face_crop_transform`).
+    half_res_blur : bool
+        With ``blur``: resample the face at half the crop's resolution, blur it there by ``blur / 2`` and enlarge it
+        (bilinear) to the crop: the same low-pass image (the enlargement adds σ ≈ 0.8 crop pixels) at about a
+        quarter of the cost.
 
     Returns
     -------
@@ -226,6 +244,15 @@ def face_crop(
         from_region[1, 2] += M[1, 0] * x0 + M[1, 1] * y0
     else:
         from_region = M
+    if blur > 0 and half_res_blur and size % 2 == 0:
+        half = from_region * 0.5  # pixel centres: x_half = (x + 0.5) / 2 - 0.5
+        half[:, 2] -= 0.25
+        small = cv2.warpAffine(
+            img, half, (size // 2, size // 2), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        kernel = _gaussian_kernel(float(blur) / 2)
+        small = cv2.sepFilter2D(small, -1, kernel, kernel, borderType=cv2.BORDER_REPLICATE)
+        return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR), M, margin
     crop = cv2.warpAffine(img, from_region, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if blur > 0:
         kernel = _gaussian_kernel(float(blur))
@@ -251,6 +278,7 @@ def predict_landmark_ensemble(
     first_init: int = 0,
     predictor: object | None = None,
     angle: float = 0.0,
+    half_res_blur: bool = False,
 ) -> np.ndarray:
     """Run the 68-point predictor from ``n_inits`` shifted copies of ``box``.
 
@@ -280,6 +308,8 @@ def predict_landmark_ensemble(
         The 68-point model (default :func:`~mer.pipeline.face.models.shape_predictor_68`).
     angle : float
         Rotation of the face in the frame, radians: the crop turns it back (see :func:`face_crop_transform`).
+    half_res_blur : bool
+        Blur at half the crop's resolution (see :func:`face_crop`).
 
     Returns
     -------
@@ -297,7 +327,7 @@ def predict_landmark_ensemble(
     if not 1 <= n_inits <= MAX_INITS - first_init:
         raise ValueError(f"n_inits must be 1..{MAX_INITS - first_init}, got {n_inits}")
     sp = shape_predictor_68() if predictor is None else predictor
-    crop, M, margin = face_crop(frame, box, canvas, blur, angle)
+    crop, M, margin = face_crop(frame, box, canvas, blur, angle, half_res_blur)
     step = int(round(init_shift * canvas))
     out = np.empty((n_inits, N_LANDMARKS, 2), dtype=np.float64)
     for k, (dx, dy) in enumerate(_INIT_OFFSETS[first_init : first_init + n_inits]):
@@ -409,16 +439,163 @@ def _box_change(a: Box, b: Box) -> float:
     return float(shift + abs(0.5 * np.log(max(wb * hb, 1e-6) / max(wa * ha, 1e-6))))
 
 
+RUNAWAY_SCALE = 0.15
+"""Largest |log| ratio of a frame's landmark radius to the detection frame's in a blurred pass (``track_landmarks``'s
+``runaway_scale``); beyond it the clip is tracked again with the face's size held."""
+
+
+class _RunawayError(Exception):
+    """The blurred pass's face grew or shrank by more than its ``runaway_scale`` since the detection frame."""
+
+
+@dataclass
+class _Pass:
+    """One tracking pass: raw landmarks (T×68×2 float32, calibrated), boxes, consistency, largest calibration gap."""
+
+    raw: np.ndarray
+    boxes: list[Box]
+    consistency: np.ndarray
+    gap: float
+
+
+def _track_pass(
+    frames: np.ndarray | Sequence[np.ndarray],
+    detection: FaceDetection,
+    starts: np.ndarray,
+    *,
+    n_inits: int,
+    blur: float,
+    recheck: float,
+    max_outside: float,
+    follow_rotation: bool,
+    stride: int,
+    half_res_blur: bool,
+    calibration_frames: int,
+    runaway_scale: float | None = None,
+    hold_size: bool = False,
+) -> _Pass:
+    """Track the clip once (see :func:`track_landmarks`), adding the predictor runs of each frame to ``starts``."""
+    n = len(frames)
+    k = int(detection.frame_index)
+    sp = shape_predictor_68()
+    raw = np.zeros((n, N_LANDMARKS, 2), dtype=np.float32)
+    boxes: list[Box] = [detection.box] * n
+    turns = np.zeros(n)  # each frame's face rotation since the detection frame (radians), from its landmarks
+    consistency = np.zeros(n, dtype=np.float32)
+    start_boxes: list[Box] = [detection.box] * n
+    crop_turns = np.zeros(n)
+    done = np.zeros(n, dtype=bool)
+    model: BoxModel | None = None
+    ref_angle = 0.0
+    ref_radius = 0.0
+
+    def run(img: np.ndarray, t: int, indices: Sequence[int], sharp: bool = False) -> np.ndarray:
+        """The predictor from the starts ``indices`` of _INIT_OFFSETS on frame t's crop → K×68×2 float32."""
+        crop, M, margin = face_crop(
+            img, start_boxes[t], 200, 0.0 if sharp else blur, crop_turns[t], half_res_blur and not sharp
+        )
+        step_px = int(round(0.02 * 200))
+        out = np.empty((len(indices), N_LANDMARKS, 2), dtype=np.float64)
+        for j, i in enumerate(indices):
+            dx, dy = _INIT_OFFSETS[i]
+            a, b = margin + dx * step_px, margin + dy * step_px
+            out[j] = _run_predictor(sp, crop, a, b, a + 200, b + 200)
+        return crop_to_frame(out, M).astype(np.float32)  # as predict_landmark_ensemble
+
+    def step(t: int, start_box: Box, turn: float) -> None:
+        nonlocal model, ref_angle, ref_radius
+        img = as_detector_image(frames[t])
+        start_boxes[t], crop_turns[t] = start_box, turn
+        ens = run(img, t, range(n_inits))
+        pts = ens.mean(axis=0)
+        own_turn = eye_angle(pts) - ref_angle if follow_rotation and model is not None else 0.0
+        if (
+            model is not None
+            and n_inits < RECHECK_INITS
+            and _box_change(start_box, model.box(pts, own_turn, ref_radius if hold_size else None)) > recheck
+        ):
+            ens = np.concatenate([ens, run(img, t, range(n_inits, RECHECK_INITS))])
+            pts = ens.mean(axis=0)
+            own_turn = eye_angle(pts) - ref_angle if follow_rotation else 0.0
+        starts[t] += len(ens)
+        _check_inside(pts, img.shape, t, max_outside)
+        radius = _centroid_radius(pts)[1]
+        if model is not None and runaway_scale is not None and abs(math.log(radius / ref_radius)) > runaway_scale:
+            raise _RunawayError(t)
+        if model is None:
+            model = BoxModel.fit(pts, start_box)
+            ref_angle, ref_radius = eye_angle(pts), radius
+        spread = np.sqrt(np.mean(np.sum((ens - pts) ** 2, axis=-1)))
+        consistency[t] = spread / radius
+        raw[t] = pts
+        turns[t] = own_turn
+        boxes[t] = model.box(pts, own_turn, ref_radius if hold_size else None)
+        done[t] = True
+
+    def fill(prev: int, t: int, direction: int) -> None:
+        for u in range(prev + direction, t, direction):
+            step(u, boxes[u - direction], turns[u - direction])
+
+    def follow(order: Sequence[int], direction: int) -> None:
+        prev = k
+        for t in order:
+            try:
+                step(t, boxes[prev], turns[prev])
+            except FaceLostError:
+                fill(prev, t, direction)  # name the first frame where the face is lost, not the next tracked one
+                raise
+            if abs(t - prev) > 1 and _box_change(boxes[prev], boxes[t]) > recheck:
+                fill(prev, t, direction)  # a fast move: track the frames skipped too, and t again from t's neighbour
+                step(t, boxes[t - direction], turns[t - direction])
+            prev = t
+
+    step(k, _square(detection.box), 0.0)
+    follow(sorted({*range(k + stride, n, stride), n - 1} - {k}), 1)
+    follow(sorted({*range(k - stride, -1, -stride), 0} - {k}, reverse=True), -1)
+    tracked = np.flatnonzero(done)
+
+    gap = 0.0
+    if blur > 0 and calibration_frames > 0:  # move the blurred answers to where the sharp ensemble puts the points
+        picks = np.linspace(0, len(tracked) - 1, min(len(tracked), calibration_frames)).round().astype(int)
+        offsets = []
+        for t in np.unique(tracked[picks]):
+            sharp = run(as_detector_image(frames[t]), t, range(RECHECK_INITS), sharp=True).mean(axis=0)
+            to_crop = face_crop_transform(start_boxes[t], angle=crop_turns[t])[:, :2]
+            offsets.append((sharp - raw[t]) @ to_crop.T)
+            starts[t] += RECHECK_INITS
+            diff = np.sqrt(np.mean(np.sum((sharp - raw[t]) ** 2, axis=-1)))
+            gap = max(gap, float(diff / _centroid_radius(sharp)[1]))
+        offset = np.mean(offsets, axis=0)  # crop pixels: follows the face's size and turn
+        for t in tracked:
+            to_frame = np.linalg.inv(face_crop_transform(start_boxes[t], angle=crop_turns[t])[:, :2])
+            raw[t] += (offset @ to_frame.T).astype(np.float32)
+
+    if len(tracked) < n:  # the frames between tracked ones: linear interpolation of landmarks and boxes
+        every = np.arange(n)
+        flat = raw[tracked].reshape(len(tracked), -1)
+        raw[:] = np.stack([np.interp(every, tracked, col) for col in flat.T], axis=-1).reshape(n, N_LANDMARKS, 2)
+        corners = np.array(boxes, dtype=np.float64)
+        boxes = [
+            (float(a), float(b), float(c), float(d))
+            for a, b, c, d in np.stack([np.interp(every, tracked, corners[tracked, j]) for j in range(4)], axis=-1)
+        ]
+    return _Pass(raw, boxes, consistency, gap)
+
+
 def track_landmarks(
     frames: np.ndarray | Sequence[np.ndarray],
     detection: FaceDetection,
     *,
     smoothing: str = "one-euro",
-    n_inits: int = 1,
+    n_inits: int = 3,
     blur: float = 7.0,
     recheck: float = 0.05,
     max_outside: float = 0.25,
     follow_rotation: bool = True,
+    stride: int = 4,
+    half_res_blur: bool = True,
+    calibration_frames: int = CALIBRATION_FRAMES,
+    runaway_scale: float | None = RUNAWAY_SCALE,
     **smooth_params: float | int | bool,
 ) -> LandmarkTrack:
     """Track 68 landmarks over all frames from one detection, then smooth them over time.
@@ -435,18 +612,27 @@ def track_landmarks(
     difference from the blurred answers, in crop pixels (so it follows the face's size and turn), is added to every
     frame: the track keeps the sharp ensemble's positions with the blurred start's low noise.
 
-    Why one blurred start in a turned crop: the predictor's answer moves with the sensor noise (its features are
+    With ``stride`` > 1 only every ``stride``-th frame from the detection frame (and the clip's first and last) is
+    tracked, each from the box of the tracked frame before it; the landmarks between are interpolated linearly
+    (where the box moved by more than ``recheck`` between two tracked frames, or the face is lost, the frames between
+    are tracked too, and the later tracked frame again from its neighbour). The predictor's cost is nearly all of the
+    time (about 3.5 ms a run here, whatever the image), so the stride divides it; the temporal smoother, whose cut-off
+    is far below the tracked frames' Nyquist rate, sees the same signal.
+
+    The tracking loop can run away on a face the predictor fits badly: its answer grows with the start box, the next
+    box grows with the answer (synthetic subject s24's large face grew 40 % in 10 frames and left the frame while the
+    true face stood still, blurred or sharp). With ``runaway_scale``, a blurred pass whose landmark radius leaves
+    ``exp(±runaway_scale)`` of the detection frame's (a face lost first is lost) is redone with the box's size held
+    at the detection frame's (the box still follows the face's position and turn), which breaks the loop.
+
+    Why blurred starts in a turned crop: the predictor's answer moves with the sensor noise (its features are
     single-pixel differences) and, for one start, wanders with the face's pose (a few tenths of a pixel over a 5°
-    turn: its regression trees cut the pose space into pieces); the mean of 5 sharp starts averaged both at 5× the
+    turn: its regression trees cut the pose space into pieces); the mean of 5 sharp starts averages both at 5× the
     cost. A Gaussian of σ = 7 crop pixels removes the noise and smooths the pieces, and the turned crop keeps the
-    pose the predictor sees constant. Measured by ``benchmarks/bench_face.py`` (Grace Hopper at 640×480, 60
-    frames, this shared 2-core machine): 1.17 predictor runs a frame instead of 5 (0.25–0.40 of the 5-start CPU
-    time, with the load); static jitter 0.29 instead of 0.49 px; aligned inner eye corners on four drift-and-turn
-    paths RMS 0.17–0.21 instead of 0.21–0.27 px, largest move 0.50–0.64 instead of 0.70–0.86 px. On 16 synthetic
-    clips (exact landmarks) the median jitter is equal (0.46 px) and no clip is lost (the 5 sharp starts lose two:
-    13.5 px), but the median eye-corner wander is 0.27 instead of 0.19 px; ``n_inits=2`` gives 0.18 at about twice
-    the cost. σ = 3.5 without the turn (landmarks stage 2) had 0.39 px and 0.26–0.37 px on the paths;
-    ``n_inits=5, blur=0, follow_rotation=False`` is the sharp ensemble.
+    pose the predictor sees constant; a few blurred starts on every few frames average the rest. The figures of the
+    settings side by side are ``benchmarks/bench_face.py``'s;
+    ``n_inits=5, blur=0, follow_rotation=False, stride=1`` is the sharp ensemble, ``n_inits=1, stride=1,
+    half_res_blur=False, calibration_frames=2, runaway_scale=None`` landmarks stage 3.
 
     Parameters
     ----------
@@ -457,7 +643,7 @@ def track_landmarks(
     smoothing : {"one-euro", "savgol", "none"}
         Temporal smoother (:func:`~mer.pipeline.face.smoothing.smooth_track`; its parameters in ``smooth_params``).
     n_inits : int
-        Predictor starts per frame, 1..9.
+        Predictor starts per tracked frame, 1..9.
     blur : float
         σ of the crop's Gaussian blur, crop pixels (1/200 of the face box); 0 = sharp, no calibration.
     recheck : float
@@ -466,6 +652,15 @@ def track_landmarks(
         Fraction of landmarks outside the frame at which the face counts as lost.
     follow_rotation : bool
         Turn each crop back by the face's rotation since the detection frame.
+    stride : int
+        Track every ``stride``-th frame (and the clip's ends), interpolate between, ≥ 1.
+    half_res_blur : bool
+        Blur the crop at half resolution (see :func:`face_crop`).
+    calibration_frames : int
+        Tracked frames (spread over the clip) where the sharp ensemble calibrates the blurred answers; 0: none.
+    runaway_scale : float or None
+        Largest |log| change of the blurred landmarks' RMS radius from the detection frame's before the clip is
+        tracked again with the box's size held; None: no check, no second pass.
     **smooth_params
         Keyword parameters of the ``smoothing`` method, passed to
         :func:`~mer.pipeline.face.smoothing.smooth_track` (e.g. ``min_cutoff``, ``beta`` for one-euro, ``window``,
@@ -491,74 +686,40 @@ def track_landmarks(
     k = int(detection.frame_index)
     if not 0 <= k < n:
         raise ValueError(f"detection frame {k} is outside the clip of {n} frames")
-    sp = shape_predictor_68()
-    raw = np.empty((n, N_LANDMARKS, 2), dtype=np.float32)
-    boxes: list[Box] = [detection.box] * n
-    turns = np.zeros(n)  # each frame's face rotation since the detection frame (radians), from its landmarks
-    consistency = np.zeros(n, dtype=np.float32)
-    model: BoxModel | None = None
-    ref_angle = 0.0
-
-    starts = np.full(n, n_inits, dtype=np.int32)
-    start_boxes: list[Box] = [detection.box] * n
-    crop_turns = np.zeros(n)
-
-    def step(t: int, start_box: Box, turn: float) -> None:
-        nonlocal model, ref_angle
-        img = as_detector_image(frames[t])
-        start_boxes[t], crop_turns[t] = start_box, turn
-        ens = predict_landmark_ensemble(img, start_box, n_inits=n_inits, blur=blur, predictor=sp, angle=turn)
-        pts = ens.mean(axis=0)
-        own_turn = eye_angle(pts) - ref_angle if follow_rotation and model is not None else 0.0
-        if (
-            model is not None
-            and n_inits < RECHECK_INITS
-            and _box_change(start_box, model.box(pts, own_turn)) > recheck
-        ):
-            more = RECHECK_INITS - n_inits
-            extra = predict_landmark_ensemble(
-                img, start_box, n_inits=more, first_init=n_inits, blur=blur, predictor=sp, angle=turn
-            )
-            ens = np.concatenate([ens, extra])
-            pts = ens.mean(axis=0)
-            own_turn = eye_angle(pts) - ref_angle if follow_rotation else 0.0
-            starts[t] = RECHECK_INITS
-        _check_inside(pts, img.shape, t, max_outside)
-        if model is None:
-            model = BoxModel.fit(pts, start_box)
-            ref_angle = eye_angle(pts)
-        spread = np.sqrt(np.mean(np.sum((ens - pts) ** 2, axis=-1)))
-        consistency[t] = spread / _centroid_radius(pts)[1]
-        raw[t] = pts
-        turns[t] = own_turn
-        boxes[t] = model.box(pts, own_turn)
-
-    step(k, _square(detection.box), 0.0)
-    for t in range(k + 1, n):
-        step(t, boxes[t - 1], turns[t - 1])
-    for t in range(k - 1, -1, -1):
-        step(t, boxes[t + 1], turns[t + 1])
-
-    if blur > 0:  # move the blurred answers to where the sharp ensemble puts the points (see the docstring)
-        calib = np.unique(np.linspace(0, n - 1, min(n, CALIBRATION_FRAMES)).round().astype(int))
-        offsets = []
-        for t in calib:
-            sharp = predict_landmark_ensemble(
-                frames[t], start_boxes[t], n_inits=RECHECK_INITS, predictor=sp, angle=crop_turns[t]
-            )
-            to_crop = face_crop_transform(start_boxes[t], angle=crop_turns[t])[:, :2]
-            offsets.append((sharp.mean(axis=0) - raw[t]) @ to_crop.T)
-            starts[t] += RECHECK_INITS
-        offset = np.mean(offsets, axis=0)  # crop pixels: follows the face's size and turn
-        for t in range(n):
-            to_frame = np.linalg.inv(face_crop_transform(start_boxes[t], angle=crop_turns[t])[:, :2])
-            raw[t] += (offset @ to_frame.T).astype(np.float32)
-
+    if not 1 <= n_inits <= MAX_INITS:
+        raise ValueError(f"n_inits must be 1..{MAX_INITS}, got {n_inits}")
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1 frame, got {stride}")
+    starts = np.zeros(n, dtype=np.int32)
+    settings = {
+        "n_inits": n_inits,
+        "blur": blur,
+        "recheck": recheck,
+        "max_outside": max_outside,
+        "follow_rotation": follow_rotation,
+        "stride": stride,
+        "half_res_blur": half_res_blur,
+        "calibration_frames": calibration_frames,
+    }
+    fell_back = False
+    check = runaway_scale if blur > 0 else None
+    try:
+        tracked: _Pass | None = _track_pass(frames, detection, starts, **settings, runaway_scale=check)
+    except _RunawayError:
+        tracked = None
+    if tracked is None:  # the blurred track ran away: again, with the box's size held
+        tracked = _track_pass(frames, detection, starts, **settings, hold_size=True)
+        fell_back = True
+    assert tracked is not None
+    boxes = tracked.boxes
     box_change = np.zeros(n, dtype=np.float32)
     for t in range(1, n):
         box_change[t] = _box_change(boxes[t - 1], boxes[t])
     if n > 1:
         box_change[0] = box_change[1]
+    consistency = tracked.consistency
     quality = np.exp(-box_change / BOX_CHANGE_SCALE) * np.exp(-consistency / CONSISTENCY_SCALE)
-    smoothed = smooth_track(raw, smoothing, **smooth_params)
-    return LandmarkTrack(smoothed, raw, quality.astype(np.float32), box_change, consistency, starts)
+    smoothed = smooth_track(tracked.raw, smoothing, **smooth_params)
+    return LandmarkTrack(
+        smoothed, tracked.raw, quality.astype(np.float32), box_change, consistency, starts, tracked.gap, fell_back
+    )

@@ -89,9 +89,22 @@ class LandmarkParams:
     Parameters
     ----------
     n_inits : int
-        Predictor starts per frame, 1..9 (1).
+        Predictor starts per tracked frame, 1..9 (3).
     landmark_blur : float
         σ of the Gaussian blur of the face crop, in canvas pixels (1/200 of the face box), 0..20; 0 is sharp (7.0).
+    stride : int
+        Track every ``stride``-th frame from the detection frame (and the clip's ends), interpolate the landmarks
+        between them; every frame between two tracked ones whose box moved by more than ``recheck`` is tracked too,
+        1..8 (4).
+    half_res_blur : bool
+        Blur the crop at half its resolution, then enlarge it: the same low-pass image at a quarter of the cost (True).
+    calibration_frames : int
+        Frames (spread over the tracked ones, the first one first) where the sharp 5-start ensemble calibrates the
+        blurred starts' offset, 0..8 (1; stage 3 used 2: the offset is a constant, one frame fixes it as well).
+    runaway_scale : float
+        Largest |log| change of the blurred landmarks' size from the detection frame before the clip is tracked
+        again with the box's size held at the detection frame's; 0 turns the check and the second pass off (0.15).
+        Stage 3's tracker is ``n_inits=1, stride=1, half_res_blur=False, calibration_frames=2, runaway_scale=0``.
     recheck : float
         Relative box change from the start box (centre shift / size + |log size ratio|) above which all 5
         starts run, > 0 (0.05).
@@ -110,11 +123,15 @@ class LandmarkParams:
         Savitzky–Golay window (7 frames) and polynomial order (2).
     """
 
-    n_inits: int = 1
+    n_inits: int = 3
     landmark_blur: float = 7.0
     recheck: float = 0.05
     max_outside: float = 0.25
     follow_rotation: bool = True
+    stride: int = 4
+    half_res_blur: bool = True
+    calibration_frames: int = 1
+    runaway_scale: float = 0.15
     smoothing: str = "one-euro"
     min_cutoff: float = 0.04
     beta: float = 0.2
@@ -131,6 +148,27 @@ class LandmarkParams:
             raise ValueError(f"LandmarkParams.landmark_blur must be 0..20 canvas pixels, got {self.landmark_blur}")
         if not self.recheck > 0:
             raise ValueError(f"LandmarkParams.recheck must be > 0 (a box change), got {self.recheck}")
+        if not 1 <= self.stride <= 8:
+            raise ValueError(f"LandmarkParams.stride must be 1..8 frames, got {self.stride}")
+        if not 0 <= self.calibration_frames <= 8:
+            raise ValueError(f"LandmarkParams.calibration_frames must be 0..8, got {self.calibration_frames}")
+        if not self.runaway_scale >= 0:
+            raise ValueError(f"LandmarkParams.runaway_scale must be >= 0 (0: off), got {self.runaway_scale}")
+
+    def track_kwargs(self) -> dict[str, float | int | bool | None]:
+        """The keyword arguments of :func:`~mer.pipeline.face.landmarks.track_landmarks` these parameters give
+        (without the smoother's: :meth:`smooth_kwargs`)."""
+        return {
+            "n_inits": self.n_inits,
+            "blur": self.landmark_blur,
+            "recheck": self.recheck,
+            "max_outside": self.max_outside,
+            "follow_rotation": self.follow_rotation,
+            "stride": self.stride,
+            "half_res_blur": self.half_res_blur,
+            "calibration_frames": self.calibration_frames,
+            "runaway_scale": self.runaway_scale or None,
+        }
 
     def smooth_kwargs(self) -> dict[str, float | int | bool]:
         """The keyword arguments of :func:`~mer.pipeline.face.smoothing.smooth_track` for the chosen method."""
@@ -273,11 +311,7 @@ def compute_landmarks(ctx: ClipContext, p: LandmarkParams) -> dict[str, np.ndarr
         as_rgb_clip(ctx.frames()),
         detection,
         smoothing=p.smoothing,
-        n_inits=p.n_inits,
-        blur=p.landmark_blur,
-        recheck=p.recheck,
-        max_outside=p.max_outside,
-        follow_rotation=p.follow_rotation,
+        **p.track_kwargs(),  # type: ignore[arg-type]
         **p.smooth_kwargs(),
     )
     return {"landmarks": track.landmarks, "quality": track.quality.astype(np.float32), "landmarks_raw": track.raw}
@@ -327,7 +361,9 @@ DETECT = register(
 LANDMARKS = register(
     Stage(
         "landmarks",
-        "3",  # 2: one blurred start per frame, 5 where the box jumps; 3: crop turned with the face, blur 7 (issue 18)
+        "4",  # 2: one blurred start per frame, 5 where the box jumps; 3: crop turned with the face, blur 7 (issue 18);
+        # 4: 3 starts on every 4th frame, interpolated between, blur at half resolution, 1 calibration frame, box size
+        # held on a runaway
         LandmarkParams,
         ("detect",),
         (Output("landmarks", "float32"), Output("quality", "float32"), Output("landmarks_raw", "float32")),
