@@ -76,7 +76,14 @@ def test_the_full_ensemble_runs_where_the_box_jumps(photo, photo_landmarks):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("landmark_blur", -1.0), ("recheck", 0.0), ("stride", 0), ("calibration_frames", 9), ("runaway_scale", -0.1)],
+    [
+        ("landmark_blur", -1.0),
+        ("recheck", 0.0),
+        ("stride", 0),
+        ("calibration_frames", 9),
+        ("runaway_scale", -0.1),
+        ("changed_frame_limit", -1.0),
+    ],
 )
 def test_landmark_options_are_checked(name, value):
     with pytest.raises(ValueError, match=name):
@@ -143,6 +150,21 @@ def test_a_stride_tracks_the_skipped_frames_where_the_box_jumps(photo, photo_lan
     assert np.all(track.starts[[5, 6, 7]] > 0) and np.all(track.starts[[1, 2, 3, 9, 10, 11]] == 0)
     err = np.median(np.linalg.norm(track.raw - truth, axis=-1), axis=1)
     assert err[5] < 2.0 and err[6] < 2.0  # the frames either side of the jump, tracked (not interpolated)
+
+
+def test_a_stride_tracks_a_corrupted_frame_between_tracked_ones_so_qc_still_sees_it(photo, photo_landmarks):
+    """A black frame and a spliced one (the face 40 px aside) at skipped positions are tracked themselves and get a
+    quality below QC's limit (0.5), as when every frame was tracked; interpolating over them would hide them."""
+    frames, _ = make_clip(photo, photo_landmarks, 11, noise=1.0, seed=12)
+    frames[2] = 0
+    frames[6] = np.roll(frames[6], 40, axis=1)
+    det = detect_face(frames)
+    track = track_landmarks(frames, det, smoothing="none")
+    assert track.starts[2] > 0 and track.starts[6] > 0
+    assert np.all(track.starts[[1, 3, 5, 7, 9]] == 0)  # the clean skipped frames stay interpolated
+    assert track.quality[2] < 0.5 and track.quality[6] < 0.5
+    hidden = track_landmarks(frames, det, smoothing="none", changed_frame_limit=0.0)
+    assert hidden.starts[2] == 0 and hidden.starts[6] == 0 and hidden.quality.min() > 0.5
 
 
 def test_half_resolution_blur_gives_the_full_resolution_crop(photo, photo_landmarks):

@@ -43,6 +43,8 @@ MAX_INITS = len(_INIT_OFFSETS)
 """Most predictor starts per frame: the box and its 8 shifted copies."""
 RECHECK_INITS = 5
 """Starts of the full ensemble, run where the box jumped (``track_landmarks``'s ``recheck``)."""
+CHANGED_FRAME_LIMIT = 6.0
+"""Grey levels by which a frame between tracked ones must differ from its neighbours' blend to be tracked itself."""
 CALIBRATION_FRAMES = 1
 """Frames (spread over the tracked ones) on which the sharp ensemble calibrates the blurred starts' offset (stage 3:
 2)."""
@@ -458,6 +460,82 @@ class _Pass:
     gap: float
 
 
+THUMBNAIL_SIZE = 16
+"""Side of the grey face thumbnails compared by :func:`changed_frames`, pixels."""
+
+
+def face_thumbnail(frame: np.ndarray, box: Box, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """The face region of one frame as a small grey image (area-averaged), for comparing frames cheaply.
+
+    Parameters
+    ----------
+    frame : ndarray, H×W×3 (RGB) or H×W uint8
+        One frame.
+    box : tuple of float
+        ``(x0, y0, x1, y1)`` face box in frame pixels; clipped to the frame.
+    size : int
+        Side of the thumbnail, pixels.
+
+    Returns
+    -------
+    ndarray, size×size float32
+        Mean grey level (0..255) of each cell of the box; all zeros when the box holds under 2×2 pixels of the frame.
+    """
+    import cv2
+
+    h, w = frame.shape[:2]
+    x0, y0 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
+    x1, y1 = min(w, int(round(box[2]))), min(h, int(round(box[3])))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return np.zeros((size, size), dtype=np.float32)
+    small = cv2.resize(np.ascontiguousarray(frame[y0:y1, x0:x1]), (size, size), interpolation=cv2.INTER_AREA)
+    small = small.astype(np.float32)
+    return small.mean(axis=2) if small.ndim == 3 else small
+
+
+def changed_frames(
+    frames: np.ndarray | Sequence[np.ndarray], boxes: Sequence[Box], tracked: np.ndarray, limit: float
+) -> list[int]:
+    """Frames between tracked ones that do not look like the blend of their two tracked neighbours.
+
+    Each untracked frame ``u`` between tracked frames ``a < u < b`` is compared with
+    ``(1 - w)·A + w·B``, ``w = (u - a) / (b - a)``, where A and B are the neighbours' :func:`face_thumbnail` in
+    their boxes and ``u``'s thumbnail is taken in the box interpolated the same way. A frame is changed when the
+    mean absolute difference exceeds ``max(limit, 2·mean|A - B|)`` grey levels: a black, spliced, shifted or
+    flashed frame differs by 20–150, a steady or slowly moving face by 0.3–2 (synthetic clips), and the second term
+    keeps a fast but smooth change between the neighbours from counting.
+
+    Parameters
+    ----------
+    frames : ndarray, T×H×W×3 (RGB) or T×H×W uint8, or a sequence of frames
+        The clip.
+    boxes : sequence of tuple of float
+        T face boxes ``(x0, y0, x1, y1)`` in frame pixels; those of the tracked frames are used.
+    tracked : ndarray of int
+        Indices of the tracked frames, ascending.
+    limit : float
+        Smallest difference that counts, grey levels (0..255).
+
+    Returns
+    -------
+    list of int
+        The changed frames, ascending.
+    """
+    changed = []
+    for a, b in zip(tracked[:-1], tracked[1:], strict=True):
+        if b - a < 2:
+            continue
+        thumb_a, thumb_b = face_thumbnail(frames[a], boxes[a]), face_thumbnail(frames[b], boxes[b])
+        floor = max(limit, 2.0 * float(np.abs(thumb_a - thumb_b).mean()))
+        for u in range(a + 1, b):
+            w = (u - a) / (b - a)
+            box = tuple((1 - w) * p + w * q for p, q in zip(boxes[a], boxes[b], strict=True))
+            blend = (1 - w) * thumb_a + w * thumb_b
+            if float(np.abs(face_thumbnail(frames[u], box) - blend).mean()) > floor:  # type: ignore[arg-type]
+                changed.append(u)
+    return changed
+
+
 def _track_pass(
     frames: np.ndarray | Sequence[np.ndarray],
     detection: FaceDetection,
@@ -471,6 +549,7 @@ def _track_pass(
     stride: int,
     half_res_blur: bool,
     calibration_frames: int,
+    changed_frame_limit: float = 0.0,
     runaway_scale: float | None = None,
     hold_size: bool = False,
 ) -> _Pass:
@@ -552,6 +631,10 @@ def _track_pass(
     step(k, _square(detection.box), 0.0)
     follow(sorted({*range(k + stride, n, stride), n - 1} - {k}), 1)
     follow(sorted({*range(k - stride, -1, -stride), 0} - {k}, reverse=True), -1)
+    if changed_frame_limit > 0:  # a frame between tracked ones that does not look like them is tracked itself
+        for u in changed_frames(frames, boxes, np.flatnonzero(done), changed_frame_limit):
+            side = u - 1 if done[u - 1] else u + 1
+            step(u, boxes[side], turns[side])
     tracked = np.flatnonzero(done)
 
     gap = 0.0
@@ -596,6 +679,7 @@ def track_landmarks(
     half_res_blur: bool = True,
     calibration_frames: int = CALIBRATION_FRAMES,
     runaway_scale: float | None = RUNAWAY_SCALE,
+    changed_frame_limit: float = CHANGED_FRAME_LIMIT,
     **smooth_params: float | int | bool,
 ) -> LandmarkTrack:
     """Track 68 landmarks over all frames from one detection, then smooth them over time.
@@ -615,7 +699,10 @@ def track_landmarks(
     With ``stride`` > 1 only every ``stride``-th frame from the detection frame (and the clip's first and last) is
     tracked, each from the box of the tracked frame before it; the landmarks between are interpolated linearly
     (where the box moved by more than ``recheck`` between two tracked frames, or the face is lost, the frames between
-    are tracked too, and the later tracked frame again from its neighbour). The predictor's cost is nearly all of the
+    are tracked too, and the later tracked frame again from its neighbour). A frame between two tracked ones whose face
+    region does not look like theirs (:func:`changed_frames`, more than ``changed_frame_limit`` grey levels: a black,
+    spliced or flashed frame) is tracked too, so that it gets its own landmarks and quality (QC flags it as it did
+    when every frame was tracked) rather than its neighbours' blend. The predictor's cost is nearly all of the
     time (about 3.5 ms a run here, whatever the image), so the stride divides it; the temporal smoother, whose cut-off
     is far below the tracked frames' Nyquist rate, sees the same signal.
 
@@ -661,6 +748,9 @@ def track_landmarks(
     runaway_scale : float or None
         Largest |log| change of the blurred landmarks' RMS radius from the detection frame's before the clip is
         tracked again with the box's size held; None: no check, no second pass.
+    changed_frame_limit : float
+        Grey levels (mean over a 16×16 face thumbnail) by which a frame between tracked ones must differ from the
+        blend of its neighbours to be tracked itself (:func:`changed_frames`); 0: no check.
     **smooth_params
         Keyword parameters of the ``smoothing`` method, passed to
         :func:`~mer.pipeline.face.smoothing.smooth_track` (e.g. ``min_cutoff``, ``beta`` for one-euro, ``window``,
@@ -700,6 +790,7 @@ def track_landmarks(
         "stride": stride,
         "half_res_blur": half_res_blur,
         "calibration_frames": calibration_frames,
+        "changed_frame_limit": changed_frame_limit if stride > 1 else 0.0,
     }
     fell_back = False
     check = runaway_scale if blur > 0 else None

@@ -105,6 +105,10 @@ class LandmarkParams:
         Largest |log| change of the blurred landmarks' size from the detection frame before the clip is tracked
         again with the box's size held at the detection frame's; 0 turns the check and the second pass off (0.15).
         Stage 3's tracker is ``n_inits=1, stride=1, half_res_blur=False, calibration_frames=2, runaway_scale=0``.
+    changed_frame_limit : float
+        A frame between tracked ones whose face region differs from the blend of its two tracked neighbours by more
+        than this many grey levels (mean over a 16×16 thumbnail; a black, spliced or flashed frame) is tracked
+        itself, so it keeps its own quality for QC; 0..255, 0 is off (6.0).
     recheck : float
         Relative box change from the start box (centre shift / size + |log size ratio|) above which all 5
         starts run, > 0 (0.05).
@@ -132,6 +136,7 @@ class LandmarkParams:
     half_res_blur: bool = True
     calibration_frames: int = 1
     runaway_scale: float = 0.15
+    changed_frame_limit: float = 6.0
     smoothing: str = "one-euro"
     min_cutoff: float = 0.04
     beta: float = 0.2
@@ -152,6 +157,9 @@ class LandmarkParams:
             raise ValueError(f"LandmarkParams.stride must be 1..8 frames, got {self.stride}")
         if not 0 <= self.calibration_frames <= 8:
             raise ValueError(f"LandmarkParams.calibration_frames must be 0..8, got {self.calibration_frames}")
+        if not 0 <= self.changed_frame_limit <= 255:
+            limit = self.changed_frame_limit
+            raise ValueError(f"LandmarkParams.changed_frame_limit must be 0..255 grey levels, got {limit}")
         if not self.runaway_scale >= 0:
             raise ValueError(f"LandmarkParams.runaway_scale must be >= 0 (0: off), got {self.runaway_scale}")
 
@@ -168,6 +176,7 @@ class LandmarkParams:
             "half_res_blur": self.half_res_blur,
             "calibration_frames": self.calibration_frames,
             "runaway_scale": self.runaway_scale or None,
+            "changed_frame_limit": self.changed_frame_limit,
         }
 
     def smooth_kwargs(self) -> dict[str, float | int | bool]:
