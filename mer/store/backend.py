@@ -24,6 +24,9 @@ def is_url(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
 
 
+FLUSH_THREADS = 4  # files synced at once by PendingWrites.flush
+
+
 class PendingWrites:
     """Files written in full (each at its final name) whose data may not be on the disk yet: ``flush`` waits until
     they all are (fsync of each, on up to :data:`FLUSH_THREADS` threads: the disk serves several at once), then
@@ -49,16 +52,13 @@ class PendingWrites:
             os.close(fd)
 
 
-FLUSH_THREADS = 4
-
-
 @runtime_checkable
 class Backend(Protocol):
     """What the store needs of a location. ``write_bytes`` replaces a key atomically (a reader sees the old or the
     new bytes, never a mix) and durably; ``write_many`` does so for several keys, all durable when it returns;
     ``write_many_deferred`` writes them the same way but leaves the wait for the disk to the returned
-    :class:`PendingWrites` (its ``flush``); ``create_exclusive`` creates a key only when absent, with the same
-    durability."""
+    :class:`PendingWrites` (its ``flush``); ``create_exclusive`` creates a key only when absent, whole when seen
+    (it serves claims, that only live processes need: it need not survive a power cut)."""
 
     location: str
 
@@ -174,7 +174,10 @@ class LocalBackend:
         """Create ``key`` with ``data`` only if it does not exist; False when another writer has it.
 
         The content is written to a temporary file that is then hard-linked into place, so that nobody ever
-        reads the key empty or half-written (an empty claim would look like one cut short by a kill).
+        reads the key empty or half-written (an empty claim would look like one cut short by a kill). It is not
+        waited for to reach the disk: the key serves claims, which matter only while their process lives (a kill
+        leaves the file whole in the page cache; a power cut that loses it also ends every process that wrote it,
+        and a claim lost or left empty by one reads as stale). Commit markers, which must survive, never come here.
         """
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,8 +185,6 @@ class LocalBackend:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.link(tmp, path)
         except FileExistsError:
             return False
