@@ -18,6 +18,8 @@ from mer.pipeline.runner import run_plan
 from mer.pipeline.stage import Output, Stage, register
 from mer.store import open_store
 from mer.store.commit import PendingCommit
+from mer.store.commit_queue import CommitQueue
+from mer.store.entries import EntryRef, OutputSpec
 
 FIRST_STARTED = threading.Event()  # set by the second stage's compute (the tests reset it)
 
@@ -159,3 +161,33 @@ def test_a_commit_that_fails_in_the_background_is_the_clips_failure(tmp_path, ti
     clean, clean_plan = _store(tmp_path, tiny_dataset, "clean")
     run_plan(clean, "tiny", clean_plan, workers=1)
     assert _files(Path(st.location)) == _files(Path(clean.location))  # the retried clip's bytes as a clean run's
+
+
+def test_a_shared_queue_abandons_only_the_failed_clips_later_commits(tmp_path, monkeypatch):
+    st = open_store(str(tmp_path / "s"), "a")
+    clip_ids = ["s01/c01", "s01/c02"]
+    outputs = [OutputSpec("values", "float32"), OutputSpec("row", "int32", stacked=True, row_shape=(2,))]
+    entries = [st.ensure_entry(EntryRef("ds", stage, "k"), outputs, {"clip_ids": clip_ids, "primary": "values"})
+               for stage in ("one", "two")]
+    real_finish = PendingCommit.finish
+
+    def failing_finish(self: PendingCommit) -> None:
+        if self._entry_path == entries[0].ref.path and self._name.startswith("000000"):
+            self.abandon()
+            raise OSError(5, "Input/output error")
+        real_finish(self)
+
+    monkeypatch.setattr(PendingCommit, "finish", failing_finish)
+    with CommitQueue(st) as commits:
+        for entry in entries:
+            for index in (0, 1):
+                assert st.try_claim(entry, index)
+                arrays = {"values": np.full(3, index, np.float32), "row": np.array([index, 7], np.int32)}
+                commits.submit(entry.ref.stage, entry, index, st.write_clip(entry, index, arrays))
+        first = commits.wait()
+    assert first is not None and first.stage == "one" and "Input/output error" in first.error
+    assert list(commits.failures) == [0]
+    assert [[st.is_done(e, i) for i in (0, 1)] for e in entries] == [[False, True], [False, True]]
+    assert [r["index"] for r in st.failed_records(entries[0].ref)] == [0] and st.failed_records(entries[1].ref) == []
+    assert all(st.claims(e.ref) == {} for e in entries)
+    assert st.read_entry(entries[1], clip="s01/c02", name="row").tolist() == [1, 7]

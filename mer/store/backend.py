@@ -25,6 +25,18 @@ def is_url(location: str) -> bool:
 
 
 FLUSH_THREADS = 4  # files synced at once by PendingWrites.flush
+_FSYNC_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (process id, pool): threads kept for the process's life
+_FSYNC_POOL_LOCK = threading.Lock()
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """This process's fsync threads (made once: starting threads for every flush costs more than the syncs on a
+    busy machine; a forked child makes its own)."""
+    global _FSYNC_POOL
+    with _FSYNC_POOL_LOCK:
+        if _FSYNC_POOL is None or _FSYNC_POOL[0] != os.getpid():
+            _FSYNC_POOL = (os.getpid(), ThreadPoolExecutor(FLUSH_THREADS, thread_name_prefix="mer-fsync"))
+        return _FSYNC_POOL[1]
 
 
 class PendingWrites:
@@ -39,8 +51,7 @@ class PendingWrites:
     def flush(self) -> None:
         try:
             if len(self._fds) > 1:
-                with ThreadPoolExecutor(min(FLUSH_THREADS, len(self._fds)), thread_name_prefix="mer-fsync") as pool:
-                    list(pool.map(os.fsync, self._fds))
+                list(_fsync_pool().map(os.fsync, self._fds))
             elif self._fds:
                 os.fsync(self._fds[0])
         finally:

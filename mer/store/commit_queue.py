@@ -10,6 +10,7 @@ half-written without a claim or a marker, and a marker exists only over durable 
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +19,19 @@ from dataclasses import dataclass
 from mer.store.commit import PendingCommit
 from mer.store.entries import Entry
 from mer.store.store import FeatureStore
+
+_BACKGROUND: tuple[int, ThreadPoolExecutor] | None = None  # (process id, thread): one for the process's life
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """This process's commit thread, shared by every queue (made once: a thread started for every clip costs a
+    scheduling round on a busy machine; a forked child makes its own). Queues keep their own order on it."""
+    global _BACKGROUND
+    with _BACKGROUND_LOCK:
+        if _BACKGROUND is None or _BACKGROUND[0] != os.getpid():
+            _BACKGROUND = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="mer-commit"))
+        return _BACKGROUND[1]
 
 
 @dataclass(frozen=True)
@@ -30,27 +44,33 @@ class CommitFailure:
 
 
 class CommitQueue:
-    """The durability steps of one clip's commits, run in order on a background thread.
+    """The durability steps of a clip's commits (or of several clips'), run in order on a background thread.
 
     ``submit`` takes a :class:`PendingCommit` whose clip this process has claimed; the queue then owns the claim
     and releases it once the marker (or, on failure, the failure record) is written. After a failure the commits
-    queued behind it are abandoned (their files stay without a marker, as after a kill) and their claims released.
-    ``wait`` blocks until the queue is empty and returns the first failure, if any. Use it as a context manager so
-    that nothing is left running when the clip's work ends, whatever way it ends.
+    of the same clip queued behind it are abandoned (their files stay without a marker, as after a kill) and their
+    claims released; other clips' commits go on. ``wait`` blocks until the queue is empty and returns the first
+    failure, if any (:attr:`failures` has them by clip). Use it as a context manager so that nothing is left
+    running when the clip's work ends, whatever way it ends.
     """
 
     def __init__(self, store: FeatureStore):
         self._store = store
-        self._executor: ThreadPoolExecutor | None = None
         self._futures: list[Future[None]] = []
         self._lock = threading.Lock()
-        self._failure: CommitFailure | None = None
+        self._failures: dict[int, CommitFailure] = {}  # by clip index, in the order they happened
 
     @property
     def failure(self) -> CommitFailure | None:
-        """The first failed commit so far (it may still change until :meth:`wait` returns)."""
+        """The first failed commit so far (more may come until :meth:`wait` returns)."""
         with self._lock:
-            return self._failure
+            return next(iter(self._failures.values()), None)
+
+    @property
+    def failures(self) -> dict[int, CommitFailure]:
+        """The failed commit of each clip that had one so far, by clip index."""
+        with self._lock:
+            return dict(self._failures)
 
     @property
     def pending(self) -> bool:
@@ -60,10 +80,8 @@ class CommitQueue:
     def submit(self, stage: str, entry: Entry, index: int, commit: PendingCommit) -> None:
         """Queue ``commit`` (of clip ``index`` of ``entry``, computed by ``stage``): from here on the queue owns the
         clip's claim."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mer-commit")
         try:
-            self._futures.append(self._executor.submit(self._finish, stage, entry, index, commit))
+            self._futures.append(_background().submit(self._finish, stage, entry, index, commit))
         except BaseException:
             commit.abandon()
             self._store.release_claim(entry, index)
@@ -71,7 +89,7 @@ class CommitQueue:
 
     def _finish(self, stage: str, entry: Entry, index: int, commit: PendingCommit) -> None:
         try:
-            if self.failure is not None:  # an earlier commit of this clip failed: stop here, as without the queue
+            if index in self.failures:  # an earlier commit of this clip failed: stop here, as without the queue
                 commit.abandon()
                 return
             try:
@@ -79,7 +97,7 @@ class CommitQueue:
             except Exception as exc:
                 failure = CommitFailure(stage, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=6))
                 with self._lock:
-                    self._failure = failure
+                    self._failures[index] = failure
                 self._store.record_failure(entry, index, stage, failure.error + "\n" + failure.trace)
         finally:
             self._store.release_claim(entry, index)
@@ -92,13 +110,13 @@ class CommitQueue:
         return self.failure
 
     def close(self) -> None:
-        """Wait for every queued commit, then stop the background thread."""
+        """Wait for every queued commit (also when one raised)."""
         try:
             self.wait()
         finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
+            for future in self._futures:
+                future.exception()  # blocks until it has run
+            self._futures.clear()
 
     def __enter__(self) -> CommitQueue:
         return self
