@@ -38,7 +38,9 @@ A smaller run, e.g. to profile one worker or compare two versions back to back o
   ... bench_pipeline.py --subjects 4 --clips-per-subject 10 --workers 1 --work-dir /tmp/bp --reuse-data
   (40 clips; --reuse-data keeps the synthetic set of an earlier run with the same --subjects,
   --clips-per-subject and --size in --work-dir instead of generating it again)
-On a shared machine compare the overhead and ms/clip columns of runs made back to back, with the load printed."""
+On a shared machine compare the overhead and ms/clip columns of runs made back to back, with the load printed.
+To compare two versions, run this from outside both checkouts with PYTHONPATH set to each (mer-cli is started
+with python -c, which puts the working folder first on the path); bench_overhead.py breaks the rest down by call."""
 
 MER_CLI = [sys.executable, "-c", "from mer.cli import app; app()"]
 
