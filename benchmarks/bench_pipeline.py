@@ -30,6 +30,18 @@ import tempfile
 import time
 from pathlib import Path
 
+USAGE = """\
+Full size (the figures the issue's goals refer to; about 4 min a worker count on 2 quiet cores):
+  PYTHONPATH=. .venv/bin/python benchmarks/bench_pipeline.py
+  (260 clips, about 14,350 frames at 640x480, face + MESTI + flow, 1 then 2 workers)
+A smaller run, e.g. to profile one worker or compare two versions back to back on the same data:
+  ... bench_pipeline.py --subjects 4 --clips-per-subject 10 --workers 1 --work-dir /tmp/bp --reuse-data
+  (40 clips; --reuse-data keeps the synthetic set of an earlier run with the same --subjects,
+  --clips-per-subject and --size in --work-dir instead of generating it again)
+On a shared machine compare the overhead and ms/clip columns of runs made back to back, with the load printed.
+To compare two versions, run this from outside both checkouts with PYTHONPATH set to each (mer-cli is started
+with python -c, which puts the working folder first on the path); bench_overhead.py breaks the rest down by call."""
+
 MER_CLI = [sys.executable, "-c", "from mer.cli import app; app()"]
 
 
@@ -85,13 +97,16 @@ def run_once(data: Path, store: Path, stages: str, workers: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--subjects", type=int, default=26)
-    ap.add_argument("--clips-per-subject", type=int, default=10)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=USAGE,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--subjects", type=int, default=26, help="synthetic subjects (default 26)")
+    ap.add_argument("--clips-per-subject", type=int, default=10, help="clips per subject (default 10)")
     ap.add_argument("--size", default="640x480", help="frame size WIDTHxHEIGHT")
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts; the first is the baseline")
-    ap.add_argument("--stages", default="face,mesti,flow")
+    ap.add_argument("--stages", default="face,mesti,flow", help="stages to run (default face,mesti,flow)")
     ap.add_argument("--work-dir", type=Path, default=None, help="keep the data and stores here (default: temporary)")
+    ap.add_argument("--reuse-data", action="store_true",
+                    help="use the synthetic set already in --work-dir when it was made with the same size options")
     args = ap.parse_args()
     worker_counts = [int(w) for w in args.workers.split(",")]
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -102,17 +117,27 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = work / "data"
     t0 = time.perf_counter()
-    summary = generate_synthetic(
-        data,
-        subjects=args.subjects,
-        clips_per_subject=args.clips_per_subject,
-        classes=3,
-        seed=0,
-        frame_size=(width, height),
-    )
+    recipe = {"subjects": args.subjects, "clips_per_subject": args.clips_per_subject, "size": [width, height]}
+    stamp = work / "data.json"  # what the synthetic set in data/ was made with (for --reuse-data)
+    if args.reuse_data and args.work_dir and stamp.exists() and json.loads(stamp.read_text())["recipe"] == recipe:
+        made = json.loads(stamp.read_text())
+        how = "reused from an earlier run"
+    else:
+        stamp.unlink(missing_ok=True)
+        summary = generate_synthetic(
+            data,
+            subjects=args.subjects,
+            clips_per_subject=args.clips_per_subject,
+            classes=3,
+            seed=0,
+            frame_size=(width, height),
+        )
+        made = {"recipe": recipe, "n_clips": summary.n_clips, "n_frames": summary.n_frames}
+        stamp.write_text(json.dumps(made))
+        how = f"generated in {time.perf_counter() - t0:.1f} s"
     print(
-        f"data: {summary.n_clips} clips, {summary.n_frames} frames ({summary.n_frames / summary.n_clips:.0f} per clip) "
-        f"at {width}x{height}, generated in {time.perf_counter() - t0:.1f} s; stages {args.stages}; "
+        f"data: {made['n_clips']} clips, {made['n_frames']} frames ({made['n_frames'] / made['n_clips']:.0f} per clip) "
+        f"at {width}x{height}, {how}; stages {args.stages}; "
         f"{os.cpu_count()} CPUs visible, {len(os.sched_getaffinity(0))} usable"
     )
 

@@ -23,6 +23,7 @@ QUICK: dict[str, list[str]] = {
     "bench_apex": ["--subjects", "2", "--clips", "2"],
     "bench_face": ["--frames", "16", "--repeats", "2"],
     "bench_flow": ["--repeats", "2", "--farneback-pairs", "30", "--tvl1-pairs", "3", "--cross-clips", "4"],
+    "bench_overhead": ["--subjects", "1", "--clips-per-subject", "3", "--size", "320x240"],
     "bench_pipeline": ["--subjects", "2", "--clips-per-subject", "2", "--size", "320x240"],
     "bench_store": ["--clips", "4", "--frames", "30", "--s3-clips", "2"],
     "bench_temporal": ["--frames", "50", "--rounds", "5"],

@@ -21,7 +21,7 @@ from zarr.codecs import BloscCodec
 
 from mer.names import validate_clip_id, validate_component
 from mer.store.arrays import ChunkEncoder, implicit_group_document, regular_chunks, template_for
-from mer.store.backend import Backend
+from mer.store.backend import Backend, PendingWrites
 from mer.store.documents import EMPTY_GROUP, chunk_keys, group_document, marker_name, seal_attrs, sealed, sha256
 from mer.store.entries import CLIP_COORD, CLIP_DIM, Entry, EntryRef, OutputSpec
 from mer.store.errors import StoreError
@@ -69,6 +69,29 @@ def claim_is_stale(holder: dict[str, Any]) -> bool:
 
 def claim_timeout() -> float:
     return float(os.environ.get("MER_CLAIM_TIMEOUT", "3600"))
+
+
+class PendingCommit:
+    """A clip's files, written but maybe not yet durable, and the commit marker that may follow once they are.
+
+    ``finish`` waits until every file is on the disk, then writes the marker (the clip becomes visible) and clears
+    an earlier failure record; ``abandon`` gives up (the files stay without a marker, as after a kill, and are
+    overwritten by the next attempt). Either may run on another thread than the one that wrote the files."""
+
+    def __init__(self, backend: Backend, written: PendingWrites, entry_path: str, name: str, marker: bytes):
+        self._backend = backend
+        self._written = written
+        self._entry_path = entry_path
+        self._name = name
+        self._marker = marker
+
+    def finish(self) -> None:
+        self._written.flush()
+        self._backend.write_bytes(f"{self._entry_path}/_done/{self._name}", self._marker)
+        self._backend.delete(f"{self._entry_path}/_failed/{self._name}")
+
+    def abandon(self) -> None:
+        self._written.close()
 
 
 class Committer:
@@ -174,6 +197,14 @@ class Committer:
         Chunks and array metadata are encoded here (:mod:`mer.store.arrays`, the bytes zarr would write) and written
         together with :meth:`Backend.write_many`, durable before the marker is written; the checksums are taken
         of the bytes written. Arrays that path does not cover are written through zarr and read back."""
+        self.write_clip(entry, index, arrays, fingerprint).finish()
+
+    def write_clip(
+        self, entry: Entry, index: int, arrays: dict[str, np.ndarray], fingerprint: str = ""
+    ) -> PendingCommit:
+        """The first half of :meth:`commit_clip`: write one clip's files, and return what is left to do (wait for
+        them to be durable, then write the marker) as a :class:`PendingCommit`, that may run on another thread.
+        The caller holds the clip's claim until that is done."""
         self._require_writable()
         clip_id = validate_clip_id(entry.clip_ids[index])
         missing = set(entry.outputs) - set(arrays)
@@ -208,15 +239,19 @@ class Committer:
                 writes[key] = encoder.encode(arr.reshape(1, *spec.row_shape))
             meta[f"{name}/zarr.json"] = self._meta_digest(f"{path}/zarr.json")
         stale = self._per_clip_writes(entry, clip_id, per_clip, writes, via_zarr, meta) if per_clip else []
-        self.backend.write_many({f"{entry.ref.path}/{key}": data for key, data in writes.items()})
-        for key in stale:  # files of an earlier array at the same place that the new one does not overwrite
-            self.backend.delete(f"{entry.ref.path}/{key}")
-        checksums = {key: sha256(data) for key, data in writes.items() if not key.endswith("zarr.json")}
-        for key in via_zarr:
-            data = self.backend.read_bytes(f"{entry.ref.path}/{key}")
-            if data is None:
-                raise StoreError(f"chunk {entry.ref.path}/{key} was not written for clip {clip_id}")
-            checksums[key] = sha256(data)
+        written = self.backend.write_many_deferred({f"{entry.ref.path}/{key}": data for key, data in writes.items()})
+        try:
+            for key in stale:  # files of an earlier array at the same place that the new one does not overwrite
+                self.backend.delete(f"{entry.ref.path}/{key}")
+            checksums = {key: sha256(data) for key, data in writes.items() if not key.endswith("zarr.json")}
+            for key in via_zarr:
+                data = self.backend.read_bytes(f"{entry.ref.path}/{key}")
+                if data is None:
+                    raise StoreError(f"chunk {entry.ref.path}/{key} was not written for clip {clip_id}")
+                checksums[key] = sha256(data)
+        except BaseException:
+            written.close()
+            raise
         marker = {
             "clip": clip_id,
             "index": index,
@@ -225,8 +260,7 @@ class Committer:
             "meta": meta,
             "fingerprint": fingerprint,
         }
-        self.backend.write_bytes(f"{entry.ref.path}/_done/{marker_name(index)}", sealed(marker))
-        self.backend.delete(f"{entry.ref.path}/_failed/{marker_name(index)}")
+        return PendingCommit(self.backend, written, entry.ref.path, marker_name(index), sealed(marker))
 
     def _stacked_encoder(self, key: str) -> ChunkEncoder | None:
         """The chunk encoder of a stacked array (its metadata is immutable once created, so built once a process)."""
