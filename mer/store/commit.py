@@ -40,10 +40,12 @@ def chunk_shape(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
 
 
 def compressors_for(dtype: np.dtype, ndim: int) -> Any:
-    """Blosc LZ4 with bit-shuffle for frame stacks (uint8, ≥ 3 axes): about 35 % faster to write than zstd for
-    noisy face crops at a slightly lower ratio (1.16 vs 1.31); zarr's default (zstd) for everything else."""
+    """Blosc LZ4 (level 1) with bit-shuffle for frame stacks (uint8, ≥ 3 axes): about 35 % faster to write than
+    zstd for noisy face crops at a slightly lower ratio (1.15 vs 1.31), and a quarter faster than LZ4 level 5 at
+    ratio 1.148 against 1.157 (8.0 against 10.6 ms a 32-frame 256×256 stack, one thread; this encoding is about
+    a third of what a commit costs the runner); zarr's default (zstd) for everything else."""
     if np.dtype(dtype) == np.uint8 and ndim >= 3:
-        return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")]
+        return [BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle")]
     return "auto"
 
 
