@@ -98,7 +98,9 @@ def test_detected_apex_is_near_the_annotated_one(face_store):
     for _, row in store.manifest(ds).iterrows():
         frames = store.read(ds, "equalize", clip=row["clip_id"])
         errors.append(abs(detected_apex(frames) - list(row["frame_numbers"]).index(int(row["apex"]))))
-    assert np.mean(errors) <= 1.5 and max(errors) <= 3, errors
+    # s02_c02's motion curve is a plateau from frame 21 to 27 (0.244-0.248 with landmarks v4, 0.235-0.237 with
+    # v3): the largest value moves by 4 frames with the alignment. bench_apex's 16 clips: mean 0.62, max 2 either way.
+    assert np.mean(errors) <= 1.5 and max(errors) <= 4, errors
 
 
 def test_other_inputs_dynamic_onset_diff(store_copy):
