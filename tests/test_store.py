@@ -88,10 +88,38 @@ def test_rerun_skips_complete_clips_and_keys_follow_parameters(tmp_path, tiny_da
     assert scaled[1].key != plan[1].key
     report = run_plan(st, "tiny", scaled)
     assert report.computed == {"ingest": 0, "test-mean": 4}
-    with pytest.raises(AmbiguousEntryError, match="choose one with key="):
+    with pytest.raises(AmbiguousEntryError, match="choose one by key"):
         st.read("tiny", "test-mean", name="first")
     doubled = st.read("tiny", "test-mean", key=scaled[1].key, name="first")
     np.testing.assert_allclose(doubled, 2 * st.read("tiny", "test-mean", key=plan[1].key, name="first"), rtol=1e-6)
+
+
+def test_after_an_upgrade_the_entry_of_this_codes_chain_is_found_and_the_old_one_stays_readable(
+    tmp_path, tiny_dataset, monkeypatch
+):
+    """An upgrade bumps an upstream stage: the same stage and parameters then have two complete entries. Given the
+    code's versions, ``find`` takes the one whose whole chain this code computed; without them it is ambiguous and
+    says which one that is; the old one is still read by key."""
+    import dataclasses
+
+    import mer.pipeline.stage as stage_module
+
+    st, plan, _ = _ingest(tmp_path, tiny_dataset)
+    run_plan(st, "tiny", plan)
+    old_key = plan[1].key
+    ingest = stage_module.get_stage("ingest")
+    monkeypatch.setitem(stage_module._REGISTRY, "ingest", dataclasses.replace(ingest, version=ingest.version + "-next"))
+    upgraded = build_plan(st, "tiny", ["ingest", "test-mean"])
+    assert upgraded[1].key != old_key and upgraded[1].params == plan[1].params
+    run_plan(st, "tiny", upgraded)
+    versions = stage_module.registered_versions()
+    assert st.find("tiny", "test-mean", current_versions=versions).ref.key == upgraded[1].key
+    assert not st.chain_is_current(st.find("tiny", "test-mean", key=old_key).ref, versions)
+    with pytest.raises(AmbiguousEntryError) as info:
+        st.find("tiny", "test-mean")
+    listed = str(info.value)
+    assert old_key in listed and upgraded[1].key in listed and "(this code's chain)" not in listed
+    assert st.find("tiny", "test-mean", key=old_key).ref.key == old_key
 
 
 def test_corrupt_frame_fails_only_its_clip(tmp_path, tiny_dataset):

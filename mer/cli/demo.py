@@ -98,8 +98,9 @@ def run_demo(out: Path, sizes: DemoSizes = DemoSizes(), fresh: bool = False) -> 
     console.print("[bold]3. train[/bold]: MEGANet under leave-one-subject-out: MESTI, dynamic image, apex frame")
     config = TrainConfig(epochs=sizes.epochs, seed=sizes.seed, batch_size=16, lr=1e-3)
     run_dirs = []
+    keys = {p.stage.name: p.key for p in plan}  # the entries just computed (an older version's may sit beside them)
     for input_name in ("mesti", "dynamic", "apex-frame"):
-        data = load_training_data(store, "synth", input_name)
+        data = load_training_data(store, "synth", input_name, keys[input_name])
         run_dir = runs_dir / f"{input_name}-meganet"
         res = run_experiment(
             data.X,
@@ -188,8 +189,10 @@ def run_facesleuth_demo(out: Path, sizes: FaceSleuthDemoSizes = FaceSleuthDemoSi
     recipe = "facesleuth-paper"
     config = get_recipe(recipe).config(epochs=sizes.epochs, batch_size=8, seed=sizes.seed, device="cpu")
     run_dirs = []
+    keys = {p.stage.name: p.key for p in plan}  # the entries just computed (an older version's may sit beside them)
+    images = {"onset": f"onset-raw@{keys['onset-raw']}", "apex": f"apex-frame-raw@{keys['apex-frame-raw']}"}
     for label, au in (("images", False), ("images+AU", True)):
-        inputs = {"onset": "onset-raw", "apex": "apex-frame-raw"} | ({"au": "manifest:au_vector"} if au else {})
+        inputs = images | ({"au": "manifest:au_vector"} if au else {})
         data = load_training_inputs(store, "synth", inputs)
         run_dir = runs_dir / f"facesleuth-{'au' if au else 'noau'}"
         res = run_experiment(

@@ -101,3 +101,8 @@ def get_stage(name: str) -> Stage:
     except KeyError:
         known = ", ".join(sorted(_REGISTRY)) or "none registered (import mer.pipeline.catalog)"
         raise ValueError(f"unknown stage {name!r}; known: {known}") from None
+
+
+def registered_versions() -> dict[str, str]:
+    """Stage name → code version of every registered stage (what this code would compute)."""
+    return {name: stage.version for name, stage in _REGISTRY.items()}

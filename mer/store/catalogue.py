@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mer.config import canonical_json
@@ -111,10 +111,22 @@ class Catalogue:
         """Every entry with its dataset, stage, key, parameters and status."""
         return [self.info_of(ref) for ref in self.entry_refs(dataset, stage)]
 
-    def find(self, dataset: str, stage: str, key: str | None = None, complete_only: bool = True) -> Entry:
+    def find(
+        self,
+        dataset: str,
+        stage: str,
+        key: str | None = None,
+        complete_only: bool = True,
+        current_versions: Mapping[str, str] | None = None,
+    ) -> Entry:
         """Resolve the entry of a stage: the given key (or unique key prefix), else the one complete entry built
         from the dataset's current clips table (with ``complete_only=False``, the one entry there is when none or
-        several are complete). Entries of earlier table versions stay readable by key."""
+        several are complete). Entries of earlier table versions stay readable by key.
+
+        ``current_versions`` (stage name → code version, e.g. the pipeline's registry): when several complete
+        entries qualify, the one whose whole chain of inputs was computed by these versions is taken (an upgrade
+        leaves the entries of older stage versions beside the new ones; they stay readable by key). The key taken
+        is recorded by the reader (a training run's ``provenance.json``), so it is never a silent choice."""
         refs = list(self.entry_refs(dataset, stage))
         if not refs:
             known = sorted({r.stage for r in self.entry_refs(dataset)}) if dataset in self.datasets() else []
@@ -144,10 +156,36 @@ class Catalogue:
                 f"no complete entry for {dataset}/{stage}: {states}. "
                 "Run preprocess again to finish it, or pass a key to read what is there."
             )
-        listing = "\n".join(f"  {i.key}  {canonical_json(i.params)}" for i in candidates)
-        raise AmbiguousEntryError(
-            f"{len(candidates)} complete entries for {dataset}/{stage}; choose one with key=:\n{listing}"
+        current = [i for i in candidates if current_versions and self.chain_is_current(i.ref, current_versions)]
+        if len(current) == 1:
+            return self.entry(current[0].ref)
+        listing = "\n".join(
+            f"  {i.key}  {canonical_json(i.params)}  created {i.created or '?'}"
+            + ("  (this code's chain)" if i in current else "")
+            for i in candidates
         )
+        raise AmbiguousEntryError(
+            f"{len(candidates)} complete entries for {dataset}/{stage}; choose one by key "
+            f"(key=KEY, or {stage}@KEY as a training input):\n{listing}"
+        )
+
+    def chain_is_current(self, ref: EntryRef, versions: Mapping[str, str]) -> bool:
+        """Whether the entry and every entry it was computed from carry the code versions in ``versions``."""
+        seen: set[EntryRef] = set()
+        todo = [ref]
+        while todo:
+            ref = todo.pop()
+            if ref in seen:
+                continue
+            seen.add(ref)
+            try:
+                attrs = self.entry(ref).attrs
+            except (EntryNotFoundError, StoreError):
+                return False
+            if versions.get(ref.stage) != str(attrs.get("version")):
+                return False
+            todo += [EntryRef(ref.dataset, s, k) for s, k in (attrs.get("inputs") or {}).items() if s != "manifest"]
+        return True
 
     def siblings(self, entry: Entry) -> list[Entry]:
         """Entries of the same dataset and recipe built from other versions of the clips table (newest first), whose
