@@ -633,7 +633,7 @@ def _track_pass(
     follow(sorted({*range(k - stride, -1, -stride), 0} - {k}, reverse=True), -1)
     if changed_frame_limit > 0:  # a frame between tracked ones that does not look like them is tracked itself
         for u in changed_frames(frames, boxes, np.flatnonzero(done), changed_frame_limit):
-            side = u - 1 if done[u - 1] else u + 1
+            side = int(np.flatnonzero(done[:u])[-1])  # the nearest tracked frame before it (one always is)
             step(u, boxes[side], turns[side])
     tracked = np.flatnonzero(done)
 
