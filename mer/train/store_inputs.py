@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import mer.pipeline.catalog  # noqa: F401  (registers the built-in stages: their versions pick current entries)
 from mer.datasets import load_label_set
-from mer.pipeline.stage import registered_versions
+from mer.pipeline.catalog import stage_versions
 from mer.store.entries import Entry, EntryRef
 from mer.store.errors import EntryNotFoundError
 from mer.store.provenance import provenance_record
@@ -122,7 +121,7 @@ def _stored_rows(
     store: FeatureStore, name: str, dataset: str, source: InputSource
 ) -> tuple[dict[str, int], np.ndarray, dict[str, Any], list[tuple[str, str]]]:
     """Clip id -> row of the entry's dataset array (computed clips only), the array, its record, exclusions."""
-    entry = store.find(dataset, source.stage, source.key, complete_only=False, current_versions=registered_versions())
+    entry = store.find(dataset, source.stage, source.key, complete_only=False, current_versions=stage_versions())
     array_name = source.array or entry.primary
     array = store.read_entry(entry, name=array_name, allow_partial=True)
     done = store.done_mask(entry)
