@@ -4,6 +4,7 @@ commit marker."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -229,3 +230,19 @@ def test_an_s3_commit_asks_nothing_about_the_files_it_writes(counted_s3):
     assert st.backend.read_bytes(f"{entry.ref.path}/_done/000000.json") is not None
     assert counted_s3[-1] == ("GET", f"store/{entry.ref.path}/_done/000000.json")
     assert counted_s3[-2][0] != "HEAD"  # one GET an object, no HEAD for its size first
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected_rows"),
+    [(36, 18), (21, 21), (22, 11), (55, 19), (5, 5), (64, 16)],
+)
+def test_a_frame_stack_is_chunked_evenly_so_that_little_padding_is_written(frames, expected_rows):
+    rows = chunk_shape((frames, 256, 256, 3), 1)[0]  # at most 21 rows of 192 KiB in 4 MiB
+    assert rows == expected_rows
+    assert math.ceil(frames / rows) * rows - frames < math.ceil(frames / rows)  # less than a row per chunk padded
+
+
+def test_frame_stacks_are_stored_without_a_codec_and_other_arrays_with_zarrs_default():
+    assert compressors_for(np.dtype("uint8"), 4) is None
+    assert compressors_for(np.dtype("uint8"), 2) == "auto"
+    assert compressors_for(np.dtype("float32"), 4) == "auto"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +140,32 @@ def _init_worker() -> None:
     except (ImportError, ValueError):
         pass
     _WORKER_THREAD.ready = True
+
+
+@contextlib.contextmanager
+def _as_one_worker() -> Iterator[None]:
+    """Run this process's clips as a worker runs them: one OpenCV and one Numba thread (``--workers 1`` is one core).
+
+    Without it an in-process run spreads some kernels (OpenCV's warps, Numba's pooling) over every core, so one
+    worker is not one core and the figures of 1 and N workers do not compare. The process's counts come back after.
+    """
+    import cv2
+
+    opencv_before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        import numba
+    except ImportError:
+        numba = None
+    numba_before = numba.get_num_threads() if numba is not None else None
+    if numba is not None:
+        numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(opencv_before)
+        if numba is not None and numba_before is not None:
+            numba.set_num_threads(numba_before)
 
 
 def _worker_store(location: str) -> FeatureStore:
@@ -527,8 +554,9 @@ def _execute(
         yield from _execute_dask(store.location, dataset, plan, pending, rows, scheduler)
         return
     if workers <= 1 or len(pending) <= 1:
-        for index in pending:
-            yield process_clip(store, dataset, plan, index, rows[index])
+        with _as_one_worker():
+            for index in pending:
+                yield process_clip(store, dataset, plan, index, rows[index])
         return
     from joblib import Parallel, delayed
 
@@ -555,8 +583,9 @@ def _execute_groups(
             yield from outcomes
         return
     if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield from process_group(store, dataset, plan, task, [rows[i] for i in task])
+        with _as_one_worker():
+            for task in tasks:
+                yield from process_group(store, dataset, plan, task, [rows[i] for i in task])
         return
     from joblib import Parallel, delayed
 

@@ -108,7 +108,9 @@ def template_for(dtype: np.dtype, ndim: int, compressors: Any, config: dict[str,
     dtype = np.dtype(dtype)
     if dtype.kind not in "biuf" or ndim < 1:
         return None
-    described = compressors if isinstance(compressors, str) else [c.to_dict() for c in compressors]
+    described = compressors if compressors is None or isinstance(compressors, str) else [
+        c.to_dict() for c in compressors
+    ]
     key = (dtype.str, ndim, json.dumps(described, sort_keys=True), json.dumps(config, sort_keys=True))
     if key not in _TEMPLATES:
         _TEMPLATES[key] = _build_template(dtype, ndim, compressors, config)

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
 
 from mer.names import validate_clip_id, validate_component
 from mer.store.arrays import ChunkEncoder, implicit_group_document, regular_chunks, template_for
@@ -31,21 +30,32 @@ _TARGET_CHUNK_BYTES = 4 * 2**20
 
 
 def chunk_shape(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    """Chunk a per-clip array along its first axis in blocks of about 4 MiB (whole array when small)."""
+    """Chunk a per-clip array along its first axis in blocks of at most about 4 MiB (whole array when small).
+
+    The rows are shared out evenly over the fewest chunks that keep that size, so that the last chunk is not mostly
+    padding (36 frames of 256x256x3 are 2 chunks of 18, not 21 + 15 padded to 21): the padding is written too.
+    """
     if not shape:
         return ()
     row_bytes = max(1, math.prod(shape[1:]) * itemsize)
-    rows = max(1, min(shape[0], _TARGET_CHUNK_BYTES // row_bytes))
-    return (max(rows, 1), *shape[1:]) if shape[0] else (1, *shape[1:])
+    most_rows = max(1, min(shape[0], _TARGET_CHUNK_BYTES // row_bytes))
+    if not shape[0]:
+        return (1, *shape[1:])
+    n_chunks = math.ceil(shape[0] / most_rows)
+    return (math.ceil(shape[0] / n_chunks), *shape[1:])
 
 
 def compressors_for(dtype: np.dtype, ndim: int) -> Any:
-    """Blosc LZ4 (level 1) with bit-shuffle for frame stacks (uint8, ≥ 3 axes): about 35 % faster to write than
-    zstd for noisy face crops at a slightly lower ratio (1.15 vs 1.31), and a quarter faster than LZ4 level 5 at
-    ratio 1.148 against 1.157 (8.0 against 10.6 ms a 32-frame 256×256 stack, one thread; this encoding is about
-    a third of what a commit costs the runner); zarr's default (zstd) for everything else."""
+    """No compression for frame stacks (uint8, >= 3 axes); zarr's default (zstd) for everything else.
+
+    Face crops are camera noise at the byte level: Blosc LZ4 with bit-shuffle, the fastest codec that compresses
+    them at all, gives a ratio of only 1.08-1.14 on aligned and equalised crops at 7 ms a 21-frame 256x256x3 chunk
+    (1 ms stored raw), and zstd 1.17-1.23 at 18-19 ms (one thread; ``benchmarks/bench_codecs.py``). That encoding was
+    the largest part of what a commit costs the runner (about 40 of 110 ms a clip); 10 % more bytes cost less. The
+    values are the same whatever the codec; each array's ``zarr.json`` names its own, so stores written with the
+    earlier codecs read as before."""
     if np.dtype(dtype) == np.uint8 and ndim >= 3:
-        return [BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle")]
+        return None
     return "auto"
 
 
