@@ -11,7 +11,7 @@ LABELS    ?= original
 WORKERS   ?= 2
 DEMO_DIR  ?= demo
 
-.PHONY: install demo test lint preprocess bench clean
+.PHONY: install demo test lint preprocess bench device-kit clean
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ preprocess: install
 # Sizes chosen by the device: full (CASME II-sized) with CUDA, quick (minutes) on a CPU; printed per benchmark.
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# What benchmarks/gpu_checks.sh needs on a lent GPU machine (wheels in .whl/, OpenCV's reference in .devkit/).
+device-kit: install
+	$(BIN)/python benchmarks/device_kit.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -57,6 +57,7 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -118,9 +119,22 @@ def main() -> None:
     ap.add_argument("--cross-clips", type=int, default=0,
                     help="2-pair clips for the grouped-vs-alone tvl1-torch section (0: 8 on the CPU, 128 on a GPU)")
     ap.add_argument("--cross-clip-only", action="store_true", help="run only the grouped-vs-alone section")
+    ap.add_argument("--save-opencv-reference", type=Path, default=None, metavar="NPZ",
+                    help="compute OpenCV's fields and per-core rate for the GPU section here, save them, and stop")
+    ap.add_argument("--gpu-only", type=Path, default=None, metavar="NPZ",
+                    help="run only the GPU section, against the OpenCV reference saved with --save-opencv-reference "
+                         "(for a GPU machine whose OpenCV has no contrib modules, hence no TV-L1)")
     args = ap.parse_args()
     if args.cross_clip_only:
         cross_clip_section(args.size, args.cross_clips, args.repeats)
+        return
+    if args.save_opencv_reference:
+        save_opencv_reference(args.save_opencv_reference, args.size, args.repeats)
+        return
+    if args.gpu_only:
+        if not gpu_available():
+            raise SystemExit("--gpu-only: no CUDA device here")
+        gpu_section(args.size, args.gpu_pairs, None, OpenCVReference.load(args.gpu_only))
         return
 
     a, b = make_pair(args.size)
@@ -177,7 +191,7 @@ def main() -> None:
         )
         agreement(a, b)
         if args.gpu_pairs and gpu_available():
-            gpu_section(args.size, args.gpu_pairs, max(per_core["tvl1"], 1000 / cpu_ms["tvl1"]))
+            gpu_section(args.size, args.gpu_pairs, max(per_core["tvl1"], 1000 / cpu_ms["tvl1"]), None)
         elif args.gpu_pairs:
             print("no CUDA device here: GPU figures of tvl1-torch (goal ≥ 30× one OpenCV core) not measured")
     if "tvl1-torch" in methods:
@@ -281,16 +295,71 @@ def varied_pairs(size: tuple[int, int], n: int) -> tuple[np.ndarray, np.ndarray]
     return firsts, seconds
 
 
-def gpu_section(size: int, n_pairs: int, opencv_per_core: float) -> None:
-    """tvl1-torch on CUDA: pairs/s per batch size at ``size``² and 320×240, agreement with OpenCV."""
-    import torch
+GPU_SHAPES = ((256, 256), (240, 320))
+REFERENCE_PAIRS = 4
+
+
+@dataclass
+class OpenCVReference:
+    """OpenCV's TV-L1 fields of the first pairs of each GPU shape, and its pairs/s on one core, saved where OpenCV
+    has its contrib modules, for a GPU machine where it has not (``--save-opencv-reference``, ``--gpu-only``)."""
+
+    fields: dict[tuple[int, int], np.ndarray]
+    per_core: float
+    where: str
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path, per_core=self.per_core, where=self.where,
+            **{f"fields_{h}x{w}": f for (h, w), f in self.fields.items()},
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> OpenCVReference:
+        with np.load(path) as z:
+            fields = {tuple(int(v) for v in k.removeprefix("fields_").split("x")): z[k] for k in z.files
+                      if k.startswith("fields_")}
+            return cls(fields, float(z["per_core"]), str(z["where"]))  # type: ignore[arg-type]
+
+
+def save_opencv_reference(path: Path, size: int, repeats: int) -> None:
+    """OpenCV's fields for the GPU section's first pairs and its best pairs per CPU second on one thread."""
+    import platform
 
     from mer.pipeline.flow.optical_flow import tvl1
+
+    cv2.setNumThreads(1)
+    fields = {}
+    for shape in ((size, size), GPU_SHAPES[1]):
+        firsts, seconds = varied_pairs(shape, REFERENCE_PAIRS)
+        fields[shape] = np.stack([tvl1(firsts[i], seconds[i]) for i in range(REFERENCE_PAIRS)])
+    a, b = make_pair(size)
+    best = float("inf")
+    for _ in range(repeats):  # CPU seconds of the one thread: what the pair costs a core, whatever else runs
+        t0 = time.process_time()
+        tvl1(a, b)
+        best = min(best, time.process_time() - t0)
+    where = (f"{platform.node()}, {platform.processor() or platform.machine()}, OpenCV {cv2.__version__}, 1 thread, "
+             "by CPU time")
+    OpenCVReference(fields, 1 / best, where).save(path)
+    print(f"saved {path}: OpenCV TV-L1 {1 / best:.2f} pairs/s on one core at {size}×{size} ({where}); fields of "
+          f"{REFERENCE_PAIRS} pairs at {', '.join(f'{w}×{h}' for h, w in fields)}")
+
+
+def gpu_section(size: int, n_pairs: int, opencv_per_core: float | None, reference: OpenCVReference | None) -> None:
+    """tvl1-torch on CUDA: pairs/s per batch size at ``size``² and 320×240, agreement with OpenCV (computed here, or
+    read from ``reference``, whose per-core rate then stands in for ``opencv_per_core``)."""
+    import torch
+
     from mer.pipeline.flow.tvl1_torch import default_batch_size, tvl1_torch_batch
 
+    if reference is not None:
+        opencv_per_core = reference.per_core
+        print(f"OpenCV reference: {reference.per_core:.2f} pairs/s on one core, measured on {reference.where}")
+    assert opencv_per_core is not None
     device = torch.device("cuda")
     print(f"\ntvl1-torch on {torch.cuda.get_device_name(device)} (float32, batched, {n_pairs} different pairs)")
-    for shape in ((size, size), (240, 320)):
+    for shape in ((size, size), GPU_SHAPES[1]):
         firsts, seconds = varied_pairs(shape, n_pairs)
         tvl1_torch_batch(firsts[:4], seconds[:4], device="cuda", batch_size=4)  # warm up kernels and caches
         auto = default_batch_size(device, *shape)
@@ -307,10 +376,16 @@ def gpu_section(size: int, n_pairs: int, opencv_per_core: float) -> None:
             else:
                 line += f" = {rate / 30:5.1f}× the published ~30 fps of GPU TV-L1 at 320×240"
             print(line)
-        k = min(4, n_pairs)
-        d = [np.median(np.linalg.norm(flows[i] - tvl1(firsts[i], seconds[i]), axis=-1)) for i in range(k)]
-        print(f"  {shape[1]}×{shape[0]}: GPU fields vs OpenCV, median difference per pair {np.round(d, 4)} px")
+        k = min(REFERENCE_PAIRS, n_pairs)
+        if reference is not None:
+            expected = reference.fields[shape][:k]
+        else:
+            from mer.pipeline.flow.optical_flow import tvl1
 
+            expected = np.stack([tvl1(firsts[i], seconds[i]) for i in range(k)])
+        d = [np.median(np.linalg.norm(flows[i] - expected[i], axis=-1)) for i in range(k)]
+        print(f"  {shape[1]}×{shape[0]}: GPU fields vs OpenCV, median difference per pair {np.round(d, 4)} px "
+              "(goal < 0.05)")
 
 if __name__ == "__main__":
     main()

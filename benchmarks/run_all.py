@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 
 QUICK: dict[str, list[str]] = {
     "bench_apex": ["--subjects", "2", "--clips", "2"],
+    "bench_codecs": ["--clips", "2", "--repeats", "2"],
     "bench_face": ["--frames", "16", "--repeats", "2"],
     "bench_flow": ["--repeats", "2", "--farneback-pairs", "30", "--tvl1-pairs", "3", "--cross-clips", "4"],
     "bench_overhead": ["--subjects", "1", "--clips-per-subject", "3", "--size", "320x240"],
