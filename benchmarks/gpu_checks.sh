@@ -39,5 +39,5 @@ step tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_cross_clip_ba
   -k "companions or fixed_point"
 step flow 150 python3 benchmarks/bench_flow.py --gpu-only .devkit/opencv_reference.npz
 step cross-clip 90 python3 benchmarks/bench_flow.py --cross-clip-only --repeats 2
-step train 240 python3 benchmarks/bench_train.py --skip-baseline --epochs 20
+step train 240 python3 benchmarks/bench_train.py --skip-baseline --epochs 10
 exit $failed
