@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mer.pipeline.context import ClipContext
-from mer.pipeline.face.align import ALIGN_MODES, BORDERS, REFERENCES, align_clip
+from mer.pipeline.face.align import ALIGN_DEFAULTS, ALIGN_MODES, BORDERS, REFERENCES, align_clip
 from mer.pipeline.face.detect import DETECTORS, FaceDetection, detect_face
 from mer.pipeline.face.equalize import EQUALIZERS, equalize_frames
 from mer.pipeline.face.landmarks import MAX_INITS, TRACK_DEFAULTS, track_landmarks
@@ -199,7 +199,8 @@ class LandmarkParams:
 
 @dataclass(frozen=True)
 class AlignParams:
-    """Similarity alignment from eye geometry (:func:`mer.pipeline.face.align.align_clip`).
+    """Similarity alignment from eye geometry (:func:`mer.pipeline.face.align.align_clip`); the defaults are the
+    kernel's (:data:`~mer.pipeline.face.align.ALIGN_DEFAULTS`; ``align_mode`` is its ``mode``).
 
     Parameters
     ----------
@@ -216,12 +217,12 @@ class AlignParams:
         Pixels outside the frame.
     """
 
-    reference: str = "inner-corners"
-    align_mode: str = "onset"
-    size: int = 256
-    eye_y: float | None = None
-    eye_distance: float | None = None
-    border: str = "replicate"
+    reference: str = ALIGN_DEFAULTS.reference
+    align_mode: str = ALIGN_DEFAULTS.mode
+    size: int = ALIGN_DEFAULTS.size
+    eye_y: float | None = ALIGN_DEFAULTS.eye_y
+    eye_distance: float | None = ALIGN_DEFAULTS.eye_distance
+    border: str = ALIGN_DEFAULTS.border
 
     def __post_init__(self) -> None:
         _check_choices(self, {"reference": REFERENCES, "align_mode": ALIGN_MODES, "border": BORDERS})
