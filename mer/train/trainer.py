@@ -115,7 +115,7 @@ class TrainConfig(TrainingExtras):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
+    def from_dict(cls, d: Mapping) -> TrainConfig:
         """Inverse of :meth:`to_dict` (unknown keys are rejected)."""
         d = dict(d)
         if "rotation_angles" in d:
