@@ -4,12 +4,15 @@ track runs away; jitter against the true landmarks of Grace Hopper clips (see te
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 from test_face import _jitter, make_clip
 
 from mer.pipeline.face.detect import detect_candidates, detect_face
 from mer.pipeline.face.landmarks import RECHECK_INITS, FaceLostError, predict_landmarks, track_landmarks
+from mer.pipeline.face.smoothing import smooth_track
 from mer.pipeline.face.stages import LandmarkParams
 
 V3 = LandmarkParams(n_inits=1, stride=1, half_res_blur=False, calibration_frames=2, runaway_scale=0.0).track_kwargs()
@@ -250,3 +253,16 @@ def test_a_runaway_is_tracked_again_with_the_size_held(photo, photo_landmarks):
     assert not normal.fell_back and forced.fell_back
     assert forced.starts.sum() > normal.starts.sum()
     assert np.median(np.linalg.norm(forced.landmarks - truth, axis=-1)) < 2.0
+
+
+def test_the_stage_defaults_call_the_tracker_with_its_own_defaults():
+    """The landmarks stage's default parameters (stored names) translate to exactly the kernels' keyword defaults,
+    so a ``track_landmarks(frames, detection)`` call without settings tracks and smooths as the default stage."""
+    p = LandmarkParams()
+    track = inspect.signature(track_landmarks).parameters
+    assert p.track_kwargs() == {k: track[k].default for k in p.track_kwargs()}  # KeyError: a name the kernel lacks
+    assert p.smoothing == track["smoothing"].default == "one-euro"
+    smooth = inspect.signature(smooth_track).parameters
+    assert p.smooth_kwargs() == {k: smooth[k].default for k in p.smooth_kwargs()}
+    savgol = LandmarkParams(smoothing="savgol").smooth_kwargs()
+    assert savgol == {k: smooth[k].default for k in savgol} == {"window": 7, "polyorder": 2}

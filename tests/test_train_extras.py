@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
+from mer.train.experiment import run_experiment
+from mer.train.extras import TrainingExtras
 from mer.train.losses import FocalLoss, class_weights, effective_number_weights
 from mer.train.mixing import MixConfig, mix_batch
 from mer.train.presets import available_presets, load_preset
+from mer.train.recipes import get_recipe
 from mer.train.sampling import oversample_counts, oversample_rows
 from mer.train.schedules import lr_factor, make_scheduler, warmup_cosine_factor
 from mer.train.swa import WeightAverage, refresh_batch_norm, swa_start_epoch
+from mer.train.trainer import TrainConfig
 from mer.train.tta import flip_batch, flip_tta_probs
 
 
@@ -262,3 +269,34 @@ def test_extras_hooks_follow_the_options():
     torch.testing.assert_close(predict_probs(stag, batch, opts, perm), flip_tta_probs(stag, batch, perm))
     plain = TrainingExtras()
     torch.testing.assert_close(predict_probs(stag, batch, plain, perm), torch.softmax(stag(**batch), 1))
+
+
+def test_a_recipe_run_writes_each_extra_once_with_its_value(tmp_path):
+    """config.json of a run from the stag-paper recipe: every training extra stands once in ``train``, with the
+    preset's value; the config reads back equal; a config's extras default to the extras' own defaults."""
+    g = torch.Generator().manual_seed(0)
+    inputs = {"roi_flow": torch.randn(12, 6, 14, 2, generator=g).numpy()}
+    meta = pd.DataFrame(
+        {"dataset": "synth", "subject": [f"s{i % 3}" for i in range(12)], "clip_id": [f"c{i}" for i in range(12)],
+         "label": [i % 3 for i in range(12)]}
+    )
+    config = get_recipe("stag-paper").config(epochs=2, batch_size=4, warmup_epochs=1, device="cpu")
+    small = dict(embed_dim=8, hidden_dim=8, graph_layers=1, heads=2, graph_dim=8, transformer_dim=8,
+                 transformer_layers=1, transformer_heads=2, fusion_dim=8, au=False)
+    run_experiment(inputs, meta, "loso", "stag", {"roi_set": "stag14", **small}, config, tmp_path, ["a", "b", "c"],
+                   recipe="stag-paper")
+
+    def no_repeats(pairs):
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), f"repeated keys {sorted(k for k in keys if keys.count(k) > 1)}"
+        return dict(pairs)
+
+    train = json.loads((tmp_path / "config.json").read_text(), object_pairs_hook=no_repeats)["train"]
+    preset = load_preset("stag")["train"] | {"epochs": 2, "batch_size": 4, "warmup_epochs": 1}
+    extra_names = [f.name for f in dataclasses.fields(TrainingExtras)]
+    assert set(extra_names) <= set(preset)  # the preset sets every extra: each value below is the preset's
+    assert {k: train[k] for k in extra_names} == {k: preset[k] for k in extra_names}
+    assert set(train) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert TrainConfig.from_dict(train) == dataclasses.replace(config, channels=None)
+    defaults = TrainConfig()
+    assert {k: getattr(defaults, k) for k in extra_names} == TrainingExtras().to_dict()

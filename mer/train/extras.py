@@ -43,18 +43,22 @@ from mer.train.tta import flip_tta_probs
 class TrainingExtras:
     """Values of the training extras (defaults: all off, i.e. plain training).
 
-    ``loss`` ``focal`` | ``ce`` with ``gamma`` and ``label_smoothing``; ``class_weights`` ``none`` |
-    ``inverse`` | ``effective`` (``class_weights_beta``); ``lr_schedule`` ``constant`` | ``warmup_cosine``
-    (``warmup_epochs``, ``min_lr_factor``); ``swa_start`` fraction of the epochs after which weights are
-    averaged (None = off) at the constant rate ``swa_lr_factor`` × lr; ``mixup_alpha`` / ``cutmix_alpha`` /
-    ``cutmix_prob`` / ``mix_prob`` (see :mod:`mer.train.mixing`); ``oversample`` factor in [0, 1]
-    (:mod:`mer.train.sampling`); ``roi_flip_prob`` ROI-sequence mirror augmentation; ``tta`` ``none`` | ``flip``.
+    Each extra's field and default are declared here only: :class:`mer.train.trainer.TrainConfig` inherits them
+    (a run's ``config.json`` and a recipe's ``[train]`` table carry them flat, beside the trainer's own values).
+
+    ``loss`` ``focal`` | ``ce`` with ``gamma`` and ``label_smoothing``; ``class_weights`` ``None`` (or
+    ``"none"``: no weights) | ``inverse`` | ``effective`` (``class_weights_beta``); ``lr_schedule``
+    ``constant`` | ``warmup_cosine`` (``warmup_epochs``, ``min_lr_factor``); ``swa_start`` fraction of the epochs
+    after which weights are averaged (None = off) at the constant rate ``swa_lr_factor`` × lr; ``mixup_alpha`` /
+    ``cutmix_alpha`` / ``cutmix_prob`` / ``mix_prob`` (see :mod:`mer.train.mixing`); ``oversample`` factor in
+    [0, 1] (:mod:`mer.train.sampling`); ``roi_flip_prob`` ROI-sequence mirror augmentation; ``tta`` ``none`` |
+    ``flip``.
     """
 
     loss: str = "focal"
     gamma: float = 2.0
     label_smoothing: float = 0.0
-    class_weights: str = "none"
+    class_weights: str | None = None
     class_weights_beta: float = 0.999
     lr_schedule: str = "constant"
     warmup_epochs: int = 0
@@ -76,7 +80,7 @@ class TrainingExtras:
             raise ValueError(f"tta={self.tta!r}; choose none or flip")
         if self.loss not in ("focal", "ce"):
             raise ValueError(f"loss={self.loss!r}; choose focal or ce")
-        if self.class_weights not in ("none", "inverse", "effective"):
+        if self.class_weights not in (None, "none", "inverse", "effective"):
             raise ValueError(f"class_weights={self.class_weights!r}; choose none, inverse or effective")
         for name in ("mix_prob", "cutmix_prob", "oversample", "roi_flip_prob"):
             if not 0 <= getattr(self, name) <= 1:

@@ -49,11 +49,10 @@ SINGLE = "x"  # the key of the one input of a model that declares no ``input_nam
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainingExtras):
     """Training hyper-parameters (paper defaults: Adam, focal loss, 50 epochs, flip + ±5/±10° rotation).
 
     The paper's learning-rate and weight-decay values were lost in extraction; 1e-4 / 1e-4 are our choice.
-    ``class_weights``: ``None`` or ``"inverse"`` (inverse class frequency of the training rows).
     ``val_fraction > 0`` holds out that share of training subjects as an inner validation split; with
     ``early_stopping`` it stops after ``patience`` epochs without a lower validation loss and restores the
     best weights. ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
@@ -64,12 +63,17 @@ class TrainConfig:
     ``lr_groups``: ``{substring: lr}``: parameters whose name contains the substring (first match) get that
     learning rate and no weight decay (e.g. ``{"theta": 1e-2}`` for FaceSleuth's SOA angles).
 
-    Extras for any model (:mod:`mer.train.extras`; all off by default): ``class_weights="effective"``
-    (``class_weights_beta``), ``lr_schedule="warmup_cosine"`` (``warmup_epochs``, ``min_lr_factor``), SWA from
-    the ``swa_start`` fraction of the epochs at ``swa_lr_factor`` × lr (the average replaces the best-epoch
-    weights), ``mixup_alpha`` / ``cutmix_alpha`` / ``cutmix_prob`` / ``mix_prob``, ``oversample`` (minority
-    classes up to that fraction of the largest per epoch), ``roi_flip_prob`` (ROI-sequence mirror of a
-    ``roi_flow`` input) and ``tta="flip"`` (test-time mirror of a ``roi_flow`` input).
+    The loss and the extras for any model are the inherited fields of
+    :class:`~mer.train.extras.TrainingExtras`, declared and validated there only (all off by default):
+    ``loss`` / ``gamma`` / ``label_smoothing``, ``class_weights`` (``None``, ``"inverse"``: inverse class
+    frequency of the training rows, ``"effective"`` with ``class_weights_beta``), ``lr_schedule="warmup_cosine"``
+    (``warmup_epochs``, ``min_lr_factor``), SWA from the ``swa_start`` fraction of the epochs at ``swa_lr_factor``
+    × lr (the average replaces the best-epoch weights), ``mixup_alpha`` / ``cutmix_alpha`` / ``cutmix_prob`` /
+    ``mix_prob``, ``oversample`` (minority classes up to that fraction of the largest per epoch),
+    ``roi_flip_prob`` (ROI-sequence mirror of a ``roi_flow`` input) and ``tta="flip"`` (test-time mirror of a
+    ``roi_flow`` input). Inheriting (rather than holding the extras as one field) keeps every value a flat
+    keyword, attribute and ``config.json`` key, as recipes, the command line and older run folders have them;
+    :meth:`to_dict` lists the trainer's own values first, then the extras.
     """
 
     epochs: int = 50
@@ -77,10 +81,6 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     optimizer: str = "adam"
-    loss: str = "focal"
-    gamma: float = 2.0
-    class_weights: str | None = None
-    label_smoothing: float = 0.0
     augment: bool = True
     flip_prob: float = 0.5
     rotation_angles: tuple[float, ...] = PAPER_ANGLES
@@ -100,28 +100,12 @@ class TrainConfig:
     standardize: bool = True
     eval_batch_size: int = 256
     profile: bool = False
-    class_weights_beta: float = 0.999
-    lr_schedule: str = "constant"
-    warmup_epochs: int = 0
-    min_lr_factor: float = 0.0
-    swa_start: float | None = None
-    swa_lr_factor: float = 0.2
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    cutmix_prob: float = 0.5
-    mix_prob: float = 1.0
-    oversample: float = 0.0
-    roi_flip_prob: float = 0.0
-    tta: str = "none"
-
-    def extras(self) -> TrainingExtras:
-        """The training extras' values (:class:`~mer.train.extras.TrainingExtras`, validated)."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingExtras)}
-        return TrainingExtras(**(values | {"class_weights": self.class_weights or "none"}))
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict of the fields."""
+        """Plain JSON-able dict of the fields: the trainer's own, then the extras (as ``config.json`` reads best)."""
+        extra_names = [f.name for f in dataclasses.fields(TrainingExtras)]
         d = asdict(self)
+        d = {k: v for k, v in d.items() if k not in extra_names} | {k: d[k] for k in extra_names}
         d["rotation_angles"] = list(self.rotation_angles)
         if isinstance(self.channels, dict):
             d["channels"] = {k: list(v) for k, v in self.channels.items()}
@@ -131,7 +115,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
+    def from_dict(cls, d: Mapping) -> TrainConfig:
         """Inverse of :meth:`to_dict` (unknown keys are rejected)."""
         d = dict(d)
         if "rotation_angles" in d:
@@ -366,23 +350,20 @@ def fit_steps(
     g = None if groups is None else np.asarray(groups)
     fit_rows, val_rows = inner_split(rows, y_rows, g, config.val_fraction, config.seed)
     num_classes = _num_classes(model)
-    extras = config.extras()
     y_fit = y[torch.as_tensor(fit_rows, device=y.device)].cpu().numpy()
-    if _plain(extras):
+    if _plain(config):
         alpha = inverse_frequency_weights(y_fit, num_classes) if config.class_weights == "inverse" else None
-        if config.class_weights not in (None, "inverse"):
-            raise ValueError(f"unknown class_weights {config.class_weights!r}")
         loss_fn = make_loss(config.loss, config.gamma, alpha, config.label_smoothing).to(device)
     else:
-        loss_fn = make_extras_loss(extras, y_fit, num_classes).to(device)  # takes MixUp's soft targets
+        loss_fn = make_extras_loss(config, y_fit, num_classes).to(device)  # takes MixUp's soft targets
     optimizer = _make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, config.lr_decay) if config.lr_decay != 1 else None
-    if extras.lr_schedule != "constant" or extras.swa_start is not None:
+    if config.lr_schedule != "constant" or config.swa_start is not None:
         if scheduler is not None:
             raise ValueError("lr_decay cannot be combined with lr_schedule or swa_start; use one of them")
-        scheduler = make_extras_scheduler(optimizer, config.epochs, extras)
-    swa = SwaTracker(extras, config.epochs)
-    roi_perm = roi_permutation_for(model) if extras.roi_flip_prob > 0 else None
+        scheduler = make_extras_scheduler(optimizer, config.epochs, config)
+    swa = SwaTracker(config, config.epochs)
+    roi_perm = roi_permutation_for(model) if config.roi_flip_prob > 0 else None
     row_rng = np.random.default_rng(config.seed)
     use_amp = config.amp and device.type == "cuda"
     gen = torch.Generator(device=device)
@@ -396,8 +377,8 @@ def fit_steps(
         for epoch in range(config.epochs):
             t0, paused = time.perf_counter(), 0.0
             model.train()
-            if extras.oversample > 0:
-                fit_t = torch.as_tensor(epoch_rows(fit_rows, y_fit, extras, row_rng), device=device)
+            if config.oversample > 0:
+                fit_t = torch.as_tensor(epoch_rows(fit_rows, y_fit, config, row_rng), device=device)
                 n = len(fit_t)
             perm = fit_t[torch.randperm(n, generator=gen, device=device)]
             loss_sum = torch.zeros((), device=device)
@@ -419,8 +400,8 @@ def fit_steps(
                     for name in images:
                         batch[name] = apply_transform(batch[name], tf, channels_of(config, name))
                 target = yb
-                if roi_perm is not None or extras.mix.enabled:
-                    batch, target = augment_named(batch, yb, num_classes, extras, gen, roi_perm)
+                if roi_perm is not None or config.mix.enabled:
+                    batch, target = augment_named(batch, yb, num_classes, config, gen, roi_perm)
                 if config.profile:
                     _sync(device)
                     data_time += time.perf_counter() - td
@@ -475,7 +456,7 @@ def fit_steps(
 
 def _plain(extras: TrainingExtras) -> bool:
     """No extra that needs the recipe loss (soft targets or effective-number weights)."""
-    return not extras.mix.enabled and extras.class_weights in ("none", "inverse")
+    return not extras.mix.enabled and extras.class_weights in (None, "none", "inverse")
 
 
 @torch.no_grad()

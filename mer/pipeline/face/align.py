@@ -44,6 +44,36 @@ DEFAULT_TARGETS: dict[str, tuple[float, float]] = {
 
 
 @dataclass(frozen=True)
+class AlignSettings:
+    """The alignment's settings; :data:`ALIGN_DEFAULTS` is the one home of their defaults (the keyword defaults of
+    the functions below and those of the align stage's parameters are read from it).
+
+    Attributes
+    ----------
+    size : int
+        Output side, pixels (256).
+    reference : {"inner-corners", "eye-centres"}
+        The reference point pair (inner-corners).
+    mode : {"onset", "per-frame"}
+        One transform from the reference frame for the whole clip, or one per frame (onset).
+    eye_y, eye_distance : float or None
+        Targets as fractions of ``size`` (None: the reference's :data:`DEFAULT_TARGETS`).
+    border : {"replicate", "constant", "reflect"}
+        Pixels outside the frame (replicate).
+    """
+
+    size: int = 256
+    reference: str = "inner-corners"
+    mode: str = "onset"
+    eye_y: float | None = None
+    eye_distance: float | None = None
+    border: str = "replicate"
+
+
+ALIGN_DEFAULTS = AlignSettings()
+
+
+@dataclass(frozen=True)
 class AlignedClip:
     """Result of :func:`align_clip`.
 
@@ -62,7 +92,7 @@ class AlignedClip:
     landmarks: np.ndarray
 
 
-def reference_points(landmarks: np.ndarray, reference: str = "inner-corners") -> np.ndarray:
+def reference_points(landmarks: np.ndarray, reference: str = ALIGN_DEFAULTS.reference) -> np.ndarray:
     """The reference point pair of the landmarks.
 
     Parameters
@@ -93,7 +123,10 @@ def reference_points(landmarks: np.ndarray, reference: str = "inner-corners") ->
 
 
 def eye_targets(
-    size: int, reference: str = "inner-corners", eye_y: float | None = None, eye_distance: float | None = None
+    size: int,
+    reference: str = ALIGN_DEFAULTS.reference,
+    eye_y: float | None = ALIGN_DEFAULTS.eye_y,
+    eye_distance: float | None = ALIGN_DEFAULTS.eye_distance,
 ) -> np.ndarray:
     """Where the reference pair lands in the aligned image.
 
@@ -166,12 +199,12 @@ def similarity_from_pairs(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 def alignment_transforms(
     landmarks: np.ndarray,
     *,
-    size: int = 256,
-    reference: str = "inner-corners",
-    mode: str = "onset",
+    size: int = ALIGN_DEFAULTS.size,
+    reference: str = ALIGN_DEFAULTS.reference,
+    mode: str = ALIGN_DEFAULTS.mode,
     ref_frame: int = 0,
-    eye_y: float | None = None,
-    eye_distance: float | None = None,
+    eye_y: float | None = ALIGN_DEFAULTS.eye_y,
+    eye_distance: float | None = ALIGN_DEFAULTS.eye_distance,
 ) -> np.ndarray:
     """The transforms that align each frame from the clip's landmarks.
 
@@ -240,8 +273,8 @@ def transform_points(points: np.ndarray, transforms: np.ndarray) -> np.ndarray:
 def warp_frames(
     frames: np.ndarray | Sequence[np.ndarray],
     transforms: np.ndarray,
-    size: int = 256,
-    border: str = "replicate",
+    size: int = ALIGN_DEFAULTS.size,
+    border: str = ALIGN_DEFAULTS.border,
 ) -> np.ndarray:
     """Warp each frame with its transform (``cv2.warpAffine``, bilinear).
 
@@ -291,13 +324,13 @@ def align_clip(
     frames: np.ndarray | Sequence[np.ndarray],
     landmarks: np.ndarray,
     *,
-    size: int = 256,
-    reference: str = "inner-corners",
-    mode: str = "onset",
+    size: int = ALIGN_DEFAULTS.size,
+    reference: str = ALIGN_DEFAULTS.reference,
+    mode: str = ALIGN_DEFAULTS.mode,
     ref_frame: int = 0,
-    eye_y: float | None = None,
-    eye_distance: float | None = None,
-    border: str = "replicate",
+    eye_y: float | None = ALIGN_DEFAULTS.eye_y,
+    eye_distance: float | None = ALIGN_DEFAULTS.eye_distance,
+    border: str = ALIGN_DEFAULTS.border,
 ) -> AlignedClip:
     """Align a clip from its landmarks: transforms, warped frames and landmarks in aligned coordinates.
 

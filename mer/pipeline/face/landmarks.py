@@ -35,7 +35,7 @@ import numpy as np
 
 from mer.pipeline.face.detect import Box, FaceDetection, as_detector_image
 from mer.pipeline.face.models import shape_predictor_68
-from mer.pipeline.face.smoothing import smooth_track
+from mer.pipeline.face.smoothing import SMOOTH_DEFAULTS, smooth_track
 
 N_LANDMARKS = 68
 _INIT_OFFSETS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
@@ -43,13 +43,57 @@ MAX_INITS = len(_INIT_OFFSETS)
 """Most predictor starts per frame: the box and its 8 shifted copies."""
 RECHECK_INITS = 5
 """Starts of the full ensemble, run where the box jumped (``track_landmarks``'s ``recheck``)."""
-CHANGED_FRAME_LIMIT = 6.0
-"""Grey levels by which a frame between tracked ones must differ from its neighbours' blend to be tracked itself."""
-CALIBRATION_FRAMES = 1
-"""Frames (spread over the tracked ones) on which the sharp ensemble calibrates the blurred starts' offset (stage 3:
-2)."""
 BOX_CHANGE_SCALE = 0.1
 CONSISTENCY_SCALE = 0.25
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """The tracker's settings; :data:`TRACK_DEFAULTS` is the one home of their defaults (the keyword defaults of
+    :func:`track_landmarks` and those of the landmarks stage's parameters are read from it). The figures behind
+    them are ``benchmarks/bench_face.py``'s.
+
+    Attributes
+    ----------
+    n_inits : int
+        Predictor starts per tracked frame, 1..``MAX_INITS`` (3).
+    blur : float
+        σ of the crop's Gaussian blur, crop pixels (1/200 of the face box); 0 = sharp, no calibration (7.0).
+    recheck : float
+        Relative box change (centre shift / size + |log size ratio|) above which all ``RECHECK_INITS`` starts run
+        (0.05).
+    max_outside : float
+        Fraction of landmarks outside the frame at which the face counts as lost (0.25).
+    follow_rotation : bool
+        Turn each crop back by the face's rotation since the detection frame (True).
+    stride : int
+        Track every ``stride``-th frame (and the clip's ends), interpolate between (4).
+    half_res_blur : bool
+        Blur the crop at half resolution (True).
+    calibration_frames : int
+        Frames (spread over the tracked ones) on which the sharp ensemble calibrates the blurred starts' offset
+        (1; stage 3: 2).
+    runaway_scale : float or None
+        Largest |log| ratio of a frame's landmark radius to the detection frame's in a blurred pass; beyond it the
+        clip is tracked again with the face's size held (0.15; None: no check).
+    changed_frame_limit : float
+        Grey levels by which a frame between tracked ones must differ from its neighbours' blend to be tracked
+        itself (6.0; 0: no check).
+    """
+
+    n_inits: int = 3
+    blur: float = 7.0
+    recheck: float = 0.05
+    max_outside: float = 0.25
+    follow_rotation: bool = True
+    stride: int = 4
+    half_res_blur: bool = True
+    calibration_frames: int = 1
+    runaway_scale: float | None = 0.15
+    changed_frame_limit: float = 6.0
+
+
+TRACK_DEFAULTS = TrackSettings()
 
 
 class FaceLostError(ValueError):
@@ -441,10 +485,6 @@ def _box_change(a: Box, b: Box) -> float:
     return float(shift + abs(0.5 * np.log(max(wb * hb, 1e-6) / max(wa * ha, 1e-6))))
 
 
-RUNAWAY_SCALE = 0.15
-"""Largest |log| ratio of a frame's landmark radius to the detection frame's in a blurred pass (``track_landmarks``'s
-``runaway_scale``); beyond it the clip is tracked again with the face's size held."""
-
 
 class _RunawayError(Exception):
     """The blurred pass's face grew or shrank by more than its ``runaway_scale`` since the detection frame."""
@@ -669,17 +709,17 @@ def track_landmarks(
     frames: np.ndarray | Sequence[np.ndarray],
     detection: FaceDetection,
     *,
-    smoothing: str = "one-euro",
-    n_inits: int = 3,
-    blur: float = 7.0,
-    recheck: float = 0.05,
-    max_outside: float = 0.25,
-    follow_rotation: bool = True,
-    stride: int = 4,
-    half_res_blur: bool = True,
-    calibration_frames: int = CALIBRATION_FRAMES,
-    runaway_scale: float | None = RUNAWAY_SCALE,
-    changed_frame_limit: float = CHANGED_FRAME_LIMIT,
+    smoothing: str = SMOOTH_DEFAULTS.method,
+    n_inits: int = TRACK_DEFAULTS.n_inits,
+    blur: float = TRACK_DEFAULTS.blur,
+    recheck: float = TRACK_DEFAULTS.recheck,
+    max_outside: float = TRACK_DEFAULTS.max_outside,
+    follow_rotation: bool = TRACK_DEFAULTS.follow_rotation,
+    stride: int = TRACK_DEFAULTS.stride,
+    half_res_blur: bool = TRACK_DEFAULTS.half_res_blur,
+    calibration_frames: int = TRACK_DEFAULTS.calibration_frames,
+    runaway_scale: float | None = TRACK_DEFAULTS.runaway_scale,
+    changed_frame_limit: float = TRACK_DEFAULTS.changed_frame_limit,
     **smooth_params: float | int | bool,
 ) -> LandmarkTrack:
     """Track 68 landmarks over all frames from one detection, then smooth them over time.
@@ -692,7 +732,7 @@ def track_landmarks(
     landmark box moved by more than ``recheck`` from the start box, the other starts of the ``RECHECK_INITS``
     ensemble run too: tracking is in doubt there (a jump, a corrupted or lost frame); the ensemble's spread is the
     consistency measure (0 where a single start ran). The blur moves some points (the predictor was trained on sharp
-    faces): on ``CALIBRATION_FRAMES`` frames spread over the clip the sharp 5-start ensemble runs too, and its mean
+    faces): on ``calibration_frames`` frames spread over the clip the sharp 5-start ensemble runs too, and its mean
     difference from the blurred answers, in crop pixels (so it follows the face's size and turn), is added to every
     frame: the track keeps the sharp ensemble's positions with the blurred start's low noise.
 

@@ -17,10 +17,41 @@ the last axis (x, y of one landmark), so both coordinates of a point share one c
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 SMOOTHERS: tuple[str, ...] = ("one-euro", "savgol", "none")
+
+
+@dataclass(frozen=True)
+class SmoothSettings:
+    """The smoothers' settings; :data:`SMOOTH_DEFAULTS` is the one home of their defaults (the keyword defaults of
+    :func:`one_euro`, :func:`savgol`, :func:`smooth_track` and the landmarks stage's parameters are read from it).
+
+    Attributes
+    ----------
+    method : {"one-euro", "savgol", "none"}
+        The smoother (one-euro).
+    min_cutoff, beta, d_cutoff : float
+        One-euro: cut-off of a still signal (0.04 cycles/frame), its increase per unit of speed (0.2 (cycles/frame)
+        per (px/frame)) and the cut-off of the speed estimate (0.2 cycles/frame).
+    bidirectional : bool
+        One-euro: average the forward and the backward pass (True).
+    window, polyorder : int
+        Savitzky–Golay: window in frames (7) and polynomial order (2).
+    """
+
+    method: str = "one-euro"
+    min_cutoff: float = 0.04
+    beta: float = 0.2
+    d_cutoff: float = 0.2
+    bidirectional: bool = True
+    window: int = 7
+    polyorder: int = 2
+
+
+SMOOTH_DEFAULTS = SmoothSettings()
 
 
 def _alpha(cutoff: np.ndarray | float) -> np.ndarray | float:
@@ -45,10 +76,10 @@ def _one_euro_pass(x: np.ndarray, min_cutoff: float, beta: float, d_cutoff: floa
 
 def one_euro(
     x: np.ndarray,
-    min_cutoff: float = 0.04,
-    beta: float = 0.2,
-    d_cutoff: float = 0.2,
-    bidirectional: bool = True,
+    min_cutoff: float = SMOOTH_DEFAULTS.min_cutoff,
+    beta: float = SMOOTH_DEFAULTS.beta,
+    d_cutoff: float = SMOOTH_DEFAULTS.d_cutoff,
+    bidirectional: bool = SMOOTH_DEFAULTS.bidirectional,
 ) -> np.ndarray:
     """1€-filter a track along time (Casiez et al.); the speed is the norm over the last axis.
 
@@ -89,7 +120,9 @@ def one_euro(
     return (0.5 * (fwd + bwd)).astype(np.float32)
 
 
-def savgol(x: np.ndarray, window: int = 7, polyorder: int = 2) -> np.ndarray:
+def savgol(
+    x: np.ndarray, window: int = SMOOTH_DEFAULTS.window, polyorder: int = SMOOTH_DEFAULTS.polyorder
+) -> np.ndarray:
     """Savitzky–Golay filter a track along time (zero phase).
 
     Parameters
@@ -118,14 +151,14 @@ def savgol(x: np.ndarray, window: int = 7, polyorder: int = 2) -> np.ndarray:
 
 def smooth_track(
     x: np.ndarray,
-    method: str = "one-euro",
+    method: str = SMOOTH_DEFAULTS.method,
     *,
-    min_cutoff: float = 0.04,
-    beta: float = 0.2,
-    d_cutoff: float = 0.2,
-    bidirectional: bool = True,
-    window: int = 7,
-    polyorder: int = 2,
+    min_cutoff: float = SMOOTH_DEFAULTS.min_cutoff,
+    beta: float = SMOOTH_DEFAULTS.beta,
+    d_cutoff: float = SMOOTH_DEFAULTS.d_cutoff,
+    bidirectional: bool = SMOOTH_DEFAULTS.bidirectional,
+    window: int = SMOOTH_DEFAULTS.window,
+    polyorder: int = SMOOTH_DEFAULTS.polyorder,
 ) -> np.ndarray:
     """Smooth a landmark track with one of SMOOTHERS.
 

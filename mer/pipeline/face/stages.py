@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from mer.pipeline.context import ClipContext
-from mer.pipeline.face.align import ALIGN_MODES, BORDERS, REFERENCES, align_clip
+from mer.pipeline.face.align import ALIGN_DEFAULTS, ALIGN_MODES, BORDERS, REFERENCES, align_clip
 from mer.pipeline.face.detect import DETECTORS, FaceDetection, detect_face
 from mer.pipeline.face.equalize import EQUALIZERS, equalize_frames
-from mer.pipeline.face.landmarks import MAX_INITS, track_landmarks
-from mer.pipeline.face.smoothing import SMOOTHERS
+from mer.pipeline.face.landmarks import MAX_INITS, TRACK_DEFAULTS, track_landmarks
+from mer.pipeline.face.smoothing import SMOOTH_DEFAULTS, SMOOTHERS
 from mer.pipeline.stage import Output, Stage, register
 
 ONSET = 0
@@ -86,6 +86,10 @@ class LandmarkParams:
     """68-point tracking from the previous frame's landmarks, then smoothing without lag
     (:func:`mer.pipeline.face.landmarks.track_landmarks`, :func:`mer.pipeline.face.smoothing.smooth_track`).
 
+    The defaults are the kernels' (:data:`~mer.pipeline.face.landmarks.TRACK_DEFAULTS`,
+    :data:`~mer.pipeline.face.smoothing.SMOOTH_DEFAULTS`), named here as the stage stores them (``landmark_blur``
+    is the tracker's ``blur``, ``savgol_window``/``savgol_order`` the smoother's ``window``/``polyorder``).
+
     Parameters
     ----------
     n_inits : int
@@ -127,23 +131,23 @@ class LandmarkParams:
         Savitzky–Golay window (7 frames) and polynomial order (2).
     """
 
-    n_inits: int = 3
-    landmark_blur: float = 7.0
-    recheck: float = 0.05
-    max_outside: float = 0.25
-    follow_rotation: bool = True
-    stride: int = 4
-    half_res_blur: bool = True
-    calibration_frames: int = 1
-    runaway_scale: float = 0.15
-    changed_frame_limit: float = 6.0
-    smoothing: str = "one-euro"
-    min_cutoff: float = 0.04
-    beta: float = 0.2
-    d_cutoff: float = 0.2
-    bidirectional: bool = True
-    savgol_window: int = 7
-    savgol_order: int = 2
+    n_inits: int = TRACK_DEFAULTS.n_inits
+    landmark_blur: float = TRACK_DEFAULTS.blur
+    recheck: float = TRACK_DEFAULTS.recheck
+    max_outside: float = TRACK_DEFAULTS.max_outside
+    follow_rotation: bool = TRACK_DEFAULTS.follow_rotation
+    stride: int = TRACK_DEFAULTS.stride
+    half_res_blur: bool = TRACK_DEFAULTS.half_res_blur
+    calibration_frames: int = TRACK_DEFAULTS.calibration_frames
+    runaway_scale: float = TRACK_DEFAULTS.runaway_scale or 0.0  # 0 here is the kernel's None (off)
+    changed_frame_limit: float = TRACK_DEFAULTS.changed_frame_limit
+    smoothing: str = SMOOTH_DEFAULTS.method
+    min_cutoff: float = SMOOTH_DEFAULTS.min_cutoff
+    beta: float = SMOOTH_DEFAULTS.beta
+    d_cutoff: float = SMOOTH_DEFAULTS.d_cutoff
+    bidirectional: bool = SMOOTH_DEFAULTS.bidirectional
+    savgol_window: int = SMOOTH_DEFAULTS.window
+    savgol_order: int = SMOOTH_DEFAULTS.polyorder
 
     def __post_init__(self) -> None:
         _check_choices(self, {"smoothing": SMOOTHERS})
@@ -195,7 +199,8 @@ class LandmarkParams:
 
 @dataclass(frozen=True)
 class AlignParams:
-    """Similarity alignment from eye geometry (:func:`mer.pipeline.face.align.align_clip`).
+    """Similarity alignment from eye geometry (:func:`mer.pipeline.face.align.align_clip`); the defaults are the
+    kernel's (:data:`~mer.pipeline.face.align.ALIGN_DEFAULTS`; ``align_mode`` is its ``mode``).
 
     Parameters
     ----------
@@ -212,12 +217,12 @@ class AlignParams:
         Pixels outside the frame.
     """
 
-    reference: str = "inner-corners"
-    align_mode: str = "onset"
-    size: int = 256
-    eye_y: float | None = None
-    eye_distance: float | None = None
-    border: str = "replicate"
+    reference: str = ALIGN_DEFAULTS.reference
+    align_mode: str = ALIGN_DEFAULTS.mode
+    size: int = ALIGN_DEFAULTS.size
+    eye_y: float | None = ALIGN_DEFAULTS.eye_y
+    eye_distance: float | None = ALIGN_DEFAULTS.eye_distance
+    border: str = ALIGN_DEFAULTS.border
 
     def __post_init__(self) -> None:
         _check_choices(self, {"reference": REFERENCES, "align_mode": ALIGN_MODES, "border": BORDERS})
