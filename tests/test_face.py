@@ -305,3 +305,18 @@ def test_process_clip_gives_the_bytes_the_stages_store(face_store):
             stored = st.read(dataset, stage, clip=row["clip_id"], name=name)
             assert stored.dtype == array.dtype, (stage, name)
             np.testing.assert_array_equal(stored, array, err_msg=f"{stage}/{name}")
+
+
+def test_the_detect_stage_defaults_are_the_detectors_own_defaults():
+    """The detect stage's default parameters (stored names) are exactly the keyword defaults of ``detect_face`` and
+    ``select_face``, so a plain ``detect_face(frames)`` finds the face the default stage finds."""
+    import inspect
+
+    from mer.pipeline.face.detect import detect_face, select_face
+
+    p, detect = DetectParams(), inspect.signature(detect_face).parameters
+    stored = {"detector": p.detector, "max_frames": p.detect_frames, "max_upsample": p.max_upsample,
+              "min_score": p.min_score, "min_size_frac": p.min_face_frac}
+    assert stored == {k: detect[k].default for k in stored}
+    select = inspect.signature(select_face).parameters
+    assert (select["min_score"].default, select["min_size_frac"].default) == (p.min_score, p.min_face_frac)

@@ -21,6 +21,35 @@ from mer.pipeline.face.models import cnn_face_detector, hog_face_detector
 
 DETECTORS: tuple[str, ...] = ("hog", "cnn")
 
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """The detector's settings; :data:`DETECT_DEFAULTS` is the one home of their defaults (the keyword defaults of
+    the functions below and those of the detect stage's parameters are read from it).
+
+    Attributes
+    ----------
+    detector : {"hog", "cnn"}
+        dlib's HOG + linear SVM, or its MMOD CNN (hog).
+    max_frames : int
+        Frames tried from the start frame on (3).
+    max_upsample : int
+        Upsamplings (x2 each) tried on a frame before the next one (1).
+    min_score : float
+        Lowest detector score kept (0.0, dlib's threshold).
+    min_size_frac : float
+        Smallest face side kept, as a fraction of the frame's shorter side (0.08).
+    """
+
+    detector: str = "hog"
+    max_frames: int = 3
+    max_upsample: int = 1
+    min_score: float = 0.0
+    min_size_frac: float = 0.08
+
+
+DETECT_DEFAULTS = DetectSettings()
+
 Box = tuple[float, float, float, float]
 
 
@@ -133,7 +162,10 @@ def detect_candidates(
 
 
 def is_plausible(
-    box: Box, frame_shape: Sequence[int], min_size_frac: float = 0.08, min_inside: float = 0.75
+    box: Box,
+    frame_shape: Sequence[int],
+    min_size_frac: float = DETECT_DEFAULTS.min_size_frac,
+    min_inside: float = 0.75,
 ) -> bool:
     """Whether a box can be the clip's face.
 
@@ -166,8 +198,8 @@ def is_plausible(
 def select_face(
     candidates: Sequence[Candidate],
     frame_shape: Sequence[int],
-    min_score: float = 0.0,
-    min_size_frac: float = 0.08,
+    min_score: float = DETECT_DEFAULTS.min_score,
+    min_size_frac: float = DETECT_DEFAULTS.min_size_frac,
 ) -> Candidate | None:
     """Pick the plausible candidate with the highest score (ties broken by box, not by list order).
 
@@ -200,12 +232,12 @@ def select_face(
 def detect_face(
     frames: np.ndarray | Sequence[np.ndarray],
     *,
-    detector: str = "hog",
+    detector: str = DETECT_DEFAULTS.detector,
     start: int = 0,
-    max_frames: int = 3,
-    max_upsample: int = 1,
-    min_score: float = 0.0,
-    min_size_frac: float = 0.08,
+    max_frames: int = DETECT_DEFAULTS.max_frames,
+    max_upsample: int = DETECT_DEFAULTS.max_upsample,
+    min_score: float = DETECT_DEFAULTS.min_score,
+    min_size_frac: float = DETECT_DEFAULTS.min_size_frac,
 ) -> FaceDetection:
     """Detect the clip's face on frame ``start`` (the onset), retrying upsampled, then on later frames.
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from mer.pipeline.context import ClipContext
 from mer.pipeline.face.align import ALIGN_DEFAULTS, ALIGN_MODES, BORDERS, REFERENCES, align_clip
-from mer.pipeline.face.detect import DETECTORS, FaceDetection, detect_face
+from mer.pipeline.face.detect import DETECT_DEFAULTS, DETECTORS, FaceDetection, detect_face
 from mer.pipeline.face.equalize import EQUALIZERS, equalize_frames
 from mer.pipeline.face.landmarks import MAX_INITS, TRACK_DEFAULTS, track_landmarks
 from mer.pipeline.face.smoothing import SMOOTH_DEFAULTS, SMOOTHERS
@@ -66,11 +66,11 @@ class DetectParams:
         Smallest face side kept, as a fraction of the frame's shorter side (0.08).
     """
 
-    detector: str = "hog"
-    detect_frames: int = 3
-    max_upsample: int = 1
-    min_score: float = 0.0
-    min_face_frac: float = 0.08
+    detector: str = DETECT_DEFAULTS.detector
+    detect_frames: int = DETECT_DEFAULTS.max_frames
+    max_upsample: int = DETECT_DEFAULTS.max_upsample
+    min_score: float = DETECT_DEFAULTS.min_score
+    min_face_frac: float = DETECT_DEFAULTS.min_size_frac
 
     def __post_init__(self) -> None:
         _check_choices(self, {"detector": DETECTORS})
