@@ -22,8 +22,9 @@ from mer.pipeline.flow.stages import FlowParams, compute_flow_many, compute_flow
 from mer.pipeline.flow.tvl1_params import TVL1Params
 from mer.pipeline.flow.tvl1_torch import tvl1_torch_batch
 from mer.pipeline.graph import build_plan
+from mer.pipeline.group_pass import plan_tasks, process_group
 from mer.pipeline.grouping import group_clips
-from mer.pipeline.runner import pending_clips, plan_tasks, prepare_entries, process_group, run_plan
+from mer.pipeline.runner import pending_clips, prepare_entries, run_plan
 from mer.store import open_store
 from mer.store.documents import marker_name
 
@@ -272,17 +273,17 @@ def test_build_flow_groups_clips_and_names_the_one_bad_clip(face_store, tmp_path
 def test_dask_workers_receive_groups_and_store_the_bytes_of_one_clip_per_call(small_faces, tmp_path, monkeypatch):
     """Through a Dask scheduler (in-process workers, to keep the test short: the worker processes of joblib are
     checked above): the workers get the planned groups, and every clip's bytes are those of one clip per call."""
-    import mer.pipeline.runner as runner
+    import mer.pipeline.executors as executors
 
     distributed = pytest.importorskip("distributed")
     received: list[list[int]] = []
-    group_runner = runner.process_group
+    group_runner = executors.process_group
 
     def recorded(store, dataset, plan, indices, rows):
         received.append(list(indices))
         return group_runner(store, dataset, plan, indices, rows)
 
-    monkeypatch.setattr(runner, "process_group", recorded)
+    monkeypatch.setattr(executors, "process_group", recorded)  # what a worker's task calls
     st, plan = _copy(small_faces, tmp_path / "alone")
     assert not run_plan(st, "synth", plan, workers=1, batch_units=1).failures
     st, plan = _copy(small_faces, tmp_path / "dask")
@@ -333,13 +334,14 @@ def test_the_fixed_point_stopping_sum_gives_each_pair_its_own_field_in_any_batch
 
 
 def test_without_a_batching_kernel_the_runner_takes_the_clip_by_clip_path(small_faces, tmp_path, monkeypatch):
+    import mer.pipeline.executors as executors
     import mer.pipeline.runner as runner
 
     def no_groups(*args, **kwargs):
         raise AssertionError("a group was formed")
 
-    monkeypatch.setattr(runner, "_execute_groups", no_groups)
-    monkeypatch.setattr(runner, "process_group", no_groups)
+    monkeypatch.setattr(runner, "execute_groups", no_groups)  # where run_plan looks it up
+    monkeypatch.setattr(executors, "process_group", no_groups)  # where the executors look it up
     st, _ = _copy(small_faces, tmp_path / "s")
     farneback = build_plan(st, "synth", ["flow", "flow-image"], SMALL | {"flow": {"method": "farneback"}})
     report = run_plan(st, "synth", farneback, workers=1)
