@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +240,46 @@ def test_a_clip_claimed_by_another_process_is_deferred_not_computed(small_faces,
     claim.unlink()  # that process gave up: the clip is computed when it comes back
     (again,) = process_group(st, "synth", plan, [2], [rows[2]])
     assert again.computed == ["flow", "flow-image"] and st.is_done(entry, 2)
+
+
+def _counted_reads(st, monkeypatch) -> Counter:
+    """Count this store's reads as they happen: backend reads and existence checks (commit markers: one request
+    each on S3) by key, and entry arrays read as ``stage/clip/name``."""
+    reads: Counter = Counter()
+    for method in ("read_bytes", "exists"):
+        real = getattr(st.backend, method)
+
+        def counted(key, *args, _real=real, _method=method, **kwargs):
+            reads[_method, key] += 1
+            return _real(key, *args, **kwargs)
+
+        monkeypatch.setattr(st.backend, method, counted)
+    read_entry = st.read_entry
+
+    def counted_read(entry, clip=None, name=None, **kwargs):
+        reads["read_entry", f"{entry.ref.stage}/{clip}/{name}"] += 1
+        return read_entry(entry, clip=clip, name=name, **kwargs)
+
+    monkeypatch.setattr(st, "read_entry", counted_read)
+    return reads
+
+
+def test_a_grouped_clip_reads_the_store_once_as_a_clip_computed_alone(small_faces, tmp_path, monkeypatch):
+    """With a stage after the batching one (``flow-image`` after ``flow``), each clip of a group checks its entries'
+    commit markers and reads its inputs as often as a clip computed alone: the stages after the group's call take
+    its values from memory and do not go over the stages before it again."""
+    reads = {}
+    for name, batch in (("alone", 1), ("grouped", 8)):
+        st, plan = _copy(small_faces, tmp_path / name)
+        prepare_entries(st, "synth", plan)
+        reads[name] = _counted_reads(st, monkeypatch)
+        report = run_plan(st, "synth", plan, workers=1, batch_units=batch)
+        assert not report.failures and report.computed["flow-image"] == 6
+        monkeypatch.undo()
+    markers = Counter({k: n for k, n in reads["grouped"].items() if "/flow/" in k[1] and "/_done/" in k[1]})
+    assert sorted(markers.values()) == [2] * 6  # each clip's flow marker: before and after its claim, no more
+    assert not [k for k in reads["grouped"] if k[0] == "read_entry" and k[1].startswith("flow/")]
+    assert reads["grouped"] == reads["alone"]
 
 
 def test_build_flow_groups_clips_and_names_the_one_bad_clip(face_store, tmp_path):

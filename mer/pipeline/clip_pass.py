@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from mer.pipeline.context import ClipContext, clip_fingerprint
 from mer.pipeline.graph import PlannedStage
@@ -15,8 +18,28 @@ from mer.store.commit_queue import CommitQueue
 from mer.store.store import Entry, FeatureStore
 
 
+def open_entries(store: FeatureStore, dataset: str, plan: list[PlannedStage]) -> dict[str, Entry]:
+    """The plan's entries by stage name (each opened once per store: an entry's attributes never change)."""
+    return {p.stage.name: store.entry(p.ref(dataset)) for p in plan}
+
+
+def input_reader(store: FeatureStore, entries: dict[str, Entry], row: dict[str, Any]) -> Callable[..., Any]:
+    """How a clip's context reads an upstream output that its pass did not compute: from the stage's entry."""
+
+    def read_input(stage: str, name: str | None) -> Any:
+        return store.read_entry(entries[stage], clip=row["clip_id"], name=name)
+
+    return read_input
+
+
 def process_clip(
-    store: FeatureStore, dataset: str, plan: list[PlannedStage], index: int, row: dict[str, Any]
+    store: FeatureStore,
+    dataset: str,
+    plan: list[PlannedStage],
+    index: int,
+    row: dict[str, Any],
+    entries: dict[str, Entry] | None = None,
+    computed: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> ClipOutcome:
     """Compute every planned stage that this clip lacks, in order, decoding its frames at most once.
 
@@ -25,14 +48,24 @@ def process_clip(
     has computed; waiting for the disk, the commit marker and the claim's release run on a background thread
     (:class:`~mer.store.commit_queue.CommitQueue`) while the next stage computes from the values in memory, and
     this returns only once all of them are done (a failure there is this clip's failure).
+
+    Parameters
+    ----------
+    store, dataset, plan
+        The store written, the dataset and the stages to run, in order.
+    index, row
+        The clip's index and its clips-table row.
+    entries : dict of str to Entry, optional
+        The open entries by stage name, of ``plan`` and of every stage its inputs come from (default: ``plan``'s,
+        opened here).
+    computed : dict, optional
+        Outputs of earlier stages that this clip already holds in memory (by stage, then output name; e.g. from a
+        group's call): its stages take them from there instead of reading them back from the store.
     """
     start = time.perf_counter()
-    entries: dict[str, Entry] = {p.stage.name: store.entry(p.ref(dataset)) for p in plan}
-
-    def read_input(stage: str, name: str | None) -> Any:
-        return store.read_entry(entries[stage], clip=row["clip_id"], name=name)
-
-    ctx = ClipContext(row, index, read_input)
+    entries = open_entries(store, dataset, plan) if entries is None else entries
+    ctx = ClipContext(row, index, input_reader(store, entries, row))
+    ctx.computed.update(computed or {})
     fingerprint = clip_fingerprint(row)
     outcome = ClipOutcome(index, row["clip_id"], pid=os.getpid())
     with CommitQueue(store) as commits:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
-from mer.pipeline.clip_pass import process_clip
+import numpy as np
+
+from mer.pipeline.clip_pass import input_reader, open_entries, process_clip
 from mer.pipeline.context import ClipContext, clip_fingerprint
 from mer.pipeline.graph import PlannedStage
 from mer.pipeline.grouping import group_clips
@@ -58,46 +59,52 @@ def process_group(
 
     ``rows`` are the clips' table rows, in the order of ``indices``. The stages before the batching stage run
     clip by clip (:func:`~mer.pipeline.clip_pass.process_clip` on that part of the plan), then the batching stage
-    for the clips that reached it, then the stages after it clip by clip. Each clip is claimed, committed, failed
-    and reported on its own: a clip that fails (or is held by another process) leaves the group; the others go on.
+    for the clips that reached it, then the stages after it clip by clip, from the batching stage's values in
+    memory (the entries are opened once, and no stage's commit marker is checked again). Each clip is claimed,
+    committed, failed and reported on its own: a clip that fails (or is held by another process) leaves the group;
+    the others go on.
     """
     k = batch_stage_position(plan)
     if k is None or len(indices) == 1:
         return [process_clip(store, dataset, plan, i, row) for i, row in zip(indices, rows, strict=True)]
     by_index = dict(zip(indices, rows, strict=True))
+    entries = open_entries(store, dataset, plan)
     outcomes: dict[int, ClipOutcome] = {}
     for i, row in by_index.items():
         if k > 0:
-            outcomes[i] = process_clip(store, dataset, plan[:k], i, row)
+            outcomes[i] = process_clip(store, dataset, plan[:k], i, row, entries)
         else:
             outcomes[i] = ClipOutcome(i, row["clip_id"], pid=os.getpid())
     reached = [i for i, o in outcomes.items() if o.error is None and not o.deferred]
-    _compute_group_stage(store, dataset, plan, k, reached, by_index, outcomes)
+    computed = _compute_group_stage(store, plan, k, reached, by_index, outcomes, entries)
     if k + 1 < len(plan):
         for i in reached:
             earlier = outcomes[i]
-            if earlier.error is None and not earlier.deferred:  # stages up to the batching one: done, skipped
-                outcomes[i] = process_clip(store, dataset, plan, i, by_index[i])
+            if earlier.error is None and not earlier.deferred:  # the stages up to the batching one are done
+                outcomes[i] = process_clip(store, dataset, plan[k + 1 :], i, by_index[i], entries, computed.pop(i, {}))
                 outcomes[i].absorb(earlier)
     return [outcomes[i] for i in indices]
 
 
 def _compute_group_stage(
     store: FeatureStore,
-    dataset: str,
     plan: list[PlannedStage],
     k: int,
     indices: list[int],
     rows: dict[int, dict[str, Any]],
     outcomes: dict[int, ClipOutcome],
-) -> None:
-    """Claim the group's clips for stage ``k``, compute the claimed ones in one call, commit each on its own."""
+    entries: dict[str, Entry],
+) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    """Claim the group's clips for stage ``k``, compute the claimed ones in one call, commit each on its own.
+
+    Returns the stage's outputs of each clip committed here (by clip index, then stage and output name), for the
+    stages after it."""
     planned = plan[k]
     name, batch = planned.stage.name, planned.stage.batch
-    entries: dict[str, Entry] = {p.stage.name: store.entry(p.ref(dataset)) for p in plan}
     entry = entries[name]
     start = time.perf_counter()
     claimed: list[int] = []
+    computed: dict[int, dict[str, dict[str, np.ndarray]]] = {}
 
     def fail(i: int, exc: BaseException) -> None:
         outcomes[i].failed_stage = name
@@ -126,8 +133,8 @@ def _compute_group_stage(
                 claimed.remove(i)
                 store.release_claim(entry, i)
         if not claimed:
-            return
-        ctxs = [ClipContext(rows[i], i, _input_reader(store, entries, rows[i]), private_frames=True) for i in claimed]
+            return computed
+        ctxs = [ClipContext(rows[i], i, input_reader(store, entries, rows[i]), private_frames=True) for i in claimed]
         t0 = time.perf_counter()
         seconds: list[float] | None = None
         try:
@@ -155,6 +162,7 @@ def _compute_group_stage(
                     continue
                 store.commit_clip(entry, i, result, clip_fingerprint(rows[i]))
                 outcome.computed.append(name)
+                computed[i] = {name: {o.name: result[o.name] for o in planned.stage.outputs}}
             except Exception as exc:
                 fail(i, exc)
             finally:
@@ -165,13 +173,7 @@ def _compute_group_stage(
     finally:
         for i in claimed:  # interrupted before the commit loop: leave no claim behind
             store.release_claim(entry, i)
-
-
-def _input_reader(store: FeatureStore, entries: dict[str, Entry], row: dict[str, Any]) -> Callable[..., Any]:
-    def read_input(stage: str, name: str | None) -> Any:
-        return store.read_entry(entries[stage], clip=row["clip_id"], name=name)
-
-    return read_input
+    return computed
 
 
 def _compute_alone(planned: PlannedStage, ctx: ClipContext) -> dict[str, Any] | Exception:
