@@ -54,7 +54,7 @@ def instrument() -> list[Any]:
     """Wrap the store calls of ``process_clip``; the list that collects each clip's outcome."""
     import importlib
 
-    import mer.pipeline.runner as runner
+    import mer.pipeline.executors as executors
     import mer.store.arrays as arrays
     import mer.store.backend as backend
     import mer.store.catalogue as catalogue
@@ -81,14 +81,14 @@ def instrument() -> list[Any]:
         timed_on_main_thread(queue.CommitQueue, "submit", "commit queue: submit")
         timed_on_main_thread(queue.CommitQueue, "wait", "commit queue: wait for the background")
     outcomes: list[Any] = []
-    real_process_clip = runner.process_clip
+    real_process_clip = executors.process_clip
 
     def process_clip(*args: Any, **kwargs: Any) -> Any:
         outcome = real_process_clip(*args, **kwargs)
         outcomes.append(outcome)
         return outcome
 
-    runner.process_clip = process_clip
+    executors.process_clip = process_clip  # what the in-process executor calls (--workers 1)
     return outcomes
 
 

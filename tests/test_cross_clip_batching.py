@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,9 @@ from mer.pipeline.flow.stages import FlowParams, compute_flow_many, compute_flow
 from mer.pipeline.flow.tvl1_params import TVL1Params
 from mer.pipeline.flow.tvl1_torch import tvl1_torch_batch
 from mer.pipeline.graph import build_plan
+from mer.pipeline.group_pass import plan_tasks, process_group
 from mer.pipeline.grouping import group_clips
-from mer.pipeline.runner import pending_clips, plan_tasks, prepare_entries, process_group, run_plan
+from mer.pipeline.runner import pending_clips, prepare_entries, run_plan
 from mer.store import open_store
 from mer.store.documents import marker_name
 
@@ -240,6 +242,46 @@ def test_a_clip_claimed_by_another_process_is_deferred_not_computed(small_faces,
     assert again.computed == ["flow", "flow-image"] and st.is_done(entry, 2)
 
 
+def _counted_reads(st, monkeypatch) -> Counter:
+    """Count this store's reads as they happen: backend reads and existence checks (commit markers: one request
+    each on S3) by key, and entry arrays read as ``stage/clip/name``."""
+    reads: Counter = Counter()
+    for method in ("read_bytes", "exists"):
+        real = getattr(st.backend, method)
+
+        def counted(key, *args, _real=real, _method=method, **kwargs):
+            reads[_method, key] += 1
+            return _real(key, *args, **kwargs)
+
+        monkeypatch.setattr(st.backend, method, counted)
+    read_entry = st.read_entry
+
+    def counted_read(entry, clip=None, name=None, **kwargs):
+        reads["read_entry", f"{entry.ref.stage}/{clip}/{name}"] += 1
+        return read_entry(entry, clip=clip, name=name, **kwargs)
+
+    monkeypatch.setattr(st, "read_entry", counted_read)
+    return reads
+
+
+def test_a_grouped_clip_reads_the_store_once_as_a_clip_computed_alone(small_faces, tmp_path, monkeypatch):
+    """With a stage after the batching one (``flow-image`` after ``flow``), each clip of a group checks its entries'
+    commit markers and reads its inputs as often as a clip computed alone: the stages after the group's call take
+    its values from memory and do not go over the stages before it again."""
+    reads = {}
+    for name, batch in (("alone", 1), ("grouped", 8)):
+        st, plan = _copy(small_faces, tmp_path / name)
+        prepare_entries(st, "synth", plan)
+        reads[name] = _counted_reads(st, monkeypatch)
+        report = run_plan(st, "synth", plan, workers=1, batch_units=batch)
+        assert not report.failures and report.computed["flow-image"] == 6
+        monkeypatch.undo()
+    markers = Counter({k: n for k, n in reads["grouped"].items() if "/flow/" in k[1] and "/_done/" in k[1]})
+    assert sorted(markers.values()) == [2] * 6  # each clip's flow marker: before and after its claim, no more
+    assert not [k for k in reads["grouped"] if k[0] == "read_entry" and k[1].startswith("flow/")]
+    assert reads["grouped"] == reads["alone"]
+
+
 def test_build_flow_groups_clips_and_names_the_one_bad_clip(face_store, tmp_path):
     """``mer-cli build-flow --method tvl1-torch --batch-pairs 3``: the bad clip is one line naming it (exit 1), its
     group companions are stored; a bad ``--batch-pairs`` is refused before any clip."""
@@ -272,17 +314,17 @@ def test_build_flow_groups_clips_and_names_the_one_bad_clip(face_store, tmp_path
 def test_dask_workers_receive_groups_and_store_the_bytes_of_one_clip_per_call(small_faces, tmp_path, monkeypatch):
     """Through a Dask scheduler (in-process workers, to keep the test short: the worker processes of joblib are
     checked above): the workers get the planned groups, and every clip's bytes are those of one clip per call."""
-    import mer.pipeline.runner as runner
+    import mer.pipeline.executors as executors
 
     distributed = pytest.importorskip("distributed")
     received: list[list[int]] = []
-    group_runner = runner.process_group
+    group_runner = executors.process_group
 
     def recorded(store, dataset, plan, indices, rows):
         received.append(list(indices))
         return group_runner(store, dataset, plan, indices, rows)
 
-    monkeypatch.setattr(runner, "process_group", recorded)
+    monkeypatch.setattr(executors, "process_group", recorded)  # what a worker's task calls
     st, plan = _copy(small_faces, tmp_path / "alone")
     assert not run_plan(st, "synth", plan, workers=1, batch_units=1).failures
     st, plan = _copy(small_faces, tmp_path / "dask")
@@ -333,13 +375,14 @@ def test_the_fixed_point_stopping_sum_gives_each_pair_its_own_field_in_any_batch
 
 
 def test_without_a_batching_kernel_the_runner_takes_the_clip_by_clip_path(small_faces, tmp_path, monkeypatch):
+    import mer.pipeline.executors as executors
     import mer.pipeline.runner as runner
 
     def no_groups(*args, **kwargs):
         raise AssertionError("a group was formed")
 
-    monkeypatch.setattr(runner, "_execute_groups", no_groups)
-    monkeypatch.setattr(runner, "process_group", no_groups)
+    monkeypatch.setattr(runner, "execute_groups", no_groups)  # where run_plan looks it up
+    monkeypatch.setattr(executors, "process_group", no_groups)  # where the executors look it up
     st, _ = _copy(small_faces, tmp_path / "s")
     farneback = build_plan(st, "synth", ["flow", "flow-image"], SMALL | {"flow": {"method": "farneback"}})
     report = run_plan(st, "synth", farneback, workers=1)

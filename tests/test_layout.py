@@ -12,7 +12,13 @@ from pathlib import Path
 import mer
 
 ROOT = Path(mer.__file__).parent
-ENGINE = {f"mer.pipeline.{name}" for name in ("stage", "graph", "runner", "context", "frames_io", "claim_wait")}
+ENGINE = {
+    f"mer.pipeline.{name}"
+    for name in (
+        "stage", "graph", "runner", "outcomes", "clip_pass", "group_pass", "grouping", "executors", "worker_setup",
+        "context", "frames_io", "claim_wait",
+    )
+}
 TOPICS = ("mer.pipeline.face", "mer.pipeline.temporal", "mer.pipeline.flow", "mer.pipeline.ingest")
 
 

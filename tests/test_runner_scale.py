@@ -390,10 +390,10 @@ def test_worker_init_gives_one_numba_thread_in_every_thread_that_runs_clips():
     code = textwrap.dedent(
         """
         import threading, cv2, numba
-        from mer.pipeline.runner import _init_worker
+        from mer.pipeline.worker_setup import init_worker
         seen = []
         def task():
-            _init_worker()
+            init_worker()
             seen.append((cv2.getNumThreads(), numba.get_num_threads()))
         for _ in range(3):
             t = threading.Thread(target=task)

@@ -6,8 +6,8 @@ import cv2
 import numba
 import pytest
 
-import mer.pipeline.runner as runner
-from mer.pipeline.runner import ClipOutcome
+import mer.pipeline.executors as executors
+from mer.pipeline.outcomes import ClipOutcome
 
 
 @pytest.fixture
@@ -35,11 +35,11 @@ def _recording(seen: list[tuple[int, int]]):
 def test_one_worker_in_this_process_runs_its_clips_on_one_thread_and_restores_the_counts(monkeypatch, several_threads):
     seen: list[tuple[int, int]] = []
     fake_clip, fake_group = _recording(seen)
-    monkeypatch.setattr(runner, "process_clip", fake_clip)
-    monkeypatch.setattr(runner, "process_group", fake_group)
+    monkeypatch.setattr(executors, "process_clip", fake_clip)  # where the in-process executors look them up
+    monkeypatch.setattr(executors, "process_group", fake_group)
     rows = [{"clip_id": f"s1/c{i}"} for i in range(3)]
-    outcomes = list(runner._execute(None, "d", [], [0, 1, 2], rows, workers=1, scheduler=None))
-    grouped = list(runner._execute_groups(None, "d", [], [[0, 1], [2]], rows, workers=1, scheduler=None))
+    outcomes = list(executors.execute_clips(None, "d", [], [0, 1, 2], rows, workers=1, scheduler=None))
+    grouped = list(executors.execute_groups(None, "d", [], [[0, 1], [2]], rows, workers=1, scheduler=None))
     assert [o.index for o in outcomes] == [0, 1, 2] and [o.index for o in grouped] == [0, 1, 2]
     assert seen == [(1, 1)] * 6
     assert (cv2.getNumThreads(), numba.get_num_threads()) == several_threads

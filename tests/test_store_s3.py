@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 
 from mer.datasets.manifest_store import write_dataset_manifest
+from mer.pipeline.clip_pass import process_clip
 from mer.pipeline.context import ClipContext
 from mer.pipeline.graph import build_plan
-from mer.pipeline.runner import prepare_entries, process_clip, run_plan
+from mer.pipeline.runner import prepare_entries, run_plan
 from mer.pipeline.stage import Output, Stage, get_stage, register
 from mer.store import StoreError, open_store
 

@@ -10,7 +10,8 @@ from rich.markup import escape
 from mer.cli.console import clip_progress, console, err_console, failure_table
 from mer.pipeline.claim_wait import ClaimWaitNotice
 from mer.pipeline.graph import PlannedStage
-from mer.pipeline.runner import ClipOutcome, RunReport, run_plan
+from mer.pipeline.outcomes import ClipOutcome, RunReport
+from mer.pipeline.runner import run_plan
 from mer.store.store import FeatureStore
 
 
