@@ -320,3 +320,14 @@ def test_the_detect_stage_defaults_are_the_detectors_own_defaults():
     assert stored == {k: detect[k].default for k in stored}
     select = inspect.signature(select_face).parameters
     assert (select["min_score"].default, select["min_size_frac"].default) == (p.min_score, p.min_face_frac)
+
+
+def test_the_equalize_stage_defaults_are_the_kernels_own_defaults():
+    import inspect
+
+    from mer.pipeline.face.equalize import equalize_frames
+
+    p, kernel = EqualizeParams(), inspect.signature(equalize_frames).parameters
+    assert (p.method, p.clahe_clip, (p.clahe_tiles, p.clahe_tiles)) == (
+        kernel["method"].default, kernel["clip_limit"].default, kernel["tile_grid"].default
+    )

@@ -15,14 +15,18 @@ from __future__ import annotations
 import numpy as np
 
 EQUALIZERS: tuple[str, ...] = ("hist", "clahe", "none")
+DEFAULT_METHOD = "hist"
+DEFAULT_CLIP_LIMIT = 2.0
+DEFAULT_TILES = 8
+"""The one home of the equalisation's defaults (read by :func:`equalize_frames` and the equalize stage)."""
 
 
 def equalize_frames(
     frames: np.ndarray,
-    method: str = "hist",
+    method: str = DEFAULT_METHOD,
     *,
-    clip_limit: float = 2.0,
-    tile_grid: tuple[int, int] = (8, 8),
+    clip_limit: float = DEFAULT_CLIP_LIMIT,
+    tile_grid: tuple[int, int] = (DEFAULT_TILES, DEFAULT_TILES),
 ) -> np.ndarray:
     """Equalise the luminance (Y of YCrCb) of each frame, keeping its colour.
 

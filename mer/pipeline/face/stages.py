@@ -30,7 +30,13 @@ import numpy as np
 from mer.pipeline.context import ClipContext
 from mer.pipeline.face.align import ALIGN_DEFAULTS, ALIGN_MODES, BORDERS, REFERENCES, align_clip
 from mer.pipeline.face.detect import DETECT_DEFAULTS, DETECTORS, FaceDetection, detect_face
-from mer.pipeline.face.equalize import EQUALIZERS, equalize_frames
+from mer.pipeline.face.equalize import (
+    DEFAULT_CLIP_LIMIT,
+    DEFAULT_METHOD,
+    DEFAULT_TILES,
+    EQUALIZERS,
+    equalize_frames,
+)
 from mer.pipeline.face.landmarks import MAX_INITS, TRACK_DEFAULTS, track_landmarks
 from mer.pipeline.face.smoothing import SMOOTH_DEFAULTS, SMOOTHERS
 from mer.pipeline.stage import Output, Stage, register
@@ -244,9 +250,9 @@ class EqualizeParams:
         CLAHE tiles per side (8: an 8×8 grid).
     """
 
-    method: str = "hist"
-    clahe_clip: float = 2.0
-    clahe_tiles: int = 8
+    method: str = DEFAULT_METHOD
+    clahe_clip: float = DEFAULT_CLIP_LIMIT
+    clahe_tiles: int = DEFAULT_TILES
 
     def __post_init__(self) -> None:
         _check_choices(self, {"method": EQUALIZERS})
