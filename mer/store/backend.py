@@ -7,6 +7,7 @@ that must appear atomically, and reads raw chunk bytes for checksums.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
@@ -191,12 +192,19 @@ class LocalBackend:
                 while folder not in folders and folder.is_relative_to(self.root):
                     folders.add(folder)
                     folder = folder.parent
-            for folder in sorted(folders):
-                fds.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
         except BaseException:
             PendingWrites(fds).close()
             raise
         PendingWrites(fds).flush()
+        for folder in sorted(folders):
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            except OSError as exc:  # some file systems (FUSE mounts, CIFS) cannot sync a folder: nothing more to do
+                if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+                    raise
+            finally:
+                os.close(fd)
 
     def list_tree(self, prefix: str) -> list[str]:
         """Every file below ``prefix`` (at any depth) as a key relative to it; temporary files skipped."""
