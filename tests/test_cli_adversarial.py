@@ -38,3 +38,22 @@ def test_an_option_value_holding_an_emoji_code_is_printed_as_given(tmp_path: Pat
                                   "--out", tmp_path / "run"))
     assert "--protocol kfold:x:3" in line and "'x' is not a whole number" in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["preprocess", "--root", "{tmp}/data", "--store", "{tmp}/store", "--stages", "ingest"],
+        ["build-mesti", "--store", "{tmp}/store", "--dataset", "d"],
+        ["build-input", "--store", "{tmp}/store", "--dataset", "d", "--kind", "apex-frame"],
+        ["reproduce", "apex", "--store", "{tmp}/store", "--out", "{tmp}/out"],
+    ],
+    ids=["preprocess", "build-mesti", "build-input", "reproduce"],
+)
+@pytest.mark.parametrize("workers", ["-3", "0"])
+def test_workers_below_one_is_refused_before_anything_is_read_or_written(command, workers, tmp_path: Path):
+    """It was taken as 1 without a word (or the store was read first and its error shown)."""
+    (tmp_path / "data").mkdir()
+    line = one_error_line(run_cli(*(a.format(tmp=tmp_path) for a in command), "--workers", workers))
+    assert f"--workers {workers}: must be at least 1" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -11,7 +11,7 @@ from rich.markup import escape
 from mer.cli.console import console, err_console, failure_table
 from mer.cli.errors import user_errors
 from mer.cli.qc_cmds import print_quality_summary
-from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
+from mer.cli.run_view import check_workers, exit_on_failures, print_report, run_with_progress
 from mer.cli.store_open import open_cli_store
 from mer.datasets.manifest_store import write_dataset_manifest
 from mer.names import printable, validate_component
@@ -171,6 +171,7 @@ def preprocess(
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
     from mer.datasets import default_dataset_name
 
+    check_workers(workers)
     with user_errors():
         ds_name = validate_component("dataset", name) if name is not None else default_dataset_name(dataset, root)
     result = load_dataset(dataset, root, labels, annotations, column_map, corrections, ds_name)

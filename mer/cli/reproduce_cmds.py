@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from mer.cli.console import console, err_console
 from mer.cli.errors import user_errors
+from mer.cli.run_view import check_workers
 from mer.train.paper_grids import EXPERIMENTS
 
 
@@ -36,6 +37,7 @@ def reproduce(
     from mer.train.reproduce import QuickSizes, ReproduceOptions, build_quick_store
     from mer.train.reproduce import reproduce as run
 
+    check_workers(workers)
     if name not in EXPERIMENTS:
         raise typer.BadParameter(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     if store is None and not quick:
