@@ -57,3 +57,53 @@ def test_workers_below_one_is_refused_before_anything_is_read_or_written(command
     line = one_error_line(run_cli(*(a.format(tmp=tmp_path) for a in command), "--workers", workers))
     assert f"--workers {workers}: must be at least 1" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("--optimizer", "adamx", "--optimizer 'adamx': choose adam, adamw, sgd"),
+        ("--loss", "hinge", "--loss 'hinge': choose focal or ce"),
+        ("--device", "gpu", "--device 'gpu': choose auto, cpu, cuda or cuda:N"),
+        ("--device", "cuda:x", "--device 'cuda:x'"),
+    ],
+)
+def test_a_bad_optimizer_loss_or_device_is_named_before_the_store_is_read(option, value, named, tmp_path: Path):
+    """The trainer refused them only in the first fold, after the data was read (here: the store's error first)."""
+    line = one_error_line(run_cli("train", "--store", tmp_path / "none", "--dataset", "d", option, value,
+                                  "--out", tmp_path / "run"))
+    assert named in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_cuda_where_there_is_none_is_named_before_the_store_is_read(tmp_path: Path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = one_error_line(run_cli("train", "--store", tmp_path / "none", "--dataset", "d", "--device", "cuda",
+                                  "--out", tmp_path / "run"))
+    assert "--device cuda: no CUDA device is available here" in line
+
+
+def test_the_names_checked_are_those_the_trainer_builds():
+    import torch
+
+    from mer.train.checks import LOSSES, OPTIMIZERS
+    from mer.train.losses import make_loss
+    from mer.train.trainer import TrainConfig, _make_optimizer
+
+    model = torch.nn.Linear(2, 2)
+    for name in OPTIMIZERS:
+        assert isinstance(_make_optimizer(model, TrainConfig(optimizer=name.upper())), torch.optim.Optimizer)
+    for name in LOSSES:
+        assert isinstance(make_loss(name), torch.nn.Module)
+    with pytest.raises(ValueError):
+        _make_optimizer(model, TrainConfig(optimizer="adamx"))
+
+
+def test_cuda_is_not_asked_of_this_machine_when_folds_train_on_a_cluster(tmp_path: Path):
+    """With --scheduler the folds run on the cluster's GPUs: the next check (here: the store) speaks, not CUDA's."""
+    line = one_error_line(run_cli("train", "--store", tmp_path / "none", "--dataset", "d", "--device", "cuda",
+                                  "--scheduler", "tcp://127.0.0.1:9", "--out", tmp_path / "run"))
+    assert "no mer store at" in line
