@@ -107,3 +107,10 @@ def test_cuda_is_not_asked_of_this_machine_when_folds_train_on_a_cluster(tmp_pat
     line = one_error_line(run_cli("train", "--store", tmp_path / "none", "--dataset", "d", "--device", "cuda",
                                   "--scheduler", "tcp://127.0.0.1:9", "--out", tmp_path / "run"))
     assert "no mer store at" in line
+
+
+def test_a_qc_key_for_a_stage_qc_never_reads_is_named(tmp_path: Path):
+    """``--key flow=...`` (or a typo, ``landmark=...``) was ignored: the gallery was made of other entries."""
+    line = one_error_line(run_cli("qc", tmp_path / "none", "d", "--out", tmp_path / "qc", "--key", "landmark=e15a"))
+    assert "--key 'landmark=e15a': qc reads no 'landmark' entry; stages: detect, landmarks" in line
+    assert not (tmp_path / "qc").exists()
