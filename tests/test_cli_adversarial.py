@@ -114,3 +114,21 @@ def test_a_qc_key_for_a_stage_qc_never_reads_is_named(tmp_path: Path):
     line = one_error_line(run_cli("qc", tmp_path / "none", "d", "--out", tmp_path / "qc", "--key", "landmark=e15a"))
     assert "--key 'landmark=e15a': qc reads no 'landmark' entry; stages: detect, landmarks" in line
     assert not (tmp_path / "qc").exists()
+
+
+def test_an_input_with_an_empty_key_after_the_at_is_named(tmp_path: Path):
+    """``mesti@`` read as ``mesti`` with no key: a command that picked some entry where its author meant one."""
+    line = one_error_line(run_cli("train", "--store", tmp_path / "none", "--dataset", "d", "--input", "mesti@",
+                                  "--out", tmp_path / "run"))
+    assert "input source 'mesti@': name the entry key after '@', e.g. mesti@3fa2" in line
+
+
+def test_a_missing_manifest_column_names_the_option_not_an_internal_input_name(tiny_dataset, tmp_path: Path):
+    from mer.datasets.manifest_store import write_dataset_manifest
+    from mer.store import open_store
+
+    root, manifest = tiny_dataset
+    write_dataset_manifest(open_store(str(tmp_path / "store"), "a"), "tiny", manifest, root, "folder", None)
+    line = one_error_line(run_cli("train", "--store", tmp_path / "store", "--dataset", "tiny", "--input",
+                                  "manifest:au_vectr", "--out", tmp_path / "run"))
+    assert "--input manifest:au_vectr: the manifest of tiny has no column 'au_vectr'" in line  # was "input 'x': …"
