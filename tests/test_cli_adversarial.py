@@ -132,3 +132,22 @@ def test_a_missing_manifest_column_names_the_option_not_an_internal_input_name(t
     line = one_error_line(run_cli("train", "--store", tmp_path / "store", "--dataset", "tiny", "--input",
                                   "manifest:au_vectr", "--out", tmp_path / "run"))
     assert "--input manifest:au_vectr: the manifest of tiny has no column 'au_vectr'" in line  # was "input 'x': …"
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (b"this is [not toml\n", "not a valid TOML corrections table: Expected '='"),
+        (b"\xff\xfe[[fix]]\n", "not a valid TOML corrections table: 'utf-8' codec"),
+        (b"fix = 3\n", "'fix' must be a list of tables"),
+        (b"fix = [1, 2]\n", "'fix' must be a list of tables"),
+    ],
+    ids=["not-toml", "not-utf8", "fix-a-number", "fix-a-list-of-numbers"],
+)
+def test_a_damaged_corrections_table_is_named(content, named, tiny_dataset, tmp_path: Path):
+    """The TOML parser's message came without the file's name; a ``fix`` of the wrong type was an unexpected error."""
+    root, _ = tiny_dataset
+    table = tmp_path / "fixes.toml"
+    table.write_bytes(content)
+    line = one_error_line(run_cli("check-dataset", "--dataset", "folder", "--root", root, "--corrections", table))
+    assert line.startswith(f"error: {table}: ") and named in line
