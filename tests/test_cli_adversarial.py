@@ -151,3 +151,19 @@ def test_a_damaged_corrections_table_is_named(content, named, tiny_dataset, tmp_
     table.write_bytes(content)
     line = one_error_line(run_cli("check-dataset", "--dataset", "folder", "--root", root, "--corrections", table))
     assert line.startswith(f"error: {table}: ") and named in line
+
+
+@pytest.mark.parametrize(
+    ("stages", "named"),
+    [("", "--stages '': names no stage"), (" , ", "--stages ' , ': names no stage"),
+     ("ingest,fase", "--stages 'ingest,fase': unknown stage 'fase'; known: align")],
+    ids=["empty", "commas", "typo"],
+)
+def test_stages_naming_nothing_or_an_unknown_stage_leave_no_store_behind(stages, named, tiny_dataset, tmp_path: Path):
+    """An empty --stages ran nothing and said all clips were complete (exit 0); a typo was refused only after the
+    clips table was written into a new store."""
+    root, _ = tiny_dataset
+    line = one_error_line(run_cli("preprocess", "--root", root, "--store", tmp_path / "store", "--stages", stages,
+                                  "--workers", "1", "--quiet"))
+    assert named in line
+    assert not (tmp_path / "store").exists()
