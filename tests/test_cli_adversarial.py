@@ -167,3 +167,10 @@ def test_stages_naming_nothing_or_an_unknown_stage_leave_no_store_behind(stages,
                                   "--workers", "1", "--quiet"))
     assert named in line
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:///", "memory://"])
+def test_a_store_url_without_a_bucket_is_named(url):
+    """``s3://`` alone reached the S3 client, whose ParamValidationError was reported as an unexpected error."""
+    line = one_error_line(run_cli("store", "ls", url))
+    assert f"store URL {url!r} names no bucket or folder" in line

@@ -366,6 +366,8 @@ class FsspecBackend:
             self.storage_options.setdefault("use_listings_cache", False)
         self.fs, self.root = fsspec.core.url_to_fs(url, **self.storage_options)
         self.root = self.root.rstrip("/")
+        if not self.root:  # s3:// alone: every key would be a bucket name (the S3 client refused an empty key)
+            raise ValueError(f"store URL {url!r} names no bucket or folder; e.g. {self.protocol}://bucket/store")
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
