@@ -174,3 +174,11 @@ def test_a_store_url_without_a_bucket_is_named(url):
     """``s3://`` alone reached the S3 client, whose ParamValidationError was reported as an unexpected error."""
     line = one_error_line(run_cli("store", "ls", url))
     assert f"store URL {url!r} names no bucket or folder" in line
+
+
+@pytest.mark.parametrize("target", ["entry.txt", "entry.zip", ""])
+def test_an_export_target_of_no_known_kind_is_refused_before_the_store_is_read(target, tmp_path: Path):
+    """``--to entry.txt`` wrote an HDF5 file under that name; ``--to ''`` said "PosixPath('.') has an empty name"."""
+    line = one_error_line(run_cli("store", "export", tmp_path / "none", "ds/stage", "--to", target))
+    shown = str(Path(target))
+    assert f"--to {shown!r}: give a .h5 (HDF5) or .zarr.zip (zipped zarr) file name" in line
