@@ -182,3 +182,15 @@ def test_an_export_target_of_no_known_kind_is_refused_before_the_store_is_read(t
     line = one_error_line(run_cli("store", "export", tmp_path / "none", "ds/stage", "--to", target))
     shown = str(Path(target))
     assert f"--to {shown!r}: give a .h5 (HDF5) or .zarr.zip (zipped zarr) file name" in line
+
+
+@pytest.mark.parametrize("entry", ["tiny/../tiny", "../tiny/ingest", "tiny/.."])
+def test_an_entry_argument_with_dot_dot_never_becomes_a_store_path(entry, tiny_dataset, tmp_path: Path):
+    """``store info STORE tiny/../tiny`` listed the store's root as the stages of ``tiny`` and read what it found."""
+    from mer.datasets.manifest_store import write_dataset_manifest
+    from mer.store import open_store
+
+    root, manifest = tiny_dataset
+    write_dataset_manifest(open_store(str(tmp_path / "store"), "a"), "tiny", manifest, root, "folder", None)
+    line = one_error_line(run_cli("store", "info", tmp_path / "store", entry))
+    assert "name '..' is unusable" in line
