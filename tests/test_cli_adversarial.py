@@ -194,3 +194,35 @@ def test_an_entry_argument_with_dot_dot_never_becomes_a_store_path(entry, tiny_d
     write_dataset_manifest(open_store(str(tmp_path / "store"), "a"), "tiny", manifest, root, "folder", None)
     line = one_error_line(run_cli("store", "info", tmp_path / "store", entry))
     assert "name '..' is unusable" in line
+
+
+# ------------------------------------------------------------------ the store under the commands
+def test_a_dataset_named_dot_dot_never_reads_a_clips_table_outside_the_store(tiny_dataset, tmp_path: Path):
+    """``manifest_meta('..')`` read ``<store>/../manifest/zarr.json``: a clips table planted beside the store."""
+    from mer.datasets.manifest_store import write_dataset_manifest
+    from mer.names import UnsafeNameError
+    from mer.store import open_store
+
+    root, manifest = tiny_dataset
+    st = open_store(str(tmp_path / "store"), "a")
+    write_dataset_manifest(st, "tiny", manifest, root, "folder", None)
+    planted = tmp_path / "manifest" / "zarr.json"
+    planted.parent.mkdir()
+    planted.write_bytes((tmp_path / "store" / "tiny" / "manifest" / "zarr.json").read_bytes())
+    reader = open_store(str(tmp_path / "store"), "r")
+    for read in (lambda: reader.manifest_meta(".."), lambda: reader.manifest("tiny", "../../manifest"),
+                 lambda: reader.manifest_versions("..")):
+        with pytest.raises(UnsafeNameError, match="is unusable"):
+            read()
+
+
+def test_an_entry_address_from_recorded_inputs_is_one_safe_name_each():
+    """An entry's recorded ``inputs`` (stage → key) became store paths as they were: ``{"..": "x"}`` left the
+    dataset's folder."""
+    from mer.names import UnsafeNameError
+    from mer.store.entries import EntryRef
+
+    assert EntryRef("ds", "mesti", "3fa2").path == "ds/mesti/3fa2"
+    for parts in (("ds", "..", "x"), ("..", "mesti", "3fa2"), ("ds", "mesti", "../../etc"), ("ds", "mesti", "")):
+        with pytest.raises(UnsafeNameError):
+            EntryRef(*parts)
