@@ -226,3 +226,26 @@ def test_an_entry_address_from_recorded_inputs_is_one_safe_name_each():
     for parts in (("ds", "..", "x"), ("..", "mesti", "3fa2"), ("ds", "mesti", "../../etc"), ("ds", "mesti", "")):
         with pytest.raises(UnsafeNameError):
             EntryRef(*parts)
+
+
+@pytest.mark.parametrize(("dtype", "shape"), [("uint8", (4, 16, 16, 3)), ("float32", (4, 68, 2))],
+                         ids=["raw-frames", "zstd-points"])
+def test_a_chunk_cut_short_is_read_as_damage_named_with_its_array(dtype, shape, tmp_path: Path):
+    """A cut-short raw chunk read as "cannot reshape array of size 10 into shape (16,256,256,3)" (a zstd one as
+    "Zstd decompression error"), naming neither the file nor the store's damage nor what to do."""
+    import numpy as np
+
+    from mer.store import StoreError, open_store
+    from mer.store.entries import EntryRef, OutputSpec
+
+    st = open_store(str(tmp_path / "store"), "a")
+    entry = st.ensure_entry(EntryRef("ds", "stage", "key"), [OutputSpec("values", dtype)],
+                            {"clip_ids": ["s01/c01"], "primary": "values", "recipe": "r"})
+    st.commit_clip(entry, 0, {"values": np.ones(shape, dtype)})
+    chunk = next(p for p in (tmp_path / "store/ds/stage/key/clips/s01/c01/values/c").rglob("*") if p.is_file())
+    chunk.write_bytes(chunk.read_bytes()[:10])
+    with pytest.raises(StoreError) as info:
+        st.read_entry(entry, clip="s01/c01")
+    message = str(info.value)
+    assert message.startswith(f"{st.location}/ds/stage/key/clips/s01/c01/values: damaged chunk data (")
+    assert "`mer-cli store verify STORE` names the file" in message and "\n" not in message
