@@ -249,3 +249,16 @@ def test_a_chunk_cut_short_is_read_as_damage_named_with_its_array(dtype, shape, 
     message = str(info.value)
     assert message.startswith(f"{st.location}/ds/stage/key/clips/s01/c01/values: damaged chunk data (")
     assert "`mer-cli store verify STORE` names the file" in message and "\n" not in message
+
+
+def test_a_column_map_header_that_is_not_in_the_sheet_is_warned_about(tiny_dataset, tmp_path: Path):
+    """``--column-map 'Sbj=subject'`` for a sheet whose header is ``Subject``: the mapping did nothing, silently."""
+    root, _ = tiny_dataset
+    sheet = root / "annotations.csv"
+    sheet.write_text("subject,clip,onset,apex,offset,emotion\ns01,c01,0,2,4,happiness\n")
+    result = run_cli("check-dataset", "--dataset", "folder", "--root", root, "--column-map", "Sbj=subject")
+    warning = next(line for line in result.output.splitlines() if line.startswith("warning:"))
+    assert f"{sheet}, row 1, column 'Sbj' = 'subject': column_map header 'Sbj' is not in the header row" in warning
+    assert "['subject', 'clip', 'onset', 'apex', 'offset', 'emotion']" in warning
+    mapped = run_cli("check-dataset", "--dataset", "folder", "--root", root, "--column-map", "subject=subject")
+    assert "warning:" not in mapped.output and "0 warning(s)" in mapped.output
