@@ -262,3 +262,14 @@ def test_a_column_map_header_that_is_not_in_the_sheet_is_warned_about(tiny_datas
     assert "['subject', 'clip', 'onset', 'apex', 'offset', 'emotion']" in warning
     mapped = run_cli("check-dataset", "--dataset", "folder", "--root", root, "--column-map", "subject=subject")
     assert "warning:" not in mapped.output and "0 warning(s)" in mapped.output
+
+
+def test_a_root_that_is_a_file_and_a_sheet_that_is_a_folder_are_called_so(tiny_dataset, tmp_path: Path):
+    """Both were reported as "not found", which sends the user looking for a typo in a path that exists."""
+    root, _ = tiny_dataset
+    (tmp_path / "notes.txt").write_text("x")
+    as_root = run_cli("check-dataset", "--dataset", "folder", "--root", tmp_path / "notes.txt")
+    assert f"error: {tmp_path / 'notes.txt'}: folder root folder is a file, not a folder" in as_root.output
+    as_sheet = run_cli("check-dataset", "--dataset", "folder", "--root", root, "--annotations", root / "s01")
+    assert f"error: {root / 's01'}: annotation file is a folder, not a file" in as_sheet.output
+    assert as_root.exit_code == as_sheet.exit_code == 1

@@ -169,7 +169,8 @@ def read_sheet(
             )
             return None
     if not path.is_file():
-        problems.append(Problem.about_file(path, "annotation file not found"))
+        found = "is a folder, not a file" if path.is_dir() else "not found"
+        problems.append(Problem.about_file(path, f"annotation file {found}"))
         return None
     try:
         sheets = read_cells(path)
