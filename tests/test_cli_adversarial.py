@@ -273,3 +273,21 @@ def test_a_root_that_is_a_file_and_a_sheet_that_is_a_folder_are_called_so(tiny_d
     as_sheet = run_cli("check-dataset", "--dataset", "folder", "--root", root, "--annotations", root / "s01")
     assert f"error: {root / 's01'}: annotation file is a folder, not a file" in as_sheet.output
     assert as_root.exit_code == as_sheet.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("metrics", "named"),
+    [('{"uf1": 0.5, ', "metrics.json: damaged JSON (Expecting property name enclosed in double quotes at line 1"),
+     ("[1, 2]", "metrics.json: not a JSON object (list)")],
+    ids=["cut-short", "a-list"],
+)
+def test_a_damaged_run_file_is_named_by_report(metrics, named, tmp_path: Path):
+    """A cut-short metrics.json read "damaged JSON …; `mer-cli store verify STORE` names it" (no file, and no store
+    is involved); a list was an unexpected AttributeError."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"model": "meganet", "input": "mesti", "protocol": {"name": "loso"}}')
+    (run / "metrics.json").write_text(metrics)
+    line = one_error_line(run_cli("report", run, "--out", tmp_path / "report.md"))
+    assert line.startswith(f"error: {run / 'metrics.json'}") and named in line and "store verify" not in line
+    assert not (tmp_path / "report.md").exists()
