@@ -291,3 +291,19 @@ def test_a_damaged_run_file_is_named_by_report(metrics, named, tmp_path: Path):
     line = one_error_line(run_cli("report", run, "--out", tmp_path / "report.md"))
     assert line.startswith(f"error: {run / 'metrics.json'}") and named in line and "store verify" not in line
     assert not (tmp_path / "report.md").exists()
+
+
+@pytest.mark.parametrize("fmt", ["2", True, 2.5, 0])
+def test_a_store_format_that_is_not_a_format_number_is_named(fmt, tmp_path: Path):
+    """``"2"`` was an unexpected TypeError (str > int); ``true`` a "format-True store from an earlier mer"."""
+    import json
+
+    from mer.store.store import FORMAT_VERSION
+
+    store = tmp_path / "store"
+    store.mkdir()
+    root = {"zarr_format": 3, "node_type": "group", "attributes": {"mer_store": {"format": fmt}}}
+    (store / "zarr.json").write_text(json.dumps(root))
+    for command in (["store", "ls", store], ["store", "verify", store]):
+        line = one_error_line(run_cli(*command))
+        assert f"{store}/zarr.json: store format {fmt!r} is not a format number (1 to {FORMAT_VERSION})" in line
