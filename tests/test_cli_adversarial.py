@@ -307,3 +307,21 @@ def test_a_store_format_that_is_not_a_format_number_is_named(fmt, tmp_path: Path
     for command in (["store", "ls", store], ["store", "verify", store]):
         line = one_error_line(run_cli(*command))
         assert f"{store}/zarr.json: store format {fmt!r} is not a format number (1 to {FORMAT_VERSION})" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(["--epochs", "0"], "--epochs 0: must be a whole number ≥ 1"),
+     (["--device", "gpu"], "--device 'gpu': choose auto, cpu, cuda or cuda:N"),
+     (["--out", "{tmp}/notes.txt"], "notes.txt: is a file; give a folder")],
+    ids=["epochs", "device", "out-a-file"],
+)
+def test_reproduce_checks_its_options_before_building_anything(args, named, tmp_path: Path):
+    """With --quick a synthetic store and the inputs were built first; then the first fold failed on --device
+    (an unexpected RuntimeError) or the epochs."""
+    (tmp_path / "notes.txt").write_text("x")
+    given = [a.format(tmp=tmp_path) for a in args]
+    out = [] if "--out" in given else ["--out", str(tmp_path / "out")]
+    line = one_error_line(run_cli("reproduce", "apex", "--store", tmp_path / "none", *out, *given))
+    assert named in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

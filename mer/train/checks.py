@@ -79,6 +79,11 @@ def check_named_options(*, optimizer: str, loss: str, device: str, cuda_availabl
         raise TrainCheckError(f"--optimizer {optimizer!r}: choose {', '.join(OPTIMIZERS)}")
     if loss.lower() not in LOSSES:
         raise TrainCheckError(f"--loss {loss!r}: choose focal or ce")
+    check_device(device, cuda_available)
+
+
+def check_device(device: str, cuda_available: bool) -> None:
+    """Check ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, CUDA only where ``cuda_available``."""
     if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
         raise TrainCheckError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
     if device.startswith("cuda") and not cuda_available:
