@@ -180,6 +180,37 @@ def test_every_file_a_marker_covers_is_on_disk_before_the_marker(tmp_path, monke
             assert f"{root}/{key}" in synced[:marker_at], key
 
 
+def test_the_stacked_arrays_metadata_and_its_folders_are_on_disk_once_when_the_entry_is_made(tmp_path, monkeypatch):
+    """What a marker's ``meta`` names outside the clip's folder (the stacked arrays' zarr.json, that zarr writes
+    without an fsync), the clip-id coordinate, the entry's group documents, and every folder down to them: synced
+    by ensure_entry, before any marker, and never again per clip."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    st, entry = new_entry(str(tmp_path / "s"))
+    at_creation = list(synced)
+    st.commit_clip(entry, 0, clip_arrays(seed=3, n_frames=8))
+    st.commit_clip(entry, 1, clip_arrays(seed=4, n_frames=8))
+
+    root = Path(st.location)
+    stacked = [k for k in st.marker(entry, 0)["meta"] if not k.startswith("clips/")]
+    assert sorted(stacked) == ["count/zarr.json", "row/zarr.json"]
+    documents = [root / entry.ref.path / key for key in (*stacked, "clip_id/zarr.json", "zarr.json")]
+    documents += [root / "ds/zarr.json", root / "ds/stage/zarr.json"]
+    for document in documents:
+        assert str(document) in at_creation, document
+        for folder in document.relative_to(root).parents:  # the folder holding each name, up to the store's own
+            assert str(root / folder) in at_creation, folder
+    after = set(synced[len(at_creation):])
+    assert not after & {str(d) for d in documents}  # once when the entry is made, not per clip
+    assert after & {str(root / entry.ref.path / "clips" / CLIP / "frames" / "zarr.json")}  # the clip's own files are
+
+
 @pytest.fixture
 def counted_s3(monkeypatch):
     """A moto S3 server whose requests are logged as (method, key); ``AWS_*`` point at it."""

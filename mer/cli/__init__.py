@@ -26,6 +26,7 @@ app = typer.Typer(
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="show the traceback of an error (as MER_DEBUG=1 does)"),
     storage_option: list[str] = typer.Option(
         [],
@@ -36,7 +37,7 @@ def main(
 ) -> None:
     """mer: micro-expression recognition toolkit. Errors are one line: exit 2 for bad input, 1 for failed clips."""
     set_debug(debug)
-    storage_options_callback(storage_option)
+    storage_options_callback(storage_option, ctx)
 
 
 app.command("synth")(synth)

@@ -10,7 +10,7 @@ from rich.markup import escape
 import mer.pipeline.catalog  # noqa: F401  (registers the built-in stages)
 from mer.cli.console import console
 from mer.cli.errors import user_errors
-from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
+from mer.cli.run_view import check_workers, exit_on_failures, print_report, run_with_progress
 from mer.cli.store_open import open_cli_store
 from mer.names import validate_component
 from mer.pipeline.graph import build_plan
@@ -59,6 +59,7 @@ def build_stages(
     ``upstream`` gives parameters of stages read by the named ones (e.g. ``apex``) without making them targets;
     ``batch_units`` the work per call of a stage that computes groups of clips (None: its default for the device)."""
     validate_component("dataset", dataset)
+    check_workers(workers)
     st = open_cli_store(store, "a")
     with user_errors():
         plan = build_plan(st, dataset, list(params), (upstream or {}) | params)

@@ -18,8 +18,10 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+# no emoji codes: escape() leaves ``:x:`` alone, and text from data or options (``kfold:x:3``, a clip ``a:ok:b``)
+# would print as emoji
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 @contextmanager

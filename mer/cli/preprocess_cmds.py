@@ -11,12 +11,13 @@ from rich.markup import escape
 from mer.cli.console import console, err_console, failure_table
 from mer.cli.errors import user_errors
 from mer.cli.qc_cmds import print_quality_summary
-from mer.cli.run_view import exit_on_failures, print_report, run_with_progress
+from mer.cli.run_view import check_workers, exit_on_failures, print_report, run_with_progress
 from mer.cli.store_open import open_cli_store
 from mer.datasets.manifest_store import write_dataset_manifest
 from mer.names import printable, validate_component
-from mer.pipeline.catalog import expand_stages
+from mer.pipeline.catalog import STAGE_GROUPS, expand_stages
 from mer.pipeline.graph import build_plan
+from mer.pipeline.stage import get_stage
 
 DEFAULT_STAGES = "ingest,face"
 
@@ -144,6 +145,23 @@ def check_dataset(
         raise typer.Exit(1)
 
 
+def _stage_names(stages: str) -> list[str]:
+    """The stages ``--stages`` names, groups expanded; a usage error naming it when it names none or an unknown one
+    (checked before the clips table is written: a typo left a new store behind)."""
+    names = expand_stages(stages)
+    if not names:
+        groups = ", ".join(STAGE_GROUPS)
+        raise typer.BadParameter(
+            f"--stages {stages!r}: names no stage; give stages or groups ({groups}), e.g. ingest,face"
+        )
+    for name in names:
+        try:
+            get_stage(name)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--stages {stages!r}: {exc}") from None
+    return names
+
+
 def preprocess(
     dataset: str = typer.Option("folder", help=DATASET_HELP),
     root: Path = typer.Option(..., help="dataset root folder"),
@@ -171,6 +189,8 @@ def preprocess(
     """Ingest a dataset's manifest into the store and run the preprocessing stages on every clip."""
     from mer.datasets import default_dataset_name
 
+    check_workers(workers)
+    stage_names = _stage_names(stages)
     with user_errors():
         ds_name = validate_component("dataset", name) if name is not None else default_dataset_name(dataset, root)
     result = load_dataset(dataset, root, labels, annotations, column_map, corrections, ds_name)
@@ -199,7 +219,7 @@ def preprocess(
     for line in outcome.diff.summary():
         err_console.print(f"  {line}", markup=False, soft_wrap=True)
     with user_errors():
-        plan = build_plan(st, ds_name, expand_stages(stages))
+        plan = build_plan(st, ds_name, stage_names)
     report = run_with_progress(st, ds_name, plan, workers, quiet, f"preprocess {ds_name}", scheduler)
     print_report(report, plan)
     print_quality_summary(st, ds_name, plan)

@@ -11,16 +11,22 @@ from rich.markup import escape
 
 from mer.cli.console import console, err_console
 from mer.cli.errors import user_errors
-from mer.report.qc_scores import QC_THRESHOLD
+from mer.report.qc_scores import FACE_CHAIN, IMAGE_INPUTS, QC_THRESHOLD
 from mer.store import FeatureStore
 
 
 def _parse_keys(items: list[str] | None) -> dict[str, str]:
+    """``--key STAGE=KEY`` items by stage; a stage qc never reads is named (it was ignored without a word)."""
+    readable = (*FACE_CHAIN, *IMAGE_INPUTS)
     keys = {}
     for item in items or []:
         stage, sep, key = item.partition("=")
         if not sep or not stage.strip() or not key.strip():
             raise typer.BadParameter(f"--key {item!r}: expected STAGE=KEY, e.g. landmarks=e15a07")
+        if stage.strip() not in readable:
+            raise typer.BadParameter(
+                f"--key {item!r}: qc reads no {stage.strip()!r} entry; stages: {', '.join(readable)}"
+            )
         keys[stage.strip()] = key.strip()
     return keys
 

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from mer.cli.console import console, err_console
 from mer.cli.errors import user_errors
+from mer.cli.run_view import check_workers
 from mer.train.paper_grids import EXPERIMENTS
 
 
@@ -32,10 +33,19 @@ def reproduce(
     ),
 ) -> None:
     """Build the missing inputs, train every run of the grid (finished runs are skipped), write NAME.md/.tex/.png."""
+    import torch
+
     from mer.store import open_store
+    from mer.train.checks import check_device, check_out_dir
     from mer.train.reproduce import QuickSizes, ReproduceOptions, build_quick_store
     from mer.train.reproduce import reproduce as run
 
+    check_workers(workers)
+    if epochs < 1:  # checked before the inputs are built (they were, and then the first fold refused them)
+        raise typer.BadParameter(f"--epochs {epochs}: must be a whole number ≥ 1")
+    with user_errors():
+        check_device(device, cuda_available=bool(scheduler) or torch.cuda.is_available())
+        check_out_dir(out)
     if name not in EXPERIMENTS:
         raise typer.BadParameter(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     if store is None and not quick:

@@ -15,6 +15,13 @@ from mer.pipeline.runner import run_plan
 from mer.store.store import FeatureStore
 
 
+def check_workers(workers: int | None) -> int | None:
+    """``--workers`` as given (None: all cores); a usage error naming it when below 1 (it was taken as 1)."""
+    if workers is not None and workers < 1:
+        raise typer.BadParameter(f"--workers {workers}: must be at least 1 (leave it out for all cores)")
+    return workers
+
+
 def run_with_progress(
     store: FeatureStore,
     dataset: str,

@@ -135,6 +135,8 @@ def export_command(
     store: str, entry: str, to: Path = typer.Option(..., "--to", help="target file: .h5 (HDF5) or .zarr.zip (zarr)")
 ) -> None:
     """Write one entry's arrays and attributes to one HDF5 (.h5) or zipped zarr (.zarr.zip) file."""
+    if not to.name.endswith((".zarr.zip", ".h5", ".hdf5")):  # anything else was written as HDF5 under that name
+        raise typer.BadParameter(f"--to {str(to)!r}: give a .h5 (HDF5) or .zarr.zip (zipped zarr) file name")
     st = open_cli_store(store, "r")
     ref = parse_entry(st, entry)
     write = export_entry_zarr_zip if to.name.endswith(".zarr.zip") else export_entry_h5

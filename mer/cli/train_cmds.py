@@ -99,13 +99,14 @@ def train(
     """
     import dataclasses
 
+    import torch
     from rich.markup import escape
     from rich.progress import Progress
 
     from mer.cli.store_open import open_cli_store
     from mer.models.stag import roi_set_option
     from mer.names import validate_component
-    from mer.train.checks import check_folds, check_train_options, parse_model_options
+    from mer.train.checks import check_folds, check_named_options, check_train_options, parse_model_options
     from mer.train.experiment import run_experiment
     from mer.train.protocols import parse_protocol, subject_keys
     from mer.train.recipes import get_recipe
@@ -158,6 +159,8 @@ def train(
             protocol=protocol,
             out=out,
         )
+        check_named_options(optimizer=config.optimizer, loss=config.loss, device=config.device,  # a cluster's
+                            cuda_available=bool(scheduler) or torch.cuda.is_available())  # GPUs are not here
         inputs = resolve_inputs(model, model_options, input, key)
         st = open_cli_store(store, "r")
         data = load_training_inputs(st, dataset, inputs, labels)

@@ -66,9 +66,15 @@ def load_corrections(spec: str | Path | None) -> CorrectionTable | None:
         if not path.is_file():
             return None
     data = path.read_bytes()
-    raw = tomllib.loads(data.decode("utf-8"))
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: not a valid TOML corrections table: {exc}") from None
+    entries = raw.get("fix", [])
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise ValueError(f"{path}: 'fix' must be a list of tables ([[fix]] with subject, clip and the fixed values)")
     fixes: dict[tuple[str, str], Correction] = {}
-    for i, entry in enumerate(raw.get("fix", []), start=1):
+    for i, entry in enumerate(entries, start=1):
         subject, clip = str(entry.get("subject", "")), str(entry.get("clip", ""))
         if not subject or not clip:
             raise ValueError(f"{path}: fix #{i} needs subject and clip")

@@ -58,7 +58,8 @@ def _run_adapter(
     if dataset_name is not None and "dataset_name" in inspect.signature(target).parameters:
         kwargs["dataset_name"] = dataset_name
     if not root.is_dir():
-        problems.append(Problem.about_file(root, f"{name} root folder not found"))
+        found = "is a file, not a folder" if root.exists() else "not found"
+        problems.append(Problem.about_file(root, f"{name} root folder {found}"))
         return AdapterOutput(dataset=name, records=[])
     out = read(root, Path(annotations) if annotations is not None else None, column_map, problems, **kwargs)
     out.root = str(root)

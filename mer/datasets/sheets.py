@@ -169,7 +169,8 @@ def read_sheet(
             )
             return None
     if not path.is_file():
-        problems.append(Problem.about_file(path, "annotation file not found"))
+        found = "is a folder, not a file" if path.is_dir() else "not found"
+        problems.append(Problem.about_file(path, f"annotation file {found}"))
         return None
     try:
         sheets = read_cells(path)
@@ -182,6 +183,7 @@ def read_sheet(
         for r, cells in enumerate(rows[:max_scan]):
             index, text, other = _match_header(cells, columns, column_map)
             if all(name in index for name in required):
+                _warn_unmatched_mapping(path, r + 1, cells, column_map, problems)
                 table = SheetTable(str(path), sheet_name, r + 1, text, other_headers=other)
                 for rr in range(r + 1, len(rows)):
                     row_cells = rows[rr]
@@ -219,6 +221,26 @@ def read_sheet(
         )
     )
     return None
+
+
+def _warn_unmatched_mapping(
+    path: Path, row: int, cells: list[object], column_map: dict[str, str], problems: list[Problem]
+) -> None:
+    """A warning for each ``column_map`` header that is not in the header row (a typo: the mapping did nothing)."""
+    present = {header_key(cell) for cell in cells if cell is not None and str(cell).strip()}
+    found = [str(c).strip() for c in cells if c is not None and str(c).strip()]
+    for user_header, canonical in column_map.items():
+        if header_key(user_header) not in present:
+            problems.append(
+                Problem(
+                    "warning",
+                    str(path),
+                    row,
+                    user_header,
+                    canonical,
+                    f"column_map header {user_header!r} is not in the header row (it maps nothing); headers: {found}",
+                )
+            )
 
 
 def find_sheet(root: Path, patterns: tuple[str, ...], depth: int = 2) -> Path | None:

@@ -52,6 +52,9 @@ def compare_runs(run_dirs: Iterable[str | os.PathLike], metrics: Sequence[str] =
     for d in run_dirs:
         d = Path(d)
         cfg, m = read_json(d / CONFIG_FILE), read_json(d / METRICS_FILE)
+        for name, value in ((CONFIG_FILE, cfg), (METRICS_FILE, m)):
+            if not isinstance(value, dict):
+                raise ValueError(f"{d / name}: not a JSON object ({type(value).__name__}); not a run folder's file")
         row: dict = {"input": _input_name(d, cfg), "model": cfg.get("model", "?"), "run": d.name}
         proto = cfg.get("protocol", {})
         row["protocol"] = proto.get("name", "?") if isinstance(proto, dict) else str(proto)

@@ -7,11 +7,12 @@ that must appear atomically, and reads raw chunk bytes for checksums.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -68,7 +69,8 @@ class Backend(Protocol):
     """What the store needs of a location. ``write_bytes`` replaces a key atomically (a reader sees the old or the
     new bytes, never a mix) and durably; ``write_many`` does so for several keys, all durable when it returns;
     ``write_many_deferred`` writes them the same way but leaves the wait for the disk to the returned
-    :class:`PendingWrites` (its ``flush``); ``create_exclusive`` creates a key only when absent, whole when seen
+    :class:`PendingWrites` (its ``flush``); ``sync`` makes keys written by others (zarr, another process) durable,
+    with the folder entries that lead to them; ``create_exclusive`` creates a key only when absent, whole when seen
     (it serves claims, that only live processes need: it need not survive a power cut)."""
 
     location: str
@@ -80,6 +82,8 @@ class Backend(Protocol):
     def write_many(self, items: dict[str, bytes]) -> None: ...
 
     def write_many_deferred(self, items: dict[str, bytes]) -> PendingWrites: ...
+
+    def sync(self, keys: Iterable[str]) -> None: ...
 
     def list_tree(self, prefix: str) -> list[str]: ...
 
@@ -168,6 +172,39 @@ class LocalBackend:
             PendingWrites(pending).close()
             raise
         return PendingWrites(pending)
+
+    def sync(self, keys: Iterable[str]) -> None:
+        """Wait until the files at ``keys`` (written by anyone: zarr, another process) are on the disk, and the
+        entries of every folder from the store root down to them, so that none can vanish in a power cut after a
+        commit marker that relies on it has been written (a new file's data is durable by its own fsync, its name
+        only by its folder's). A key that does not exist is passed over (a concurrent creator's, not written yet:
+        that process syncs it)."""
+        folders: set[Path] = set()
+        fds: list[int] = []
+        try:
+            for key in keys:
+                path = self._path(key)
+                try:
+                    fds.append(os.open(path, os.O_RDONLY))
+                except FileNotFoundError:
+                    continue
+                folder = path.parent
+                while folder not in folders and folder.is_relative_to(self.root):
+                    folders.add(folder)
+                    folder = folder.parent
+        except BaseException:
+            PendingWrites(fds).close()
+            raise
+        PendingWrites(fds).flush()
+        for folder in sorted(folders):
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            except OSError as exc:  # some file systems (FUSE mounts, CIFS) cannot sync a folder: nothing more to do
+                if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+                    raise
+            finally:
+                os.close(fd)
 
     def list_tree(self, prefix: str) -> list[str]:
         """Every file below ``prefix`` (at any depth) as a key relative to it; temporary files skipped."""
@@ -329,6 +366,8 @@ class FsspecBackend:
             self.storage_options.setdefault("use_listings_cache", False)
         self.fs, self.root = fsspec.core.url_to_fs(url, **self.storage_options)
         self.root = self.root.rstrip("/")
+        if not self.root:  # s3:// alone: every key would be a bucket name (the S3 client refused an empty key)
+            raise ValueError(f"store URL {url!r} names no bucket or folder; e.g. {self.protocol}://bucket/store")
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -362,6 +401,9 @@ class FsspecBackend:
         """:meth:`write_many`: an object is durable once its put is acknowledged, so there is nothing to flush."""
         self.write_many(items)
         return PendingWrites()
+
+    def sync(self, keys: Iterable[str]) -> None:
+        """Nothing to wait for: an object is durable once its put is acknowledged."""
 
     def list_tree(self, prefix: str) -> list[str]:
         """Every object below ``prefix`` as a key relative to it (one listing request on S3)."""

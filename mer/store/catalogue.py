@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mer.config import canonical_json
+from mer.names import validate_component
 from mer.store.backend import Backend
 from mer.store.documents import RESERVED, marker_name
 from mer.store.entries import Entry, EntryInfo, EntryRef, OutputSpec
@@ -31,7 +32,12 @@ class Catalogue:
         ]
 
     def entry_refs(self, dataset: str | None = None, stage: str | None = None) -> Iterator[EntryRef]:
-        """Every entry of the store (of one dataset, of one stage)."""
+        """Every entry of the store (of one dataset, of one stage); a given name must be a safe path component
+        (``..`` listed the store's root as the stages of a dataset)."""
+        if dataset:
+            validate_component("dataset", dataset)
+        if stage:
+            validate_component("stage", stage)
         for ds in [dataset] if dataset else self.datasets():
             stages = [stage] if stage else [s for s in self.backend.list_dir(ds) if s not in RESERVED]
             for st in stages:

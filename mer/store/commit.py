@@ -170,7 +170,23 @@ class Committer:
                 backup = f"{ref.path}/_meta/{out.name}/zarr.json"
                 if not self.backend.exists(backup):
                     self.backend.write_bytes(backup, self.backend.read_bytes(f"{ref.path}/{out.name}/zarr.json"))
+        self.backend.sync(self._entry_documents(ref, stacked))
         return self.entry(ref)
+
+    def _entry_documents(self, ref: EntryRef, stacked: list[OutputSpec]) -> list[str]:
+        """The files of an entry that every commit marker stands on: its group documents (and those of its dataset
+        and stage), the stacked arrays' metadata, the clip-id coordinate, and their copies under ``_meta/``.
+
+        zarr writes some of them without waiting for the disk, and none has its folder entry synced: ``ensure_entry``
+        syncs them all once a run (also when a concurrent process created them), never once per clip."""
+        parts = ref.path.split("/")
+        keys = ["/".join(parts[:depth]) + "/zarr.json" for depth in range(1, len(parts) + 1)]
+        keys.append(f"{ref.path}/_meta/zarr.json")
+        if stacked:
+            keys += [f"{ref.path}/{CLIP_COORD}/{key}" for key in self.backend.list_tree(f"{ref.path}/{CLIP_COORD}")]
+        for out in stacked:
+            keys += [f"{ref.path}/{out.name}/zarr.json", f"{ref.path}/_meta/{out.name}/zarr.json"]
+        return keys
 
     def write_clip_coordinate(self, path: str, clip_ids: list[str], overwrite: bool = False) -> None:
         """The entry's clip ids as a string array along ``clip`` (what xarray shows as the ``clip_id`` coordinate

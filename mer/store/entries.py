@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from mer.names import validate_component
 from mer.store.errors import EntryNotFoundError
 
 CLIP_DIM = "clip"  # the clip axis of every stacked array
@@ -19,6 +20,12 @@ class EntryRef:
     dataset: str
     stage: str
     key: str
+
+    def __post_init__(self) -> None:
+        # every store path of an entry is built from these: never from a name that is not one safe component
+        # (an entry's recorded inputs, a user's argument)
+        for kind, name in (("dataset", self.dataset), ("stage", self.stage), ("key", self.key)):
+            validate_component(kind, name)
 
     @property
     def path(self) -> str:

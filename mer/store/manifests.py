@@ -76,6 +76,9 @@ class ManifestShelf:
 
     def manifest_meta(self, dataset: str, version: str | None = None) -> dict[str, Any]:
         """The stored record of a clips table: columns, rows, hash, adapter, root, label set…"""
+        validate_component("dataset", dataset)  # ``..`` read a clips table from outside the store
+        if version is not None:
+            validate_component("clips table version", version)
         if version is None and dataset in self._manifest_cache:
             return self._manifest_cache[dataset]
         key = f"{dataset}/manifest/zarr.json" if version is None else f"{dataset}/manifest/versions/{version}/zarr.json"
@@ -98,6 +101,7 @@ class ManifestShelf:
 
     def manifest_versions(self, dataset: str) -> list[str]:
         """Every stored version of a dataset's clips table."""
+        validate_component("dataset", dataset)
         return [v for v in self.backend.list_dir(f"{dataset}/manifest/versions") if v != "zarr.json"]
 
     def manifest(self, dataset: str, version: str | None = None) -> pd.DataFrame:

@@ -17,6 +17,7 @@ class Reader:
     """Array reads (mixed into :class:`~mer.store.store.FeatureStore`)."""
 
     backend: Backend
+    location: str
     _zstore: Any
 
     def read(
@@ -54,13 +55,25 @@ class Reader:
                     f"{entry.ref} is missing {len(missing)} of {len(entry.clip_ids)} clips "
                     f"(e.g. {', '.join(missing[:3])}); pass allow_partial=True for the rest"
                 )
-            return zarr.open_array(store=self._zstore, path=f"{entry.ref.path}/{name}", mode="r")[...]
+            return self._read_array(f"{entry.ref.path}/{name}", ...)
         index = entry.index_of(clip)
         if not self.is_done(entry, index):
             raise IncompleteEntryError(f"clip {clip} is not completely written in {entry.ref}")
         if spec.stacked:
-            return zarr.open_array(store=self._zstore, path=f"{entry.ref.path}/{name}", mode="r")[index]
-        return zarr.open_array(store=self._zstore, path=f"{entry.ref.path}/clips/{clip}/{name}", mode="r")[...]
+            return self._read_array(f"{entry.ref.path}/{name}", index)
+        return self._read_array(f"{entry.ref.path}/clips/{clip}/{name}", ...)
+
+    def _read_array(self, path: str, selection: Any) -> np.ndarray:
+        """``selection`` of the array at ``path``; a chunk that cannot be decoded (cut short or altered: zarr's
+        reshape error, the codec's own) is a :class:`StoreError` naming the array and what to do."""
+        array = zarr.open_array(store=self._zstore, path=path, mode="r")
+        try:
+            return array[selection]
+        except (ValueError, RuntimeError) as exc:
+            raise StoreError(
+                f"{self.location}/{path}: damaged chunk data ({exc}); `mer-cli store verify STORE` names the file "
+                "and `--repair` withdraws it for the next run to recompute"
+            ) from None
 
     def done_mask(self, entry: Entry) -> np.ndarray:
         """Boolean mask over the clip axis: True where the clip is completely written."""

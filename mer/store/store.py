@@ -78,6 +78,11 @@ class FeatureStore(Catalogue, ManifestShelf, Committer, Reader, Verifier):
             ) from None
         if fmt is None:
             raise StoreError(f"{self.location} is a zarr hierarchy but not a mer store (no mer_store attribute)")
+        if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+            raise StoreError(
+                f"{self.location}/zarr.json: store format {fmt!r} is not a format number (1 to {FORMAT_VERSION}); "
+                "the file was edited or written by another program"
+            )
         if fmt > FORMAT_VERSION:
             raise StoreError(f"store format {fmt} is newer than this mer understands ({FORMAT_VERSION}); upgrade mer")
         if fmt < FORMAT_VERSION:

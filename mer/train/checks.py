@@ -12,6 +12,7 @@ import inspect
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -65,6 +66,28 @@ def check_train_options(
         check_protocol_text(protocol)
     if out is not None:
         check_out_dir(out)
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd")  # what the trainer builds (any case)
+LOSSES = ("focal", "ce", "cross_entropy", "crossentropy")
+
+
+def check_named_options(*, optimizer: str, loss: str, device: str, cuda_available: bool) -> None:
+    """Check ``--optimizer``, ``--loss`` and ``--device`` (``auto``, ``cpu``, ``cuda`` or ``cuda:N``; CUDA only where
+    ``cuda_available``), which the trainer would otherwise refuse in the first fold, after the data was read."""
+    if optimizer.lower() not in OPTIMIZERS:
+        raise TrainCheckError(f"--optimizer {optimizer!r}: choose {', '.join(OPTIMIZERS)}")
+    if loss.lower() not in LOSSES:
+        raise TrainCheckError(f"--loss {loss!r}: choose focal or ce")
+    check_device(device, cuda_available)
+
+
+def check_device(device: str, cuda_available: bool) -> None:
+    """Check ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, CUDA only where ``cuda_available``."""
+    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
+        raise TrainCheckError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not cuda_available:
+        raise TrainCheckError(f"--device {device}: no CUDA device is available here (use cpu or auto)")
 
 
 def _finite(value: object) -> bool:

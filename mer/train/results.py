@@ -64,8 +64,16 @@ def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text())
+    """Read a JSON file; a damaged one (cut short, edited, not UTF-8) is a ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}: damaged JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): cut short or edited; "
+            "train that run again (a new --out) or restore the file"
+        ) from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 JSON file; train that run again (a new --out) or restore it") from None
 
 
 def write_run(

@@ -51,6 +51,8 @@ def parse_source(text: str, key: str | None = None) -> InputSource:
         raise ValueError(f"input source {text!r}: expected stage[:array][@key] or manifest:column")
     if stage == MANIFEST and not array:
         raise ValueError(f"input source {text!r}: name the manifest column, e.g. manifest:au_vector")
+    if "@" in text and not at_key.strip():
+        raise ValueError(f"input source {text!r}: name the entry key after '@', e.g. {spec}@3fa2")
     return InputSource(stage, array or None, at_key or key)
 
 
@@ -101,7 +103,8 @@ def split_datasets(store: FeatureStore, spec: str) -> list[str]:
 
 def _manifest_column(name: str, dataset: str, manifest: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
     if column not in manifest.columns:
-        raise ValueError(f"input {name!r}: the manifest of {dataset} has no column {column!r}")
+        which = "--input" if name == "x" else f"input {name!r}"  # "x": the one input of a single-input model
+        raise ValueError(f"{which} manifest:{column}: the manifest of {dataset} has no column {column!r}")
     values: dict[str, np.ndarray] = {}
     for clip_id, value in zip(manifest["clip_id"], manifest[column], strict=True):
         arr = np.asarray(value if value is not None else [], dtype=np.float32)
