@@ -134,10 +134,14 @@ def train(
         "device": device,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
+    cuda_available = bool(scheduler) or torch.cuda.is_available()  # a cluster's GPUs are not here
     with user_errors():  # every option is checked before any data is read or any folder made
         for part in dataset.split("+"):
             validate_component("dataset", part)
         model_options = parse_model_options(option, model)
+        default = TrainConfig()  # the options given are named as given (building the config would refuse them too)
+        check_named_options(optimizer=optimizer or default.optimizer, loss=loss or default.loss,
+                            device=device or default.device, cuda_available=cuda_available)
         config = get_recipe(recipe).config(**overrides) if recipe else dataclasses.replace(TrainConfig(), **overrides)
         if parallel_folds is not None and parallel_folds < 1:
             raise typer.BadParameter(f"--parallel-folds must be at least 1, got {parallel_folds}")
@@ -159,8 +163,8 @@ def train(
             protocol=protocol,
             out=out,
         )
-        check_named_options(optimizer=config.optimizer, loss=config.loss, device=config.device,  # a cluster's
-                            cuda_available=bool(scheduler) or torch.cuda.is_available())  # GPUs are not here
+        check_named_options(optimizer=config.optimizer, loss=config.loss, device=config.device,
+                            cuda_available=cuda_available)  # the recipe's values too
         inputs = resolve_inputs(model, model_options, input, key)
         st = open_cli_store(store, "r")
         data = load_training_inputs(st, dataset, inputs, labels)
