@@ -83,3 +83,14 @@ def face_store(tmp_path_factory) -> tuple[Path, str]:
     report = run_plan(store, "synth", build_plan(store, "synth", expand_stages("ingest,face")), workers=1)
     assert not report.failures, report.failures
     return base, "synth"
+
+
+@pytest.fixture
+def wide_consoles():
+    """The CLI's consoles 2000 columns wide for a test, so that a line or table is found whole in the output."""
+    from mer.cli.console import console, err_console
+
+    saved = console.width, err_console.width
+    console.width = err_console.width = 2000
+    yield
+    console.width, err_console.width = saved

@@ -9,16 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mer.cli import app
-from mer.cli.console import console, err_console
 
-
-@pytest.fixture(autouse=True)
-def wide_consoles():
-    """Lines not wrapped at 80 columns, so that a message is found whole in the output."""
-    saved = console.width, err_console.width
-    console.width = err_console.width = 2000
-    yield
-    console.width, err_console.width = saved
+pytestmark = pytest.mark.usefixtures("wide_consoles")  # (tests/conftest.py)
 
 
 def run_cli(*args: object):

@@ -24,7 +24,6 @@ from scale_helpers import store_files
 from typer.testing import CliRunner
 
 from mer.cli import app
-from mer.cli.console import console, err_console
 from mer.store import open_store
 from mer.train.checks import (
     TrainCheckError,
@@ -45,13 +44,7 @@ GOOD_IDS = ["s1/c1", "s1/c2", "s2/c1"]
 BAD_ROW = 5  # the sheet row (Excel numbering: header 1, good rows 2-4) of an appended bad row
 
 
-@pytest.fixture(autouse=True)
-def wide_consoles():
-    """Tables and lines not wrapped at 80 columns, so that a message is found whole in the output."""
-    saved = console.width, err_console.width
-    console.width = err_console.width = 2000
-    yield
-    console.width, err_console.width = saved
+pytestmark = pytest.mark.usefixtures("wide_consoles")  # (tests/conftest.py)
 
 
 def run_cli(*args: str, env: dict | None = None):
