@@ -358,6 +358,27 @@ def test_stale_claims_are_taken_over(synth_dir, reference, tmp_path, monkeypatch
     assert store_files(root) == store_files(ref, ["ingest", "detect"])
 
 
+def test_a_claim_left_on_a_committed_clip_by_a_dead_process_is_removed_by_the_next_run(synth_dir, tmp_path):
+    """A process killed between a clip's commit marker and its claim's release leaves a claim nothing would release
+    (the clip is done, so no run claims it again); the next run removes it, and leaves a live holder's alone."""
+    store = api_store(synth_dir, tmp_path / "store")
+    plan = plan_for(store, "ingest")
+    run_plan(store, DATASET, plan, workers=1)
+    root = Path(store.location)
+    (entry,) = (store.entry(p.ref(DATASET)) for p in plan)
+    claims = root / entry.ref.path / "_claims"
+    claims.mkdir(exist_ok=True)
+    here = socket.gethostname()
+    (claims / "000000.json").write_text(json.dumps({"host": here, "pid": _dead_pid(), "time": time.time()}))
+    (claims / "000001.json").write_text("")  # cut short
+    live = {"host": here, "pid": os.getpid(), "time": time.time()}  # e.g. a process checking the marker right now
+    (claims / "000002.json").write_text(json.dumps(live))
+    report = run_plan(store, DATASET, plan, workers=1)
+    assert report.computed == {"ingest": 0} and report.skipped == N_CLIPS
+    assert sorted(p.name for p in claims.glob("*.json")) == ["000002.json"]
+    assert json.loads((claims / "000002.json").read_text()) == live
+
+
 def test_stale_claim_is_taken_over_by_exactly_one_of_several_processes(synth_dir, tmp_path):
     store = api_store(synth_dir, tmp_path / "store")
     plan = plan_for(store, "ingest")

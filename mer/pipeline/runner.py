@@ -105,6 +105,8 @@ def run_plan(
     workers = default_workers() if workers is None else max(1, workers)
     scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     prepare_entries(store, dataset, plan)
+    for planned in plan:  # litter of a process killed between a clip's marker and its claim's release
+        store.release_stale_claims(planned.ref(dataset))
     rows = store.manifest(dataset).to_dict(orient="records")
     pending = pending_clips(store, dataset, plan)
     report = RunReport(

@@ -446,6 +446,24 @@ class Committer:
                 out[int(stem)] = self.claim_holder(f"{ref.path}/_claims/{name}")
         return out
 
+    def release_stale_claims(self, ref: EntryRef) -> list[int]:
+        """Remove the claims that no process will ever release: those on committed clips whose holder is gone.
+
+        A process killed after writing a clip's commit marker and before releasing its claim leaves one. It blocks
+        nothing (a clip is claimed only while it lacks its marker, and a claimer checks the marker again once it
+        holds the claim), but it would stay in the store, and in ``store verify``'s list, for good. One listing of
+        the entry's claims; the clips' markers are listed only when there is a claim. Returns the clips' indices.
+        """
+        self._require_writable()
+        claims = self.claims(ref)
+        if not claims:
+            return []
+        done = self.done_indices(ref)
+        stale = [i for i, holder in claims.items() if i in done and (holder is None or claim_is_stale(holder))]
+        for index in stale:
+            self.backend.delete(f"{ref.path}/_claims/{marker_name(index)}")
+        return stale
+
     def release_claim(self, entry: Entry, index: int) -> None:
         """Drop this process's claim on a clip (after its commit or its failure record)."""
         self._require_writable()
