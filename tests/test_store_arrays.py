@@ -154,17 +154,24 @@ def test_a_recommit_of_another_shape_leaves_only_the_new_arrays_files(tmp_path):
     np.testing.assert_array_equal(st.read_entry(entry, clip=CLIP, name="frames"), shorter["frames"])
 
 
-def test_every_file_a_marker_covers_is_on_disk_before_the_marker(tmp_path, monkeypatch):
-    """fsync of every chunk and metadata file, all before the marker's own (in commit and in reuse)."""
-    st, entry = new_entry(str(tmp_path / "s"))
-    synced: list[str] = []
+@pytest.fixture
+def synced(monkeypatch) -> list[str]:
+    """The paths ``os.fsync`` is called on from now on, in order (the real fsync still runs)."""
+    paths: list[str] = []
     real_fsync = os.fsync
 
     def recording_fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        paths.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
+    return paths
+
+
+def test_every_file_a_marker_covers_is_on_disk_before_the_marker(tmp_path, synced):
+    """fsync of every chunk and metadata file, all before the marker's own (in commit and in reuse)."""
+    st, entry = new_entry(str(tmp_path / "s"))
+    synced.clear()  # from the first commit on
     st.commit_clip(entry, 0, clip_arrays(seed=3, n_frames=30), fingerprint="same")
     other = st.ensure_entry(EntryRef("ds", "stage", "key2"), OUTPUTS, {**entry.attrs, "clip_ids": [CLIP]})
     assert st.reuse_clip(other, 0, "same")
@@ -180,18 +187,10 @@ def test_every_file_a_marker_covers_is_on_disk_before_the_marker(tmp_path, monke
             assert f"{root}/{key}" in synced[:marker_at], key
 
 
-def test_the_stacked_arrays_metadata_and_its_folders_are_on_disk_once_when_the_entry_is_made(tmp_path, monkeypatch):
+def test_the_stacked_arrays_metadata_and_its_folders_are_on_disk_once_when_the_entry_is_made(tmp_path, synced):
     """What a marker's ``meta`` names outside the clip's folder (the stacked arrays' zarr.json, that zarr writes
     without an fsync), the clip-id coordinate, the entry's group documents, and every folder down to them: synced
     by ensure_entry, before any marker, and never again per clip."""
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
     st, entry = new_entry(str(tmp_path / "s"))
     at_creation = list(synced)
     st.commit_clip(entry, 0, clip_arrays(seed=3, n_frames=8))
