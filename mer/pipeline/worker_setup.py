@@ -12,6 +12,24 @@ _WORKER_STORES: dict[str, FeatureStore] = {}
 _WORKER_THREAD = threading.local()
 
 
+def _set_kernel_threads(opencv: int, numba_threads: int | None) -> tuple[int, int | None]:
+    """Set OpenCV's thread count and, where Numba is installed, this thread's Numba count (None: leave it);
+    return the counts they had."""
+    import cv2
+
+    before = cv2.getNumThreads(), None
+    cv2.setNumThreads(opencv)
+    try:
+        import numba
+    except ImportError:
+        return before
+    before = before[0], numba.get_num_threads()
+    if numba_threads is not None:
+        with contextlib.suppress(ValueError):  # more than the pool was started with
+            numba.set_num_threads(numba_threads)
+    return before
+
+
 def init_worker() -> None:
     """One OpenCV and one Numba thread per worker, so that workers do not oversubscribe the cores.
 
@@ -20,15 +38,7 @@ def init_worker() -> None:
     """
     if getattr(_WORKER_THREAD, "ready", False):
         return
-    import cv2
-
-    cv2.setNumThreads(1)
-    try:
-        import numba
-
-        numba.set_num_threads(1)
-    except (ImportError, ValueError):
-        pass
+    _set_kernel_threads(1, 1)
     _WORKER_THREAD.ready = True
 
 
@@ -39,23 +49,11 @@ def as_one_worker() -> Iterator[None]:
     Without it an in-process run spreads some kernels (OpenCV's warps, Numba's pooling) over every core, so one
     worker is not one core and the figures of 1 and N workers do not compare. The process's counts come back after.
     """
-    import cv2
-
-    opencv_before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        import numba
-    except ImportError:
-        numba = None
-    numba_before = numba.get_num_threads() if numba is not None else None
-    if numba is not None:
-        numba.set_num_threads(1)
+    opencv_before, numba_before = _set_kernel_threads(1, 1)
     try:
         yield
     finally:
-        cv2.setNumThreads(opencv_before)
-        if numba is not None and numba_before is not None:
-            numba.set_num_threads(numba_before)
+        _set_kernel_threads(opencv_before, numba_before)
 
 
 def worker_store(location: str) -> FeatureStore:
