@@ -446,19 +446,21 @@ class Committer:
                 out[int(stem)] = self.claim_holder(f"{ref.path}/_claims/{name}")
         return out
 
-    def release_stale_claims(self, ref: EntryRef) -> list[int]:
-        """Remove the claims that no process will ever release: those on committed clips whose holder is gone.
+    def release_stale_claims(self, ref: EntryRef, committed_only: bool = True) -> list[int]:
+        """Remove the claims whose holder is gone (or that are unreadable): by default only those on committed clips,
+        which no process will ever release; with ``committed_only=False`` every one (``store verify --repair``).
 
-        A process killed after writing a clip's commit marker and before releasing its claim leaves one. It blocks
-        nothing (a clip is claimed only while it lacks its marker, and a claimer checks the marker again once it
-        holds the claim), but it would stay in the store, and in ``store verify``'s list, for good. One listing of
+        A process killed after writing a clip's commit marker and before releasing its claim leaves one on a
+        committed clip. It blocks nothing (a clip is claimed only while it lacks its marker, and a claimer checks the
+        marker again once it holds the claim), but it would stay in the store, and in ``store verify``'s list, for
+        good; a stale claim on an uncommitted clip is taken over by the next run that computes it. One listing of
         the entry's claims; the clips' markers are listed only when there is a claim. Returns the clips' indices.
         """
         self._require_writable()
         claims = self.claims(ref)
         if not claims:
             return []
-        done = self.done_indices(ref)
+        done = self.done_indices(ref) if committed_only else set(claims)
         stale = [i for i, holder in claims.items() if i in done and (holder is None or claim_is_stale(holder))]
         for index in stale:
             self.backend.delete(f"{ref.path}/_claims/{marker_name(index)}")

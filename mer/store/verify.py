@@ -294,10 +294,8 @@ class Verifier:
                 self.backend.remove_tree(f.target)
                 done.append(f"withdrew entry {f.target} ({f.problem})")
         for ref in list(self.entry_refs()):
-            for index, holder in self.claims(ref).items():
-                if holder is None or claim_is_stale(holder):
-                    self.backend.delete(f"{ref.path}/_claims/{marker_name(index)}")
-                    done.append(f"removed stale claim {ref.path} #{index}")
+            for index in self.release_stale_claims(ref, committed_only=False):
+                done.append(f"removed stale claim {ref.path} #{index}")
         self._entries.clear()
         self._siblings.clear()
         self._manifest_cache.clear()
