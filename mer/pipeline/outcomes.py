@@ -52,19 +52,20 @@ class RunReport:
 
     @property
     def computed(self) -> dict[str, int]:
-        counts = {s: 0 for s in self.stages}
-        for o in self.outcomes:
-            for s in o.computed:
-                counts[s] += 1
-        return counts
+        """Clips per stage computed in this run."""
+        return self._clips_per_stage("computed")
 
     @property
     def reused(self) -> dict[str, int]:
         """Clips per stage copied from an entry of an earlier clips-table version (the clip did not change)."""
-        counts = {s: 0 for s in self.stages}
+        return self._clips_per_stage("reused")
+
+    def _clips_per_stage(self, field_name: str) -> dict[str, int]:
+        """How many outcomes list each planned stage in their ``field_name`` (``computed`` or ``reused``)."""
+        counts = dict.fromkeys(self.stages, 0)
         for o in self.outcomes:
-            for s in o.reused:
-                counts[s] += 1
+            for stage in getattr(o, field_name):
+                counts[stage] += 1
         return counts
 
     @property
